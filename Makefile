@@ -1,0 +1,36 @@
+# Sluice: a thin wrapper over meson/ninja. Every target installs what is
+# missing (Debian 12 packages, idempotent), configures and builds first.
+#   make demo    the NodePort journey, traced, on the bundled example cluster
+#   make test    all test suites (unit, pcap), then the sanitizer build's unit suite
+#   make build   just build
+BUILD ?= build
+BUILD_SAN ?= build-asan
+PY := /usr/bin/python3
+
+.PHONY: all deps build demo test test-fast clean
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	@meson setup $(BUILD) >/dev/null
+
+build: deps $(BUILD)/build.ninja
+	@ninja -C $(BUILD)
+
+demo: build
+	@$(PY) examples/demo.py --build $(BUILD)
+
+# The normal build's suites, then the unit and pcap suites again built with
+# AddressSanitizer and UndefinedBehaviorSanitizer.
+test: build
+	@meson test -C $(BUILD) --print-errorlogs
+	@[ -f $(BUILD_SAN)/build.ninja ] || meson setup $(BUILD_SAN) -Db_sanitize=address,undefined \
+	   -Db_lundef=false -Dbuildtype=debugoptimized -Dbenchmarks=false >/dev/null
+	@ninja -C $(BUILD_SAN)
+	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	   meson test -C $(BUILD_SAN) --print-errorlogs
+
+clean:
+	rm -rf $(BUILD) $(BUILD_SAN)

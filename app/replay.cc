@@ -1,0 +1,485 @@
+#include "app/replay.h"
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_eth_ring.h>
+#include <rte_hash_crc.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_malloc.h>
+#include <rte_mbuf_dyn.h>
+#include <rte_random.h>
+#include <rte_ring.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <memory>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "control/cluster_file.h"
+#include "control/table_builder.h"
+#include "dataplane/worker/worker.h"
+
+namespace sluice {
+namespace {
+
+constexpr int kRoles = kPortRoleCount;
+
+struct WorkerSlot {
+  std::unique_ptr<Worker> worker;
+  std::unique_ptr<Tracer> tracer;
+  std::atomic<uint64_t> processed{0};
+  unsigned lcore = 0;
+};
+
+struct ReplayContext {
+  std::atomic<bool> stop{false};
+  std::vector<std::unique_ptr<WorkerSlot>> slots;
+};
+
+int WorkerMain(void* arg) {
+  auto* pair = static_cast<std::pair<ReplayContext*, WorkerSlot*>*>(arg);
+  ReplayContext* ctx = pair->first;
+  WorkerSlot* slot = pair->second;
+  slot->worker->Start();
+  while (!ctx->stop.load(std::memory_order_acquire)) {
+    const uint32_t n = slot->worker->PollOnce(rte_rdtsc());
+    // Published after the burst was transmitted: the feeder uses it as
+    // "done", including output.
+    if (n != 0) slot->processed.fetch_add(n, std::memory_order_release);
+  }
+  slot->worker->Stop();
+  return 0;
+}
+
+bool HugepagesAvailable() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key;
+  long value = 0;
+  while (meminfo >> key >> value) {
+    if (key == "HugePages_Free:") return value >= 256;  // 512 MB of 2 MB pages
+    meminfo.ignore(256, '\n');
+  }
+  return false;
+}
+
+uint32_t FlowHash(const rte_mbuf* m) {
+  // Software RSS over the outer IPv4 addresses and ports, as a NIC would.
+  const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+  const uint32_t len = rte_pktmbuf_data_len(m);
+  if (len < 34 || d[12] != 0x08 || d[13] != 0x00) return 0;
+  const uint32_t ihl = (d[14] & 0xf) * 4u;
+  uint32_t h = rte_hash_crc(d + 26, 8, 0);
+  if ((d[23] == 6 || d[23] == 17) && len >= 14 + ihl + 4) h = rte_hash_crc(d + 14 + ihl, 4, h);
+  return h;
+}
+
+std::string CountersJson(const std::vector<std::unique_ptr<WorkerSlot>>& slots) {
+  std::vector<std::string> workers;
+  uint64_t total[kCounterCount] = {};
+  for (const auto& s : slots) {
+    std::vector<std::string> fields;
+    for (int c = 0; c < kCounterCount; ++c) {
+      const uint64_t v = s->worker->counters().value[c];
+      total[c] += v;
+      fields.push_back(absl::StrFormat("\"%s\": %u", CounterInfoOf(static_cast<Counter>(c)).name, v));
+    }
+    workers.push_back("{" + absl::StrJoin(fields, ", ") + "}");
+  }
+  std::vector<std::string> fields;
+  for (int c = 0; c < kCounterCount; ++c)
+    fields.push_back(absl::StrFormat("\"%s\": %u", CounterInfoOf(static_cast<Counter>(c)).name, total[c]));
+  return absl::StrFormat("{\"total\": {%s},\n \"workers\": [%s]}\n", absl::StrJoin(fields, ", "),
+                         absl::StrJoin(workers, ",\n  "));
+}
+
+void PrintCounters(const std::vector<std::unique_ptr<WorkerSlot>>& slots) {
+  std::printf("\n%-28s %12s", "counter", "total");
+  for (size_t w = 0; w < slots.size(); ++w) std::printf(" %10s", absl::StrFormat("worker%u", w).c_str());
+  std::printf("\n");
+  for (int kind = 0; kind < 2; ++kind) {
+    std::printf(kind == 0 ? "-- outcomes\n" : "-- drops (reason)\n");
+    for (int c = 0; c < kCounterCount; ++c) {
+      const CounterInfo& info = CounterInfoOf(static_cast<Counter>(c));
+      if (static_cast<int>(info.kind) != kind) continue;
+      uint64_t total = 0;
+      for (const auto& s : slots) total += s->worker->counters().value[c];
+      if (total == 0) continue;
+      std::printf("%-28s %12lu", info.name, static_cast<unsigned long>(total));
+      for (const auto& s : slots)
+        std::printf(" %10lu", static_cast<unsigned long>(s->worker->counters().value[c]));
+      std::printf("   %s\n", info.help);
+    }
+  }
+}
+
+// An empty capture, for ports that have no input.
+std::string EmptyPcap(const std::string& dir, const char* role) {
+  const std::string path = absl::StrFormat("%s/empty-%s.pcap", dir, role);
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (f == nullptr) return "";
+  const uint32_t hdr[6] = {0xa1b2c3d4, 0x00040002, 0, 0, 65535, 1};
+  std::fwrite(hdr, sizeof(hdr), 1, f);
+  std::fclose(f);
+  return path;
+}
+
+bool ConfigurePort(uint16_t port, uint16_t queues, rte_mempool* pool, std::string* error) {
+  rte_eth_conf conf = {};
+  rte_eth_dev_info info;
+  if (rte_eth_dev_info_get(port, &info) != 0) {
+    *error = absl::StrFormat("port %u: no device info", port);
+    return false;
+  }
+  if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TIMESTAMP)
+    conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TIMESTAMP;
+  int rc = rte_eth_dev_configure(port, queues, queues, &conf);
+  for (uint16_t q = 0; rc == 0 && q < queues; ++q)
+    rc = rte_eth_rx_queue_setup(port, q, 1024, rte_eth_dev_socket_id(port), nullptr, pool);
+  for (uint16_t q = 0; rc == 0 && q < queues; ++q)
+    rc = rte_eth_tx_queue_setup(port, q, 1024, rte_eth_dev_socket_id(port), nullptr);
+  if (rc == 0) rc = rte_eth_dev_start(port);
+  if (rc != 0) {
+    *error = absl::StrFormat("port %u: setup failed: %s", port, rte_strerror(-rc));
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool ParseReplayArgs(int argc, char** argv, ReplayOptions* o, std::string* error) {
+  const char* names[kRoles] = {"uplink", "pods", "host"};
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) {
+        *error = a + " needs a value";
+        return false;
+      }
+      *out = argv[++i];
+      return true;
+    };
+    std::string v;
+    bool matched = false;
+    for (int r = 0; r < kRoles; ++r) {
+      if (a == absl::StrFormat("--%s-in", names[r])) {
+        if (!value(&o->in[r])) return false;
+        matched = true;
+      } else if (a == absl::StrFormat("--%s-out", names[r])) {
+        if (!value(&o->out[r])) return false;
+        matched = true;
+      }
+    }
+    if (matched) continue;
+    if (a == "--cluster") {
+      if (!value(&o->cluster_file)) return false;
+    } else if (a == "--workers") {
+      uint32_t n;
+      if (!value(&v) || !absl::SimpleAtoi(v, &n) || n == 0 || n > 16) {
+        *error = "--workers takes 1..16";
+        return false;
+      }
+      o->workers = static_cast<uint16_t>(n);
+    } else if (a == "--seed") {
+      if (!value(&v) || !absl::SimpleAtoi(v, &o->seed)) {
+        *error = "--seed takes a number";
+        return false;
+      }
+    } else if (a == "--causal-gap-us") {
+      if (!value(&v) || !absl::SimpleAtoi(v, &o->causal_gap_us)) {
+        *error = "--causal-gap-us takes a number";
+        return false;
+      }
+    } else if (a == "--dispatch") {
+      if (!value(&v) || (v != "flow" && v != "roundrobin")) {
+        *error = "--dispatch takes flow or roundrobin";
+        return false;
+      }
+      o->round_robin = v == "roundrobin";
+    } else if (a == "--trace") {
+      o->trace = true;
+    } else if (a == "--counters-json") {
+      if (!value(&o->counters_json)) return false;
+    } else {
+      *error = "unknown option " + a;
+      return false;
+    }
+  }
+  if (o->cluster_file.empty()) {
+    *error = "--cluster FILE is required";
+    return false;
+  }
+  return true;
+}
+
+int RunReplay(const ReplayOptions& o) {
+  // The cluster file first: a bad one stops everything before any packet.
+  absl::StatusOr<ClusterModel> model = LoadClusterFile(o.cluster_file);
+  if (!model.ok()) {
+    std::fprintf(stderr, "%s: cluster file %s rejected: %s\n", o.program.c_str(),
+                 o.cluster_file.c_str(), std::string(model.status().message()).c_str());
+    return 2;
+  }
+  const bool has_host = model->node.has_host_port || !o.in[2].empty() || !o.out[2].empty();
+  char tmpl[] = "/tmp/sluice-replay-XXXXXX";
+  const char* tmpdir = mkdtemp(tmpl);
+  if (tmpdir == nullptr) {
+    std::fprintf(stderr, "%s: cannot create a temporary directory\n", o.program.c_str());
+    return 1;
+  }
+  const char* names[kRoles] = {"uplink", "pods", "host"};
+  std::vector<std::string> eal = {o.program, "--no-pci", "--no-telemetry",
+                                  "--log-level=lib.*:warning", "--log-level=pmd.*:warning",
+                                  "-m", "512"};
+  // Hugepages when the machine has them; otherwise plain memory. Either way
+  // nothing is shared with other DPDK processes (parallel runs never clash).
+  if (HugepagesAvailable()) {
+    eal.push_back("--in-memory");
+  } else {
+    eal.push_back("--no-huge");
+    eal.push_back("--no-shconf");
+    eal.push_back(absl::StrFormat("--file-prefix=sluice-replay-%d", getpid()));
+  }
+  const long cpus = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
+  eal.push_back(absl::StrFormat("--lcores=(0-%u)@(0-%ld)", o.workers, cpus - 1));
+  for (int r = 0; r < kRoles; ++r) {
+    if (r == 2 && !has_host) continue;
+    std::string in = o.in[r].empty() ? EmptyPcap(tmpdir, names[r]) : o.in[r];
+    std::string out = o.out[r].empty() ? absl::StrFormat("%s/out-%s.pcap", tmpdir, names[r]) : o.out[r];
+    if (access(in.c_str(), R_OK) != 0) {
+      std::fprintf(stderr, "%s: cannot read %s\n", o.program.c_str(), in.c_str());
+      return 2;
+    }
+    eal.push_back("--vdev");
+    eal.push_back(absl::StrFormat("net_pcap_%s,rx_pcap=%s,tx_pcap=%s", names[r], in, out));
+  }
+  std::vector<char*> eal_argv;
+  for (auto& s : eal) eal_argv.push_back(s.data());
+  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
+    std::fprintf(stderr, "%s: DPDK EAL init failed: %s\n", o.program.c_str(), rte_strerror(rte_errno));
+    return 1;
+  }
+  if (o.seed != 0) rte_srand(o.seed);
+
+  static const rte_mbuf_dynfield kSeqField = {"sluice_replay_seq", sizeof(uint64_t),
+                                              alignof(uint64_t), 0};
+  const int seq_offset = rte_mbuf_dynfield_register(&kSeqField);
+  rte_mempool* pool = rte_pktmbuf_pool_create("replay_pool", 16383, 256, 0,
+                                              RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  if (pool == nullptr || seq_offset < 0) {
+    std::fprintf(stderr, "%s: cannot allocate packet buffers: %s\n", o.program.c_str(),
+                 rte_strerror(rte_errno));
+    return 1;
+  }
+
+  // Capture devices (main lcore only) and the ring devices workers poll.
+  std::string error;
+  uint16_t pcap_port[kRoles] = {};
+  WorkerPorts ports;
+  rte_ring* rx_ring[kRoles][16] = {};
+  rte_ring* tx_ring[kRoles][16] = {};
+  for (int r = 0; r < kRoles; ++r) {
+    if (r == 2 && !has_host) continue;
+    const std::string pcap_name = absl::StrFormat("net_pcap_%s", names[r]);
+    if (rte_eth_dev_get_port_by_name(pcap_name.c_str(), &pcap_port[r]) != 0 ||
+        !ConfigurePort(pcap_port[r], 1, pool, &error)) {
+      std::fprintf(stderr, "%s: %s: %s\n", o.program.c_str(), pcap_name.c_str(), error.c_str());
+      return 1;
+    }
+    for (uint16_t w = 0; w < o.workers; ++w) {
+      rx_ring[r][w] = rte_ring_create(absl::StrFormat("rx_%s_%u", names[r], w).c_str(), 4096,
+                                      SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      tx_ring[r][w] = rte_ring_create(absl::StrFormat("tx_%s_%u", names[r], w).c_str(), 4096,
+                                      SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      if (rx_ring[r][w] == nullptr || tx_ring[r][w] == nullptr) {
+        std::fprintf(stderr, "%s: cannot create rings\n", o.program.c_str());
+        return 1;
+      }
+    }
+    const int id = rte_eth_from_rings(absl::StrFormat("ring_%s", names[r]).c_str(), rx_ring[r],
+                                      o.workers, tx_ring[r], o.workers, SOCKET_ID_ANY);
+    if (id < 0 || !ConfigurePort(static_cast<uint16_t>(id), o.workers, pool, &error)) {
+      std::fprintf(stderr, "%s: ring port %s: %s\n", o.program.c_str(), names[r], error.c_str());
+      return 1;
+    }
+    ports.present[r] = true;
+    ports.port_id[r] = static_cast<uint16_t>(id);
+  }
+  int ts_offset = rte_mbuf_dynfield_lookup(RTE_MBUF_DYNFIELD_TIMESTAMP_NAME, nullptr);
+
+  // Shared state: QSBR, tables, conntrack, neighbours.
+  const size_t qs_size = rte_rcu_qsbr_get_memsize(o.workers);
+  auto* qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("qsbr", qs_size, RTE_CACHE_LINE_SIZE));
+  rte_rcu_qsbr_init(qsbr, o.workers);
+  auto publisher = std::make_unique<TablePublisher>(qsbr);
+  ConntrackTable::Config ct_config;
+  ct_config.capacity = 1 << 16;
+  ct_config.workers = o.workers;
+  ct_config.qsbr = qsbr;
+  ct_config.ticks_per_second = rte_get_tsc_hz();
+  auto conntrack = ConntrackTable::Create(ct_config);
+  auto neighbors = NeighborTable::Create(4096);
+  if (!conntrack.ok() || !neighbors.ok()) {
+    std::fprintf(stderr, "%s: %s\n", o.program.c_str(),
+                 std::string(!conntrack.ok() ? conntrack.status().message()
+                                             : neighbors.status().message()).c_str());
+    return 1;
+  }
+  auto tables = BuildTableSet(*model, 1);
+  absl::Status neigh = ApplyStaticNeighbors(*model, **neighbors);
+  if (!tables.ok() || !neigh.ok()) {
+    std::fprintf(stderr, "%s: cluster file %s rejected: %s\n", o.program.c_str(),
+                 o.cluster_file.c_str(),
+                 std::string(!tables.ok() ? tables.status().message() : neigh.message()).c_str());
+    return 2;
+  }
+  std::printf("sluice-replay: node %s (%s), %zu Service entries, %zu flannel leases, %u workers\n",
+              (*tables)->node.name.c_str(), FormatIpv4((*tables)->node.node_ip).c_str(),
+              (*tables)->services->size(), (*tables)->overlay->size(), o.workers);
+  publisher->Publish(*std::move(tables));
+
+  WorkerShared shared;
+  shared.tables = publisher.get();
+  shared.conntrack = conntrack->get();
+  shared.neighbors = neighbors->get();
+  shared.qsbr = qsbr;
+  shared.workers = o.workers;
+  ReplayContext ctx;
+  std::vector<std::pair<ReplayContext*, WorkerSlot*>> args(o.workers);
+  unsigned lcore = rte_get_next_lcore(-1, 1, 0);
+  for (uint16_t w = 0; w < o.workers; ++w) {
+    auto slot = std::make_unique<WorkerSlot>();
+    if (o.trace) slot->tracer = std::make_unique<Tracer>(w, seq_offset);
+    WorkerPorts wp = ports;
+    wp.queue = w;
+    slot->worker = std::make_unique<Worker>(w, shared, wp, pool, slot->tracer.get());
+    slot->lcore = lcore;
+    ctx.slots.push_back(std::move(slot));
+    lcore = rte_get_next_lcore(lcore, 1, 0);
+  }
+  for (uint16_t w = 0; w < o.workers; ++w) {
+    args[w] = {&ctx, ctx.slots[w].get()};
+    rte_eal_remote_launch(WorkerMain, &args[w], ctx.slots[w]->lcore);
+  }
+
+  // Feeder: merge the input captures by timestamp and dispatch.
+  struct Head {
+    rte_mbuf* buf[kBurstSize];
+    uint16_t n = 0, next = 0;
+    bool eof = false;
+  } head[kRoles];
+  uint64_t dispatched = 0, seq = 0, last_ts = 0, rr = 0;
+  auto processed = [&] {
+    uint64_t p = 0;
+    for (auto& s : ctx.slots) p += s->processed.load(std::memory_order_acquire);
+    return p;
+  };
+  auto drain = [&] {
+    for (int r = 0; r < kRoles; ++r) {
+      if (!ports.present[r]) continue;
+      for (uint16_t w = 0; w < o.workers; ++w) {
+        rte_mbuf* out[kBurstSize];
+        unsigned n;
+        while ((n = rte_ring_dequeue_burst(tx_ring[r][w], reinterpret_cast<void**>(out),
+                                           kBurstSize, nullptr)) != 0) {
+          const uint16_t sent = rte_eth_tx_burst(pcap_port[r], 0, out, static_cast<uint16_t>(n));
+          for (unsigned i = sent; i < n; ++i) rte_pktmbuf_free(out[i]);
+        }
+      }
+    }
+  };
+  auto wait_all = [&] {
+    while (processed() < dispatched) {
+      drain();
+      rte_pause();
+    }
+    drain();
+  };
+  for (;;) {
+    int best = -1;
+    uint64_t best_ts = 0;
+    for (int r = 0; r < kRoles; ++r) {
+      if (!ports.present[r]) continue;
+      Head& h = head[r];
+      if (h.next == h.n && !h.eof) {
+        h.n = rte_eth_rx_burst(pcap_port[r], 0, h.buf, kBurstSize);
+        h.next = 0;
+        if (h.n == 0) h.eof = true;  // net_pcap returns 0 only at the end of the file
+      }
+      if (h.next == h.n) continue;
+      const uint64_t ts =
+          ts_offset >= 0 ? *RTE_MBUF_DYNFIELD(h.buf[h.next], ts_offset, uint64_t*) : 0;
+      if (best < 0 || ts < best_ts) {
+        best = r;
+        best_ts = ts;
+      }
+    }
+    if (best < 0) break;
+    rte_mbuf* m = head[best].buf[head[best].next++];
+    // net_pcap's rx timestamp is the capture time in microseconds.
+    if (dispatched > 0 && best_ts > last_ts && best_ts - last_ts > o.causal_gap_us)
+      wait_all();
+    last_ts = best_ts;
+    *RTE_MBUF_DYNFIELD(m, seq_offset, uint64_t*) = ++seq;
+    const uint16_t w = static_cast<uint16_t>(o.round_robin ? rr++ % o.workers
+                                                            : FlowHash(m) % o.workers);
+    while (rte_ring_enqueue(rx_ring[best][w], m) != 0) {
+      drain();
+      rte_pause();
+    }
+    ++dispatched;
+    drain();
+  }
+  wait_all();
+  ctx.stop.store(true, std::memory_order_release);
+  rte_eal_mp_wait_lcore();
+  drain();
+
+  if (o.trace) {
+    std::vector<Tracer::Line> lines;
+    for (auto& s : ctx.slots)
+      for (auto& l : s->tracer->lines()) lines.push_back(std::move(l));
+    std::stable_sort(lines.begin(), lines.end(),
+                     [](const Tracer::Line& a, const Tracer::Line& b) { return a.seq < b.seq; });
+    uint64_t current = 0;
+    for (const auto& l : lines) {
+      if (l.seq != current) {
+        current = l.seq;
+        std::printf("\npacket #%lu (worker %u)\n", static_cast<unsigned long>(l.seq), l.worker);
+      }
+      std::printf("%s\n", l.text.c_str());
+    }
+  }
+  PrintCounters(ctx.slots);
+  if (!o.counters_json.empty()) {
+    std::ofstream f(o.counters_json);
+    f << CountersJson(ctx.slots);
+  }
+  for (int r = 0; r < kRoles; ++r) {
+    if (!ports.present[r]) continue;
+    rte_eth_dev_stop(pcap_port[r]);
+    rte_eth_dev_close(pcap_port[r]);  // flushes the output capture
+  }
+  std::printf("\n%lu packets in, %lu processed\n", static_cast<unsigned long>(dispatched),
+              static_cast<unsigned long>(processed()));
+  std::fflush(stdout);
+  // DPDK objects go back before the EAL does.
+  ctx.slots.clear();
+  publisher.reset();
+  conntrack->reset();
+  neighbors->reset();
+  rte_free(qsbr);
+  rte_eal_cleanup();
+  return 0;
+}
+
+}  // namespace sluice

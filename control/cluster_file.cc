@@ -1,0 +1,1085 @@
+#include "control/cluster_file.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <map>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
+
+namespace sluice {
+namespace {
+
+// nlohmann::json throws from get<>, at() and friends on a type mismatch. This
+// file never calls those on a value whose type it has not checked, reads
+// values through get_ptr<>() (which returns nullptr instead of throwing), and
+// parses with allow_exceptions=false, so no exception leaves the parser.
+using json = nlohmann::json;
+
+// Debian's Abseil is built with its own absl::string_view (not an alias of
+// std::string_view); the public API speaks std::string_view.
+absl::string_view FromStd(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+std::string_view ToStd(absl::string_view s) { return std::string_view(s.data(), s.size()); }
+
+#define CF_RETURN_IF_ERROR(expr)           \
+  do {                                     \
+    absl::Status cf_status_ = (expr);      \
+    if (!cf_status_.ok()) return cf_status_; \
+  } while (0)
+
+constexpr absl::string_view kConfigKey = "/coreos.com/network/config";
+constexpr absl::string_view kSubnetsPrefix = "/coreos.com/network/subnets/";
+constexpr uint16_t kDefaultVxlanPort = 8472;  // flannel: Port 0 = the kernel's default
+constexpr int64_t kMaxVni = (1 << 24) - 1;
+constexpr const char* kServiceNameLabel = "kubernetes.io/service-name";
+
+// Where a value sits, for error messages: the object it belongs to ("node",
+// "etcd key /coreos.com/network/config",
+// "kubernetes.items[3] (Service default/web)") and the field path inside it
+// ("spec.ports[0].port"; empty for the object itself).
+class Loc {
+ public:
+  explicit Loc(std::string object) : object_(std::move(object)) {}
+
+  Loc Child(absl::string_view key) const {
+    Loc child = *this;
+    if (!child.field_.empty()) child.field_ += '.';
+    child.field_.append(key.data(), key.size());
+    return child;
+  }
+  // For keys holding dots, such as label names: labels["kubernetes.io/x"].
+  Loc Key(absl::string_view key) const {
+    Loc child = *this;
+    absl::StrAppend(&child.field_, "[\"", key, "\"]");
+    return child;
+  }
+  Loc Index(size_t i) const {
+    Loc child = *this;
+    absl::StrAppend(&child.field_, "[", i, "]");
+    return child;
+  }
+  const std::string& field() const { return field_; }
+
+  absl::Status Error(absl::string_view message) const {
+    if (field_.empty()) return absl::InvalidArgumentError(absl::StrCat(object_, ": ", message));
+    return absl::InvalidArgumentError(absl::StrCat(object_, ": ", field_, ": ", message));
+  }
+
+ private:
+  std::string object_;
+  std::string field_;
+};
+
+// A string from the file, quoted and escaped for a message, cut when long.
+std::string Quote(absl::string_view s) {
+  constexpr size_t kMaxShown = 64;
+  if (s.size() > kMaxShown) {
+    return absl::StrCat("\"", absl::CHexEscape(s.substr(0, kMaxShown)), "\"...");
+  }
+  return absl::StrCat("\"", absl::CHexEscape(s), "\"");
+}
+
+// What a value is, for "expected X, got Y" messages. Never calls dump(),
+// which throws on invalid UTF-8.
+std::string Describe(const json& v) {
+  if (const auto* s = v.get_ptr<const json::string_t*>()) return "string " + Quote(*s);
+  if (const auto* b = v.get_ptr<const json::boolean_t*>()) return *b ? "true" : "false";
+  // Unsigned first: get_ptr<number_integer_t*> also answers for unsigned values.
+  if (const auto* u = v.get_ptr<const json::number_unsigned_t*>()) return absl::StrCat(*u);
+  if (const auto* i = v.get_ptr<const json::number_integer_t*>()) return absl::StrCat(*i);
+  if (const auto* f = v.get_ptr<const json::number_float_t*>()) return absl::StrCat(*f);
+  return v.type_name();  // object, array, null
+}
+
+absl::Status TypeError(const Loc& loc, absl::string_view expected, const json& got) {
+  return loc.Error(absl::StrCat("expected ", expected, ", got ", Describe(got)));
+}
+
+// Parses JSON text without exceptions. On failure the message carries
+// nlohmann's position and reason, e.g. "parse error at line 3, column 1:
+// syntax error while parsing object - unexpected end of input; expected '}'".
+class ParseErrorRecorder {
+ public:
+  // The SAX interface nlohmann::json::sax_parse expects; only errors matter.
+  bool null() { return true; }
+  bool boolean(bool) { return true; }
+  bool number_integer(json::number_integer_t) { return true; }
+  bool number_unsigned(json::number_unsigned_t) { return true; }
+  bool number_float(json::number_float_t, const json::string_t&) { return true; }
+  bool string(json::string_t&) { return true; }
+  bool binary(json::binary_t&) { return true; }
+  bool start_object(size_t) { return true; }
+  bool key(json::string_t&) { return true; }
+  bool end_object() { return true; }
+  bool start_array(size_t) { return true; }
+  bool end_array() { return true; }
+  bool parse_error(size_t, const std::string&, const nlohmann::detail::exception& ex) {
+    message_ = ex.what();
+    // Drop nlohmann's "[json.exception.parse_error.101] " tag.
+    if (const size_t end = message_.find("] "); !message_.empty() && message_[0] == '[' &&
+                                                 end != std::string::npos) {
+      message_.erase(0, end + 2);
+    }
+    return false;
+  }
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string message_;
+};
+
+absl::StatusOr<json> ParseJson(absl::string_view text, const Loc& loc) {
+  json doc = json::parse(text.begin(), text.end(), /*cb=*/nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_discarded()) return doc;
+  ParseErrorRecorder recorder;
+  json::sax_parse(text.begin(), text.end(), &recorder);
+  if (recorder.message().empty()) return loc.Error("not valid JSON");
+  return loc.Error(absl::StrCat("not valid JSON: ", recorder.message()));
+}
+
+enum class Need { kOptional, kRequired };
+
+// The member `key` of object `obj`; nullptr when absent or null (Kubernetes
+// prints empty lists and unset pointers as null). `obj` must be an object.
+const json* Member(const json& obj, absl::string_view key) {
+  const auto it = obj.find(std::string(key));
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+// Finds `key` in `obj` (whose location is `loc`). *out is nullptr when the
+// field is absent, which is an error when it is required.
+absl::Status Find(const json& obj, const Loc& loc, absl::string_view key, Need need,
+                  const json** out) {
+  *out = Member(obj, key);
+  if (*out == nullptr && need == Need::kRequired) return loc.Child(key).Error("missing");
+  return absl::OkStatus();
+}
+
+absl::Status GetObject(const json& obj, const Loc& loc, absl::string_view key, Need need,
+                       const json** out) {
+  CF_RETURN_IF_ERROR(Find(obj, loc, key, need, out));
+  if (*out != nullptr && !(*out)->is_object()) return TypeError(loc.Child(key), "object", **out);
+  return absl::OkStatus();
+}
+
+absl::Status GetArray(const json& obj, const Loc& loc, absl::string_view key, Need need,
+                      const json** out) {
+  CF_RETURN_IF_ERROR(Find(obj, loc, key, need, out));
+  if (*out != nullptr && !(*out)->is_array()) return TypeError(loc.Child(key), "array", **out);
+  return absl::OkStatus();
+}
+
+// Array elements are checked one by one with these.
+absl::Status AsString(const json& v, const Loc& loc, std::string* out) {
+  const auto* s = v.get_ptr<const json::string_t*>();
+  if (s == nullptr) return TypeError(loc, "string", v);
+  *out = *s;
+  return absl::OkStatus();
+}
+
+absl::Status AsObject(const json& v, const Loc& loc) {
+  if (!v.is_object()) return TypeError(loc, "object", v);
+  return absl::OkStatus();
+}
+
+// Leaves *out untouched when the field is absent.
+absl::Status GetString(const json& obj, const Loc& loc, absl::string_view key, Need need,
+                       std::string* out, bool* present = nullptr) {
+  const json* v = nullptr;
+  CF_RETURN_IF_ERROR(Find(obj, loc, key, need, &v));
+  if (present != nullptr) *present = v != nullptr;
+  if (v == nullptr) return absl::OkStatus();
+  return AsString(*v, loc.Child(key), out);
+}
+
+absl::Status GetBool(const json& obj, const Loc& loc, absl::string_view key, bool* out,
+                     bool* present = nullptr) {
+  const json* v = Member(obj, key);
+  if (present != nullptr) *present = v != nullptr;
+  if (v == nullptr) return absl::OkStatus();
+  const auto* b = v->get_ptr<const json::boolean_t*>();
+  if (b == nullptr) return TypeError(loc.Child(key), "boolean", *v);
+  *out = *b;
+  return absl::OkStatus();
+}
+
+// An integer in [min, max]. JSON numbers with a fraction or exponent are not
+// integers here, as in the Kubernetes API.
+absl::Status AsInt(const json& v, const Loc& loc, int64_t min, int64_t max, int64_t* out) {
+  int64_t value = 0;
+  // Unsigned first: get_ptr<number_integer_t*> also answers for unsigned
+  // values, reading 2^64-1 as -1.
+  if (const auto* u = v.get_ptr<const json::number_unsigned_t*>()) {
+    if (*u > static_cast<uint64_t>(max)) {
+      return loc.Error(absl::StrCat("must be ", min, "..", max, ", got ", *u));
+    }
+    value = static_cast<int64_t>(*u);
+  } else if (const auto* i = v.get_ptr<const json::number_integer_t*>()) {
+    value = *i;
+  } else {
+    return TypeError(loc, "integer", v);
+  }
+  if (value < min || value > max) {
+    return loc.Error(absl::StrCat("must be ", min, "..", max, ", got ", value));
+  }
+  *out = value;
+  return absl::OkStatus();
+}
+
+absl::Status GetInt(const json& obj, const Loc& loc, absl::string_view key, Need need, int64_t min,
+                    int64_t max, int64_t* out, bool* present = nullptr) {
+  const json* v = nullptr;
+  CF_RETURN_IF_ERROR(Find(obj, loc, key, need, &v));
+  if (present != nullptr) *present = v != nullptr;
+  if (v == nullptr) return absl::OkStatus();
+  return AsInt(*v, loc.Child(key), min, max, out);
+}
+
+absl::Status AsIpv4(const json& v, const Loc& loc, uint32_t* out) {
+  std::string text;
+  CF_RETURN_IF_ERROR(AsString(v, loc, &text));
+  absl::StatusOr<uint32_t> ip = ParseIpv4(text);
+  if (!ip.ok()) return loc.Error(ip.status().message());
+  *out = *ip;
+  return absl::OkStatus();
+}
+
+absl::Status GetIpv4(const json& obj, const Loc& loc, absl::string_view key, Need need,
+                     uint32_t* out) {
+  const json* v = nullptr;
+  CF_RETURN_IF_ERROR(Find(obj, loc, key, need, &v));
+  if (v == nullptr) return absl::OkStatus();
+  return AsIpv4(*v, loc.Child(key), out);
+}
+
+// A MAC a station may own or be reached at: not multicast, not all zeros.
+absl::Status GetStationMac(const json& obj, const Loc& loc, absl::string_view key, Need need,
+                           MacAddress* out) {
+  const json* v = nullptr;
+  CF_RETURN_IF_ERROR(Find(obj, loc, key, need, &v));
+  if (v == nullptr) return absl::OkStatus();
+  const Loc field = loc.Child(key);
+  std::string text;
+  CF_RETURN_IF_ERROR(AsString(*v, field, &text));
+  absl::StatusOr<MacAddress> mac = ParseMac(text);
+  if (!mac.ok()) return field.Error(mac.status().message());
+  const bool all_zero = *mac == MacAddress{};
+  if (((*mac)[0] & 0x01) != 0 || all_zero) {
+    return field.Error(absl::StrCat("must be a unicast MAC, got ", Quote(text)));
+  }
+  *out = *mac;
+  return absl::OkStatus();
+}
+
+// ---- node ----------------------------------------------------------------
+
+absl::Status ParsePortRole(const json& v, const Loc& loc, PortRole* out) {
+  std::string name;
+  CF_RETURN_IF_ERROR(AsString(v, loc, &name));
+  if (name == "uplink") {
+    *out = PortRole::kUplink;
+  } else if (name == "pods") {
+    *out = PortRole::kPods;
+  } else if (name == "host") {
+    *out = PortRole::kHost;
+  } else {
+    return loc.Error(absl::StrCat("expected \"uplink\", \"pods\" or \"host\", got ", Quote(name)));
+  }
+  return absl::OkStatus();
+}
+
+const char* PortLabel(PortRole role) {
+  switch (role) {
+    case PortRole::kUplink:
+      return "uplink";
+    case PortRole::kPods:
+      return "pods";
+    case PortRole::kHost:
+      return "host";
+  }
+  return "?";
+}
+
+absl::Status ParseNodePorts(const json& node, const Loc& loc, NodeSpec* out) {
+  const json* ports = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(node, loc, "ports", Need::kRequired, &ports));
+  const Loc ports_loc = loc.Child("ports");
+  // A misspelt port name would silently drop that port: reject unknown ones.
+  for (const auto& [name, value] : ports->items()) {
+    if (name != "uplink" && name != "pods" && name != "host") {
+      return ports_loc.Child(name).Error("unknown port; expected uplink, pods or host");
+    }
+  }
+  const json* uplink = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(*ports, ports_loc, "uplink", Need::kRequired, &uplink));
+  CF_RETURN_IF_ERROR(
+      GetStationMac(*uplink, ports_loc.Child("uplink"), "mac", Need::kRequired, &out->uplink_mac));
+  const json* pods = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(*ports, ports_loc, "pods", Need::kRequired, &pods));
+  CF_RETURN_IF_ERROR(
+      GetStationMac(*pods, ports_loc.Child("pods"), "mac", Need::kRequired, &out->pods_mac));
+  const json* host = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(*ports, ports_loc, "host", Need::kOptional, &host));
+  if (host != nullptr) {
+    const Loc host_loc = ports_loc.Child("host");
+    CF_RETURN_IF_ERROR(GetStationMac(*host, host_loc, "mac", Need::kRequired, &out->host_mac));
+    CF_RETURN_IF_ERROR(
+        GetStationMac(*host, host_loc, "peerMAC", Need::kRequired, &out->host_peer_mac));
+    out->has_host_port = true;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseNeighbors(const json& node, const Loc& loc, NodeSpec* out) {
+  const json* neighbors = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(node, loc, "neighbors", Need::kOptional, &neighbors));
+  if (neighbors == nullptr) return absl::OkStatus();
+  std::map<std::pair<PortRole, uint32_t>, size_t> seen;
+  for (size_t i = 0; i < neighbors->size(); ++i) {
+    const json& entry = (*neighbors)[i];
+    const Loc entry_loc = loc.Child("neighbors").Index(i);
+    CF_RETURN_IF_ERROR(AsObject(entry, entry_loc));
+    NeighborEntry neighbor;
+    const json* port = nullptr;
+    CF_RETURN_IF_ERROR(Find(entry, entry_loc, "port", Need::kRequired, &port));
+    CF_RETURN_IF_ERROR(ParsePortRole(*port, entry_loc.Child("port"), &neighbor.port));
+    if (neighbor.port == PortRole::kHost && !out->has_host_port) {
+      return entry_loc.Child("port").Error("\"host\", but node.ports.host is absent");
+    }
+    CF_RETURN_IF_ERROR(GetIpv4(entry, entry_loc, "ip", Need::kRequired, &neighbor.ip));
+    CF_RETURN_IF_ERROR(GetStationMac(entry, entry_loc, "mac", Need::kRequired, &neighbor.mac));
+    const auto [it, inserted] = seen.emplace(std::make_pair(neighbor.port, neighbor.ip), i);
+    if (!inserted) {
+      return entry_loc.Error(absl::StrCat("duplicates neighbors[", it->second, "] (",
+                                          PortLabel(neighbor.port), " ",
+                                          FormatIpv4(neighbor.ip), ")"));
+    }
+    out->neighbors.push_back(neighbor);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseNode(const json& doc, NodeSpec* out) {
+  const Loc loc("node");
+  const json* node = Member(doc, "node");
+  if (node == nullptr) return loc.Error("missing");
+  CF_RETURN_IF_ERROR(AsObject(*node, loc));
+
+  CF_RETURN_IF_ERROR(GetString(*node, loc, "name", Need::kRequired, &out->name));
+  if (out->name.empty()) return loc.Child("name").Error("must not be empty");
+  CF_RETURN_IF_ERROR(GetIpv4(*node, loc, "nodeIP", Need::kRequired, &out->node_ip));
+  int64_t value = 0;
+  bool present = false;
+  CF_RETURN_IF_ERROR(
+      GetInt(*node, loc, "uplinkPrefixLength", Need::kOptional, 0, 32, &value, &present));
+  if (present) out->uplink_prefix_length = static_cast<uint8_t>(value);
+  CF_RETURN_IF_ERROR(GetIpv4(*node, loc, "gateway", Need::kOptional, &out->gateway_ip));
+  if (out->gateway_ip != 0 && out->gateway_ip == out->node_ip) {
+    return loc.Child("gateway").Error("must differ from nodeIP");
+  }
+  // The gateway may lie outside the uplink prefix: clouds hand out /32
+  // addresses with an on-link gateway.
+  CF_RETURN_IF_ERROR(GetInt(*node, loc, "uplinkMTU", Need::kOptional, 576, 9216, &value, &present));
+  if (present) out->uplink_mtu = static_cast<uint16_t>(value);
+  CF_RETURN_IF_ERROR(ParseNodePorts(*node, loc, out));
+  return ParseNeighbors(*node, loc, out);
+}
+
+// ---- etcd ----------------------------------------------------------------
+
+// One kvs entry we use, its key decoded.
+struct EtcdEntry {
+  std::string key;
+  size_t index = 0;  // in etcd.kvs
+  bool base64 = false;
+  const json* value = nullptr;  // nullptr when absent
+};
+
+// The JSON object an entry's value holds: base64 or plain JSON text in a
+// string, or (plain-form convenience) the object itself.
+absl::StatusOr<json> DecodeEtcdValue(const EtcdEntry& entry, const Loc& key_loc) {
+  const Loc loc = key_loc.Child("value");
+  if (entry.value == nullptr) return loc.Error("missing");
+  if (entry.value->is_object()) return *entry.value;
+  const auto* text = entry.value->get_ptr<const json::string_t*>();
+  if (text == nullptr) return TypeError(loc, "string or object", *entry.value);
+  std::string decoded;
+  if (entry.base64 && !absl::Base64Unescape(*text, &decoded)) {
+    return loc.Error("malformed base64 (the key is base64, so the value must be too)");
+  }
+  absl::StatusOr<json> value = ParseJson(entry.base64 ? decoded : *text, loc);
+  if (!value.ok()) return value.status();
+  if (!value->is_object()) return TypeError(loc, "a JSON object", *value);
+  return value;
+}
+
+absl::Status ParseNetworkConfig(const json& config, const Loc& loc, FlannelNetworkConfig* out) {
+  std::string text;
+  CF_RETURN_IF_ERROR(GetString(config, loc, "Network", Need::kRequired, &text));
+  absl::StatusOr<Ipv4Prefix> network = ParseIpv4Prefix(text);
+  if (!network.ok()) return loc.Child("Network").Error(network.status().message());
+  // flannel (Go's net.ParseCIDR) drops host bits: 10.244.1.5/16 is 10.244.0.0/16.
+  network->address &= PrefixMask(network->length);
+  out->network = *network;
+
+  // flannel's checks and defaults (pkg/subnet/config.go); 0 means absent.
+  int64_t value = 0;
+  CF_RETURN_IF_ERROR(GetInt(config, loc, "SubnetLen", Need::kOptional, 0, 30, &value));
+  if (value != 0) {
+    if (value < network->length + 2) {
+      return loc.Child("SubnetLen").Error(absl::StrCat(
+          "must be at least Network's length + 2 (", network->length + 2, "), got ", value));
+    }
+    out->subnet_len = static_cast<uint8_t>(value);
+  } else if (network->length > 28) {
+    return loc.Child("Network").Error(
+        absl::StrCat("too small (", text, "): the minimum useful prefix is /28"));
+  } else {
+    out->subnet_len = network->length <= 22 ? 24 : static_cast<uint8_t>(network->length + 2);
+  }
+
+  const json* backend = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(config, loc, "Backend", Need::kOptional, &backend));
+  if (backend == nullptr) {
+    return loc.Child("Backend").Error(
+        "missing; flannel then uses the udp backend, only vxlan is supported");
+  }
+  const Loc backend_loc = loc.Child("Backend");
+  bool present = false;
+  CF_RETURN_IF_ERROR(
+      GetString(*backend, backend_loc, "Type", Need::kOptional, &out->backend_type, &present));
+  if (!present) {
+    return backend_loc.Child("Type").Error(
+        "missing; flannel's default is udp, only vxlan is supported");
+  }
+  if (out->backend_type != "vxlan") {
+    return backend_loc.Child("Type").Error(
+        absl::StrCat("only vxlan is supported, got ", Quote(out->backend_type)));
+  }
+  value = 1;
+  CF_RETURN_IF_ERROR(GetInt(*backend, backend_loc, "VNI", Need::kOptional, 0, kMaxVni, &value));
+  out->vni = static_cast<uint32_t>(value);
+  value = 0;
+  CF_RETURN_IF_ERROR(GetInt(*backend, backend_loc, "Port", Need::kOptional, 0, 65535, &value));
+  out->port = value == 0 ? kDefaultVxlanPort : static_cast<uint16_t>(value);
+  return GetBool(*backend, backend_loc, "DirectRouting", &out->direct_routing);
+}
+
+// "10.244.1.0-24" (the key after /coreos.com/network/subnets/).
+absl::StatusOr<Ipv4Prefix> ParseLeaseSubnet(absl::string_view text) {
+  const size_t dash = text.find('-');
+  if (dash == absl::string_view::npos) return absl::InvalidArgumentError("");
+  std::string prefix(text);
+  prefix[dash] = '/';
+  return ParseIpv4Prefix(prefix);
+}
+
+absl::Status ParseLease(const EtcdEntry& entry, const Loc& loc, const FlannelNetworkConfig& network,
+                        FlannelLease* out) {
+  absl::StatusOr<Ipv4Prefix> subnet =
+      ParseLeaseSubnet(absl::string_view(entry.key).substr(kSubnetsPrefix.size()));
+  if (!subnet.ok()) {
+    return loc.Error(absl::StrCat("malformed lease key, expected ", kSubnetsPrefix,
+                                  "<a.b.c.d>-<prefix length>"));
+  }
+  if ((subnet->address & ~PrefixMask(subnet->length)) != 0) {
+    return loc.Error(absl::StrCat("lease subnet ", FormatIpv4Prefix(*subnet), " has host bits set"));
+  }
+  if (subnet->length < network.network.length || !network.network.Contains(subnet->address)) {
+    return loc.Error(absl::StrCat("lease subnet ", FormatIpv4Prefix(*subnet),
+                                  " is outside Network ", FormatIpv4Prefix(network.network)));
+  }
+  out->subnet = *subnet;
+
+  absl::StatusOr<json> value = DecodeEtcdValue(entry, loc);
+  if (!value.ok()) return value.status();
+  CF_RETURN_IF_ERROR(GetIpv4(*value, loc, "PublicIP", Need::kRequired, &out->public_ip));
+  CF_RETURN_IF_ERROR(GetString(*value, loc, "BackendType", Need::kRequired, &out->backend_type));
+  if (out->backend_type != "vxlan") {
+    return loc.Child("BackendType")
+        .Error(absl::StrCat("only vxlan is supported, got ", Quote(out->backend_type)));
+  }
+  const json* data = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(*value, loc, "BackendData", Need::kRequired, &data));
+  const Loc data_loc = loc.Child("BackendData");
+  int64_t vni = network.vni;
+  CF_RETURN_IF_ERROR(GetInt(*data, data_loc, "VNI", Need::kOptional, 0, kMaxVni, &vni));
+  out->vni = static_cast<uint32_t>(vni);
+  return GetStationMac(*data, data_loc, "VtepMAC", Need::kRequired, &out->vtep_mac);
+}
+
+Loc EtcdKeyLoc(absl::string_view key) { return Loc(absl::StrCat("etcd key ", absl::CHexEscape(key))); }
+
+absl::Status ParseEtcd(const json& doc, const NodeSpec& node, FlannelNetworkConfig* network,
+                       std::vector<FlannelLease>* leases) {
+  const Loc loc("etcd");
+  const json* etcd = Member(doc, "etcd");
+  if (etcd == nullptr) return loc.Error("missing");
+  CF_RETURN_IF_ERROR(AsObject(*etcd, loc));
+  // etcdctl -w json leaves "kvs" out when nothing matched the prefix.
+  const json* kvs = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(*etcd, loc, "kvs", Need::kOptional, &kvs));
+
+  const EtcdEntry* config = nullptr;
+  std::vector<EtcdEntry> entries;
+  entries.reserve(kvs == nullptr ? 0 : kvs->size());
+  for (size_t i = 0; kvs != nullptr && i < kvs->size(); ++i) {
+    const json& kv = (*kvs)[i];
+    const Loc kv_loc = loc.Child("kvs").Index(i);
+    CF_RETURN_IF_ERROR(AsObject(kv, kv_loc));
+    EtcdEntry entry;
+    entry.index = i;
+    std::string raw_key;
+    CF_RETURN_IF_ERROR(GetString(kv, kv_loc, "key", Need::kRequired, &raw_key));
+    if (absl::StartsWith(raw_key, "/")) {
+      entry.key = std::move(raw_key);
+    } else if (absl::Base64Unescape(raw_key, &entry.key)) {
+      entry.base64 = true;
+    } else {
+      return kv_loc.Child("key").Error(
+          absl::StrCat("neither a plain key starting with \"/\" nor base64: ", Quote(raw_key)));
+    }
+    entry.value = Member(kv, "value");
+    // Other keys under the prefix (and outside it) are not ours.
+    if (entry.key != kConfigKey && !absl::StartsWith(entry.key, kSubnetsPrefix)) continue;
+    entries.push_back(std::move(entry));
+  }
+
+  for (const EtcdEntry& entry : entries) {
+    if (entry.key != kConfigKey) continue;
+    if (config != nullptr) {
+      return EtcdKeyLoc(entry.key).Error(absl::StrCat("listed twice (etcd.kvs[", config->index,
+                                                      "] and etcd.kvs[", entry.index, "])"));
+    }
+    config = &entry;
+  }
+  if (config == nullptr) return EtcdKeyLoc(kConfigKey).Error("missing");
+  const Loc config_loc = EtcdKeyLoc(config->key);
+  absl::StatusOr<json> config_value = DecodeEtcdValue(*config, config_loc);
+  if (!config_value.ok()) return config_value.status();
+  CF_RETURN_IF_ERROR(ParseNetworkConfig(*config_value, config_loc, network));
+
+  std::vector<const EtcdEntry*> lease_entries;  // parallel to *leases
+  for (const EtcdEntry& entry : entries) {
+    if (entry.key == kConfigKey) continue;
+    const Loc lease_loc = EtcdKeyLoc(entry.key);
+    FlannelLease lease;
+    CF_RETURN_IF_ERROR(ParseLease(entry, lease_loc, *network, &lease));
+    // Overlapping leases would make the route to a pod ambiguous.
+    for (size_t j = 0; j < leases->size(); ++j) {
+      const Ipv4Prefix& other = (*leases)[j].subnet;
+      const Ipv4Prefix& wider = other.length <= lease.subnet.length ? other : lease.subnet;
+      const Ipv4Prefix& narrower = &wider == &other ? lease.subnet : other;
+      if (!wider.Contains(narrower.address)) continue;
+      const bool same = other.length == lease.subnet.length;
+      return lease_loc.Error(absl::StrCat(same ? "duplicates" : "overlaps", " the lease at ",
+                                          lease_entries[j]->key, " (etcd.kvs[",
+                                          lease_entries[j]->index, "])"));
+    }
+    leases->push_back(lease);
+    lease_entries.push_back(&entry);
+  }
+
+  // This node's own lease: flannel's subnet for its pods.
+  std::vector<std::string> local;
+  for (const FlannelLease& lease : *leases) {
+    if (lease.public_ip == node.node_ip) local.push_back(FormatIpv4Prefix(lease.subnet));
+  }
+  if (local.size() != 1) {
+    const Loc node_ip_loc = Loc("node").Child("nodeIP");
+    if (local.empty()) {
+      return node_ip_loc.Error(absl::StrCat(FormatIpv4(node.node_ip),
+                                            " is the PublicIP of no flannel lease; this node "
+                                            "needs exactly one (its pod subnet)"));
+    }
+    return node_ip_loc.Error(absl::StrCat(FormatIpv4(node.node_ip), " is the PublicIP of ",
+                                          local.size(), " flannel leases (",
+                                          absl::StrJoin(local, ", "), "); expected exactly one"));
+  }
+  return absl::OkStatus();
+}
+
+// ---- kubernetes ----------------------------------------------------------
+
+absl::Status GetProtocol(const json& obj, const Loc& loc, L4Protocol* out) {
+  std::string name = "TCP";
+  CF_RETURN_IF_ERROR(GetString(obj, loc, "protocol", Need::kOptional, &name));
+  if (name == "TCP") {
+    *out = L4Protocol::kTcp;
+  } else if (name == "UDP") {
+    *out = L4Protocol::kUdp;
+  } else if (name == "SCTP") {
+    *out = L4Protocol::kSctp;
+  } else {
+    return loc.Child("protocol").Error(
+        absl::StrCat("expected TCP, UDP or SCTP, got ", Quote(name)));
+  }
+  return absl::OkStatus();
+}
+
+const char* ProtocolLabel(L4Protocol protocol) {
+  switch (protocol) {
+    case L4Protocol::kTcp:
+      return "TCP";
+    case L4Protocol::kUdp:
+      return "UDP";
+    case L4Protocol::kSctp:
+      return "SCTP";
+  }
+  return "?";
+}
+
+absl::Status GetTrafficPolicy(const json& obj, const Loc& loc, absl::string_view key,
+                              TrafficPolicy* out) {
+  std::string name = "Cluster";
+  CF_RETURN_IF_ERROR(GetString(obj, loc, key, Need::kOptional, &name));
+  // "Global" is the pre-1.22 spelling of Cluster for externalTrafficPolicy.
+  if (name == "Cluster" || name == "Global") {
+    *out = TrafficPolicy::kCluster;
+  } else if (name == "Local") {
+    *out = TrafficPolicy::kLocal;
+  } else {
+    return loc.Child(key).Error(absl::StrCat("expected Cluster or Local, got ", Quote(name)));
+  }
+  return absl::OkStatus();
+}
+
+// IPv4 only for now: IPv6 addresses (with a ':') are skipped.
+bool IsIpv6(absl::string_view address) { return address.find(':') != absl::string_view::npos; }
+
+// Appends the IPv4 addresses of a string array such as spec.externalIPs.
+absl::Status GetIpv4List(const json& obj, const Loc& loc, absl::string_view key,
+                         std::vector<uint32_t>* out) {
+  const json* list = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(obj, loc, key, Need::kOptional, &list));
+  for (size_t i = 0; list != nullptr && i < list->size(); ++i) {
+    const Loc item_loc = loc.Child(key).Index(i);
+    std::string text;
+    CF_RETURN_IF_ERROR(AsString((*list)[i], item_loc, &text));
+    if (IsIpv6(text)) continue;
+    uint32_t ip = 0;
+    CF_RETURN_IF_ERROR(AsIpv4((*list)[i], item_loc, &ip));
+    out->push_back(ip);
+  }
+  return absl::OkStatus();
+}
+
+// State across items, for the uniqueness the API server guarantees.
+struct KubernetesIndex {
+  std::map<std::string, size_t> services;        // "ns/name" -> item index
+  std::map<std::string, size_t> endpoint_slices;  // "ns/name" -> item index
+  std::map<uint32_t, std::string> cluster_ips;   // -> "ns/name"
+  std::map<std::pair<L4Protocol, uint16_t>, std::string> node_ports;  // -> "ns/name"
+};
+
+absl::Status ParseServicePorts(const json& spec, const Loc& loc, const std::string& id,
+                               KubernetesIndex* index, ServiceSpec* out) {
+  const json* ports = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(spec, loc.Child("spec"), "ports", Need::kOptional, &ports));
+  const bool node_ports_allowed = out->type == "NodePort" || out->type == "LoadBalancer";
+  std::map<std::pair<L4Protocol, uint16_t>, size_t> seen;
+  for (size_t i = 0; ports != nullptr && i < ports->size(); ++i) {
+    const json& entry = (*ports)[i];
+    const Loc port_loc = loc.Child("spec").Child("ports").Index(i);
+    CF_RETURN_IF_ERROR(AsObject(entry, port_loc));
+    ServicePortSpec port;
+    CF_RETURN_IF_ERROR(GetString(entry, port_loc, "name", Need::kOptional, &port.name));
+    CF_RETURN_IF_ERROR(GetProtocol(entry, port_loc, &port.protocol));
+    int64_t value = 0;
+    CF_RETURN_IF_ERROR(GetInt(entry, port_loc, "port", Need::kRequired, 1, 65535, &value));
+    port.port = static_cast<uint16_t>(value);
+    value = 0;
+    CF_RETURN_IF_ERROR(GetInt(entry, port_loc, "nodePort", Need::kOptional, 0, 65535, &value));
+    port.node_port = static_cast<uint16_t>(value);
+
+    const auto [it, inserted] = seen.emplace(std::make_pair(port.protocol, port.port), i);
+    if (!inserted) {
+      return port_loc.Error(absl::StrCat("duplicates spec.ports[", it->second, "] (", port.port,
+                                         "/", ProtocolLabel(port.protocol), ")"));
+    }
+    if (port.node_port != 0) {
+      if (!node_ports_allowed) {
+        return port_loc.Child("nodePort").Error(
+            absl::StrCat("may not be used when type is ", out->type));
+      }
+      const auto [owner, fresh] =
+          index->node_ports.emplace(std::make_pair(port.protocol, port.node_port), id);
+      if (!fresh) {
+        return port_loc.Child("nodePort").Error(absl::StrCat(port.node_port, "/",
+                                                             ProtocolLabel(port.protocol),
+                                                             " is already used by Service ",
+                                                             owner->second));
+      }
+    }
+    out->ports.push_back(port);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseService(const json& item, const Loc& loc, const std::string& id,
+                          KubernetesIndex* index, ServiceSpec* out) {
+  const json* spec = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(item, loc, "spec", Need::kRequired, &spec));
+  const Loc spec_loc = loc.Child("spec");
+
+  out->type = "ClusterIP";
+  CF_RETURN_IF_ERROR(GetString(*spec, spec_loc, "type", Need::kOptional, &out->type));
+  if (out->type != "ClusterIP" && out->type != "NodePort" && out->type != "LoadBalancer" &&
+      out->type != "ExternalName") {
+    return spec_loc.Child("type").Error(absl::StrCat(
+        "expected ClusterIP, NodePort, LoadBalancer or ExternalName, got ", Quote(out->type)));
+  }
+
+  // spec.clusterIPs (dual-stack era) wins over the older spec.clusterIP.
+  // "None" marks a headless Service; "" an unallocated one.
+  const json* cluster_ips = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(*spec, spec_loc, "clusterIPs", Need::kOptional, &cluster_ips));
+  json single = json::array();
+  Loc ips_loc = spec_loc.Child("clusterIPs");
+  if (cluster_ips == nullptr) {
+    const json* cluster_ip = Member(*spec, "clusterIP");
+    if (cluster_ip != nullptr) single.push_back(*cluster_ip);
+    cluster_ips = &single;
+    ips_loc = spec_loc.Child("clusterIP");
+  }
+  for (size_t i = 0; i < cluster_ips->size(); ++i) {
+    const Loc ip_loc = cluster_ips == &single ? ips_loc : ips_loc.Index(i);
+    std::string text;
+    CF_RETURN_IF_ERROR(AsString((*cluster_ips)[i], ip_loc, &text));
+    if (text == "None" || text.empty() || IsIpv6(text)) continue;
+    uint32_t ip = 0;
+    CF_RETURN_IF_ERROR(AsIpv4((*cluster_ips)[i], ip_loc, &ip));
+    const auto [owner, fresh] = index->cluster_ips.emplace(ip, id);
+    if (!fresh) {
+      return ip_loc.Error(
+          absl::StrCat(FormatIpv4(ip), " is already the cluster IP of Service ", owner->second));
+    }
+    out->cluster_ips.push_back(ip);
+  }
+
+  CF_RETURN_IF_ERROR(GetIpv4List(*spec, spec_loc, "externalIPs", &out->external_ips));
+  CF_RETURN_IF_ERROR(GetTrafficPolicy(*spec, spec_loc, "externalTrafficPolicy",
+                                      &out->external_traffic_policy));
+  CF_RETURN_IF_ERROR(GetTrafficPolicy(*spec, spec_loc, "internalTrafficPolicy",
+                                      &out->internal_traffic_policy));
+  CF_RETURN_IF_ERROR(ParseServicePorts(*spec, loc, id, index, out));
+
+  // status.loadBalancer.ingress[].ip; an ingress may carry a hostname instead.
+  const json* status = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(item, loc, "status", Need::kOptional, &status));
+  if (status == nullptr) return absl::OkStatus();
+  const Loc status_loc = loc.Child("status");
+  const json* load_balancer = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(*status, status_loc, "loadBalancer", Need::kOptional,
+                               &load_balancer));
+  if (load_balancer == nullptr) return absl::OkStatus();
+  const Loc lb_loc = status_loc.Child("loadBalancer");
+  const json* ingress = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(*load_balancer, lb_loc, "ingress", Need::kOptional, &ingress));
+  for (size_t i = 0; ingress != nullptr && i < ingress->size(); ++i) {
+    const Loc ingress_loc = lb_loc.Child("ingress").Index(i);
+    CF_RETURN_IF_ERROR(AsObject((*ingress)[i], ingress_loc));
+    std::string text;
+    bool present = false;
+    CF_RETURN_IF_ERROR(GetString((*ingress)[i], ingress_loc, "ip", Need::kOptional, &text,
+                                 &present));
+    if (!present || IsIpv6(text)) continue;
+    uint32_t ip = 0;
+    CF_RETURN_IF_ERROR(GetIpv4((*ingress)[i], ingress_loc, "ip", Need::kRequired, &ip));
+    out->load_balancer_ips.push_back(ip);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseEndpoints(const json& item, const Loc& loc, EndpointSliceSpec* out) {
+  const json* endpoints = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(item, loc, "endpoints", Need::kOptional, &endpoints));
+  for (size_t i = 0; endpoints != nullptr && i < endpoints->size(); ++i) {
+    const json& entry = (*endpoints)[i];
+    const Loc entry_loc = loc.Child("endpoints").Index(i);
+    CF_RETURN_IF_ERROR(AsObject(entry, entry_loc));
+    EndpointSpec endpoint;
+    const json* conditions = nullptr;
+    CF_RETURN_IF_ERROR(GetObject(entry, entry_loc, "conditions", Need::kOptional, &conditions));
+    if (conditions != nullptr) {
+      const Loc conditions_loc = entry_loc.Child("conditions");
+      CF_RETURN_IF_ERROR(GetBool(*conditions, conditions_loc, "ready", &endpoint.ready));
+      bool serving_present = false;
+      CF_RETURN_IF_ERROR(
+          GetBool(*conditions, conditions_loc, "serving", &endpoint.serving, &serving_present));
+      if (!serving_present) endpoint.serving = endpoint.ready;
+      CF_RETURN_IF_ERROR(GetBool(*conditions, conditions_loc, "terminating", &endpoint.terminating));
+    }
+    CF_RETURN_IF_ERROR(GetString(entry, entry_loc, "nodeName", Need::kOptional,
+                                 &endpoint.node_name));
+    const json* addresses = nullptr;
+    CF_RETURN_IF_ERROR(GetArray(entry, entry_loc, "addresses", Need::kRequired, &addresses));
+    if (addresses->empty()) return entry_loc.Child("addresses").Error("must not be empty");
+    for (size_t j = 0; j < addresses->size(); ++j) {
+      CF_RETURN_IF_ERROR(
+          AsIpv4((*addresses)[j], entry_loc.Child("addresses").Index(j), &endpoint.ip));
+      out->endpoints.push_back(endpoint);
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseEndpointSlicePorts(const json& item, const Loc& loc, EndpointSliceSpec* out) {
+  const json* ports = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(item, loc, "ports", Need::kOptional, &ports));
+  for (size_t i = 0; ports != nullptr && i < ports->size(); ++i) {
+    const json& entry = (*ports)[i];
+    const Loc port_loc = loc.Child("ports").Index(i);
+    CF_RETURN_IF_ERROR(AsObject(entry, port_loc));
+    EndpointSlicePortSpec port;
+    CF_RETURN_IF_ERROR(GetString(entry, port_loc, "name", Need::kOptional, &port.name));
+    CF_RETURN_IF_ERROR(GetProtocol(entry, port_loc, &port.protocol));
+    int64_t value = 0;
+    bool present = false;
+    CF_RETURN_IF_ERROR(
+        GetInt(entry, port_loc, "port", Need::kOptional, 1, 65535, &value, &present));
+    // A port without a number means "all ports" (headless); nothing to translate.
+    if (!present) continue;
+    port.port = static_cast<uint16_t>(value);
+    out->ports.push_back(port);
+  }
+  return absl::OkStatus();
+}
+
+// Returns false in *used for slices of another address family.
+absl::Status ParseEndpointSlice(const json& item, const Loc& loc, EndpointSliceSpec* out,
+                                bool* used) {
+  *used = false;
+  const json* labels = nullptr;
+  const Loc metadata_loc = loc.Child("metadata");
+  // metadata was checked to be an object by the caller.
+  CF_RETURN_IF_ERROR(
+      GetObject(*Member(item, "metadata"), metadata_loc, "labels", Need::kOptional, &labels));
+  const Loc label_loc = metadata_loc.Child("labels").Key(kServiceNameLabel);
+  const json* service_name = labels == nullptr ? nullptr : Member(*labels, kServiceNameLabel);
+  if (service_name == nullptr) return label_loc.Error("missing");
+  CF_RETURN_IF_ERROR(AsString(*service_name, label_loc, &out->service_name));
+  if (out->service_name.empty()) return label_loc.Error("must not be empty");
+
+  std::string address_type;
+  CF_RETURN_IF_ERROR(GetString(item, loc, "addressType", Need::kRequired, &address_type));
+  if (address_type == "IPv6" || address_type == "FQDN") return absl::OkStatus();
+  if (address_type != "IPv4") {
+    return loc.Child("addressType")
+        .Error(absl::StrCat("expected IPv4, IPv6 or FQDN, got ", Quote(address_type)));
+  }
+  CF_RETURN_IF_ERROR(ParseEndpoints(item, loc, out));
+  CF_RETURN_IF_ERROR(ParseEndpointSlicePorts(item, loc, out));
+  *used = true;
+  return absl::OkStatus();
+}
+
+// metadata.namespace and metadata.name; namespace absent -> "default", as
+// kubectl applies it.
+absl::Status ParseMetadata(const json& item, const Loc& loc, std::string* namespace_name,
+                           std::string* name) {
+  const json* metadata = nullptr;
+  CF_RETURN_IF_ERROR(GetObject(item, loc, "metadata", Need::kRequired, &metadata));
+  const Loc metadata_loc = loc.Child("metadata");
+  CF_RETURN_IF_ERROR(GetString(*metadata, metadata_loc, "name", Need::kRequired, name));
+  if (name->empty()) return metadata_loc.Child("name").Error("must not be empty");
+  *namespace_name = "default";
+  CF_RETURN_IF_ERROR(
+      GetString(*metadata, metadata_loc, "namespace", Need::kOptional, namespace_name));
+  if (namespace_name->empty()) return metadata_loc.Child("namespace").Error("must not be empty");
+  return absl::OkStatus();
+}
+
+absl::Status ParseKubernetes(const json& doc, ClusterModel* model) {
+  const Loc loc("kubernetes");
+  const json* list = Member(doc, "kubernetes");
+  if (list == nullptr) return loc.Error("missing");
+  CF_RETURN_IF_ERROR(AsObject(*list, loc));
+  std::string kind;
+  CF_RETURN_IF_ERROR(GetString(*list, loc, "kind", Need::kRequired, &kind));
+  if (kind != "List") {
+    return loc.Child("kind").Error(absl::StrCat("expected \"List\", got ", Quote(kind)));
+  }
+  const json* items = nullptr;
+  CF_RETURN_IF_ERROR(GetArray(*list, loc, "items", Need::kRequired, &items));
+
+  KubernetesIndex index;
+  for (size_t i = 0; i < items->size(); ++i) {
+    const json& item = (*items)[i];
+    const std::string item_path = absl::StrCat("kubernetes.items[", i, "]");
+    CF_RETURN_IF_ERROR(AsObject(item, Loc(item_path)));
+    std::string item_kind;
+    CF_RETURN_IF_ERROR(GetString(item, Loc(item_path), "kind", Need::kRequired, &item_kind));
+    if (item_kind != "Service" && item_kind != "EndpointSlice") continue;
+
+    std::string namespace_name;
+    std::string name;
+    CF_RETURN_IF_ERROR(ParseMetadata(item, Loc(absl::StrCat(item_path, " (", item_kind, ")")),
+                                     &namespace_name, &name));
+    const std::string id = absl::StrCat(namespace_name, "/", name);
+    const Loc item_loc(absl::StrCat(item_path, " (", item_kind, " ", id, ")"));
+    auto& seen = item_kind == "Service" ? index.services : index.endpoint_slices;
+    const auto [previous, fresh] = seen.emplace(id, i);
+    if (!fresh) {
+      return item_loc.Error(absl::StrCat("duplicates kubernetes.items[", previous->second, "]"));
+    }
+
+    if (item_kind == "Service") {
+      ServiceSpec service;
+      service.namespace_name = namespace_name;
+      service.name = name;
+      CF_RETURN_IF_ERROR(ParseService(item, item_loc, id, &index, &service));
+      model->services.push_back(std::move(service));
+    } else {
+      EndpointSliceSpec slice;
+      slice.namespace_name = namespace_name;
+      slice.name = name;
+      bool used = false;
+      CF_RETURN_IF_ERROR(ParseEndpointSlice(item, item_loc, &slice, &used));
+      if (used) model->endpoint_slices.push_back(std::move(slice));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ClusterModel> ParseClusterFile(std::string_view json_text) {
+  const Loc loc("cluster file");
+  absl::StatusOr<json> doc = ParseJson(FromStd(json_text), loc);
+  if (!doc.ok()) return doc.status();
+  if (!doc->is_object()) return TypeError(loc, "a JSON object", *doc);
+
+  ClusterModel model;
+  CF_RETURN_IF_ERROR(ParseNode(*doc, &model.node));
+  CF_RETURN_IF_ERROR(ParseEtcd(*doc, model.node, &model.network, &model.leases));
+  CF_RETURN_IF_ERROR(ParseKubernetes(*doc, &model));
+  return model;
+}
+
+absl::StatusOr<ClusterModel> LoadClusterFile(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open cluster file ", path));
+  }
+  std::string text;
+  char buffer[16384];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
+  const bool failed = std::ferror(file) != 0;
+  const int error = errno;
+  std::fclose(file);
+  if (failed) return absl::ErrnoToStatus(error, absl::StrCat("cannot read cluster file ", path));
+
+  absl::StatusOr<ClusterModel> model = ParseClusterFile(text);
+  if (!model.ok()) {
+    return absl::Status(model.status().code(),
+                        absl::StrCat(path, ": ", model.status().message()));
+  }
+  return model;
+}
+
+absl::StatusOr<uint32_t> ParseIpv4(std::string_view std_text) {
+  const absl::string_view text = FromStd(std_text);
+  const auto malformed = [&] {
+    return absl::InvalidArgumentError(absl::StrCat("malformed IPv4 address ", Quote(text)));
+  };
+  uint32_t ip = 0;
+  size_t pos = 0;
+  for (int octet = 0; octet < 4; ++octet) {
+    if (octet > 0) {
+      if (pos >= text.size() || text[pos] != '.') return malformed();
+      ++pos;
+    }
+    const size_t start = pos;
+    uint32_t value = 0;
+    while (pos < text.size() && pos - start < 4 && absl::ascii_isdigit(text[pos])) {
+      value = value * 10 + static_cast<uint32_t>(text[pos] - '0');
+      ++pos;
+    }
+    const size_t digits = pos - start;
+    // Leading zeros are refused: inet_aton would read them as octal.
+    if (digits == 0 || digits > 3 || value > 255 || (digits > 1 && text[start] == '0')) {
+      return malformed();
+    }
+    ip = ip << 8 | value;
+  }
+  if (pos != text.size()) return malformed();
+  return ip;
+}
+
+absl::StatusOr<Ipv4Prefix> ParseIpv4Prefix(std::string_view std_text) {
+  const absl::string_view text = FromStd(std_text);
+  const auto malformed = [&] {
+    return absl::InvalidArgumentError(absl::StrCat("malformed IPv4 prefix ", Quote(text)));
+  };
+  const size_t slash = text.find('/');
+  if (slash == absl::string_view::npos) return malformed();
+  absl::StatusOr<uint32_t> address = ParseIpv4(ToStd(text.substr(0, slash)));
+  if (!address.ok()) return malformed();
+  const absl::string_view length = text.substr(slash + 1);
+  if (length.empty() || length.size() > 2 || (length.size() == 2 && length[0] == '0')) {
+    return malformed();
+  }
+  uint32_t value = 0;
+  for (const char c : length) {
+    if (!absl::ascii_isdigit(c)) return malformed();
+    value = value * 10 + static_cast<uint32_t>(c - '0');
+  }
+  if (value > 32) return malformed();
+  Ipv4Prefix prefix;
+  prefix.address = *address;
+  prefix.length = static_cast<uint8_t>(value);
+  return prefix;
+}
+
+absl::StatusOr<MacAddress> ParseMac(std::string_view std_text) {
+  const absl::string_view text = FromStd(std_text);
+  const auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  MacAddress mac{};
+  bool ok = text.size() == 17;
+  for (size_t i = 0; ok && i < mac.size(); ++i) {
+    const int high = hex(text[3 * i]);
+    const int low = hex(text[3 * i + 1]);
+    ok = high >= 0 && low >= 0 && (i == mac.size() - 1 || text[3 * i + 2] == ':');
+    if (ok) mac[i] = static_cast<uint8_t>(high << 4 | low);
+  }
+  if (!ok) return absl::InvalidArgumentError(absl::StrCat("malformed MAC ", Quote(text)));
+  return mac;
+}
+
+std::string FormatIpv4(uint32_t ip) {
+  return absl::StrFormat("%u.%u.%u.%u", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff);
+}
+
+std::string FormatIpv4Prefix(const Ipv4Prefix& prefix) {
+  return absl::StrCat(FormatIpv4(prefix.address), "/", static_cast<int>(prefix.length));
+}
+
+std::string FormatMac(const MacAddress& mac) {
+  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
+                         mac[5]);
+}
+
+#undef CF_RETURN_IF_ERROR
+
+}  // namespace sluice

@@ -1,0 +1,155 @@
+#include "control/table_builder.h"
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+
+namespace sluice {
+namespace {
+
+struct ChosenEndpoints {
+  std::vector<Endpoint> all;
+  std::vector<Endpoint> local;
+};
+
+// kube-proxy's choice of endpoints for one Service port: ready ones; when
+// none is ready, the serving-and-terminating ones (decided separately for
+// the cluster-wide and the node-local set).
+ChosenEndpoints EndpointsFor(const ClusterModel& model, const ServiceSpec& svc,
+                             const ServicePortSpec& port) {
+  struct Candidate {
+    Endpoint ep;
+    bool ready, serving, terminating, local;
+  };
+  std::vector<Candidate> candidates;
+  std::set<std::pair<uint32_t, uint16_t>> seen;
+  for (const EndpointSliceSpec& slice : model.endpoint_slices) {
+    if (slice.namespace_name != svc.namespace_name || slice.service_name != svc.name) continue;
+    for (const EndpointSlicePortSpec& sp : slice.ports) {
+      if (sp.name != port.name || sp.protocol != port.protocol) continue;
+      for (const EndpointSpec& e : slice.endpoints) {
+        if (!seen.insert({e.ip, sp.port}).second) continue;
+        Candidate c;
+        c.ep.ip = e.ip;
+        c.ep.port = sp.port;
+        c.ready = e.ready;
+        c.serving = e.serving;
+        c.terminating = e.terminating;
+        c.local = e.node_name == model.node.name;
+        candidates.push_back(c);
+      }
+    }
+  }
+  auto pick = [&](bool local_only) {
+    std::vector<Endpoint> ready, fallback;
+    for (const Candidate& c : candidates) {
+      if (local_only && !c.local) continue;
+      if (c.ready) ready.push_back(c.ep);
+      else if (c.serving && c.terminating) fallback.push_back(c.ep);
+    }
+    return ready.empty() ? fallback : ready;
+  };
+  return {pick(false), pick(true)};
+}
+
+std::string FormatIp(uint32_t ip) {
+  return absl::StrFormat("%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
+                                                        uint64_t generation) {
+  const FlannelLease* local = model.LocalLease();
+  if (local == nullptr)
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "no flannel lease has PublicIP %s (this node's nodeIP)", FormatIp(model.node.node_ip)));
+  auto t = std::make_unique<TableSet>();
+  t->generation = generation;
+  NodeView& n = t->node;
+  const NodeSpec& ns = model.node;
+  n.name = ns.name;
+  n.node_ip = ns.node_ip;
+  n.uplink_net_mask = PrefixMask(ns.uplink_prefix_length);
+  n.gateway_ip = ns.gateway_ip;
+  n.uplink_mtu = ns.uplink_mtu;
+  n.port_mac[static_cast<int>(PortRole::kUplink)] = ns.uplink_mac;
+  n.port_mac[static_cast<int>(PortRole::kPods)] = ns.pods_mac;
+  n.port_mac[static_cast<int>(PortRole::kHost)] = ns.host_mac;
+  n.has_host_port = ns.has_host_port;
+  n.host_peer_mac = ns.host_peer_mac;
+  n.cluster_mask = PrefixMask(model.network.network.length);
+  n.cluster_net = model.network.network.address & n.cluster_mask;
+  n.pod_mask = PrefixMask(local->subnet.length);
+  n.pod_net = local->subnet.address & n.pod_mask;
+  n.vxlan_ip = n.pod_net;        // flannel.1: the lease's network address, /32
+  n.pods_gateway_ip = n.pod_net + 1;  // cni0: the lease's first address
+  n.vtep_mac = local->vtep_mac;
+  n.vni = model.network.vni;
+  n.vxlan_port = model.network.port;
+
+  ServiceTable::Builder sb;
+  for (const ServiceSpec& svc : model.services) {
+    if (svc.type == "ExternalName") continue;
+    for (const ServicePortSpec& port : svc.ports) {
+      if (port.protocol == L4Protocol::kSctp) continue;  // not in the dataplane yet
+      const ChosenEndpoints eps = EndpointsFor(model, svc, port);
+      ServiceEntry base;
+      base.endpoints_begin = static_cast<uint32_t>(sb.endpoints.size());
+      base.endpoints_count = static_cast<uint16_t>(eps.all.size());
+      sb.endpoints.insert(sb.endpoints.end(), eps.all.begin(), eps.all.end());
+      base.local_begin = static_cast<uint32_t>(sb.endpoints.size());
+      base.local_count = static_cast<uint16_t>(eps.local.size());
+      sb.endpoints.insert(sb.endpoints.end(), eps.local.begin(), eps.local.end());
+      base.external_local_only = svc.external_traffic_policy == TrafficPolicy::kLocal;
+      base.masquerade_external = !base.external_local_only;
+      base.internal_local_only = svc.internal_traffic_policy == TrafficPolicy::kLocal;
+      base.name_index = static_cast<uint32_t>(sb.names.size());
+      sb.names.push_back(absl::StrFormat("%s/%s%s%s", svc.namespace_name, svc.name,
+                                         port.name.empty() ? "" : ":", port.name));
+      const uint8_t proto = static_cast<uint8_t>(port.protocol);
+      auto add = [&](uint32_t ip, uint16_t p, ServiceEntryKind kind) {
+        ServiceEntry e = base;
+        e.kind = kind;
+        sb.entries.push_back({ServiceKey{ip, p, proto, 0}, e});
+      };
+      for (uint32_t ip : svc.cluster_ips) add(ip, port.port, ServiceEntryKind::kClusterIp);
+      if (svc.cluster_ips.empty()) continue;  // headless: DNS only, nothing to proxy
+      if (port.node_port != 0 && (svc.type == "NodePort" || svc.type == "LoadBalancer"))
+        add(0, port.node_port, ServiceEntryKind::kNodePort);
+      for (uint32_t ip : svc.external_ips) add(ip, port.port, ServiceEntryKind::kExternalIp);
+      for (uint32_t ip : svc.load_balancer_ips)
+        add(ip, port.port, ServiceEntryKind::kLoadBalancerIp);
+    }
+  }
+  auto services = ServiceTable::Build(std::move(sb), generation);
+  if (!services.ok()) return services.status();
+  t->services = *std::move(services);
+
+  std::vector<VtepPeer> peers;
+  for (const FlannelLease& l : model.leases) {
+    VtepPeer p;
+    p.public_ip = l.public_ip;
+    p.subnet = l.subnet.address;
+    p.subnet_length = l.subnet.length;
+    p.local = l.public_ip == ns.node_ip;
+    p.vtep_mac = l.vtep_mac;
+    peers.push_back(p);
+  }
+  auto overlay = OverlayTable::Build(std::move(peers), generation);
+  if (!overlay.ok()) return overlay.status();
+  t->overlay = *std::move(overlay);
+  return t;
+}
+
+absl::Status ApplyStaticNeighbors(const ClusterModel& model, NeighborTable& neighbors) {
+  for (const NeighborEntry& e : model.node.neighbors)
+    if (!neighbors.Set(e.port, e.ip, e.mac, /*is_static=*/true))
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("neighbour table full adding %s", FormatIp(e.ip)));
+  return absl::OkStatus();
+}
+
+}  // namespace sluice

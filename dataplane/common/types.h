@@ -1,0 +1,58 @@
+// Small value types shared by the dataplane and the control process: flow
+// keys, port roles, MAC addresses, and the burst size.
+#ifndef SLUICE_DATAPLANE_COMMON_TYPES_H_
+#define SLUICE_DATAPLANE_COMMON_TYPES_H_
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+namespace sluice {
+
+// Packets per rx burst and per stage call. Stages keep scratch arrays of this
+// size on the stack.
+inline constexpr uint16_t kBurstSize = 32;
+
+using MacAddress = std::array<uint8_t, 6>;
+
+// Which of the node's three ports an object belongs to.
+enum class PortRole : uint8_t { kUplink = 0, kPods = 1, kHost = 2 };
+inline constexpr int kPortRoleCount = 3;
+const char* PortRoleName(PortRole role);
+
+inline constexpr uint8_t kProtoIcmp = 1;
+inline constexpr uint8_t kProtoTcp = 6;
+inline constexpr uint8_t kProtoUdp = 17;
+
+// A flow's identity in one direction. Addresses and ports in host byte order.
+// For ICMP echo the identifier stands in as a port: requests carry it as
+// src_port (dst_port 0), replies as dst_port (src_port 0), so that a reply's
+// key is the request's key reversed, as for TCP and UDP.
+struct FlowKey {
+  uint32_t src_ip = 0;
+  uint32_t dst_ip = 0;
+  uint16_t src_port = 0;
+  uint16_t dst_port = 0;
+  uint8_t proto = 0;
+  uint8_t pad[3] = {0, 0, 0};  // always zero: keys are hashed and compared as bytes
+
+  FlowKey Reversed() const {
+    FlowKey r;
+    r.src_ip = dst_ip;
+    r.dst_ip = src_ip;
+    r.src_port = dst_port;
+    r.dst_port = src_port;
+    r.proto = proto;
+    return r;
+  }
+  bool operator==(const FlowKey& o) const { return std::memcmp(this, &o, sizeof(*this)) == 0; }
+};
+static_assert(sizeof(FlowKey) == 16);
+
+inline uint32_t PrefixMask(uint8_t length) {
+  return length == 0 ? 0 : ~uint32_t{0} << (32 - length);
+}
+
+}  // namespace sluice
+
+#endif  // SLUICE_DATAPLANE_COMMON_TYPES_H_

@@ -1,0 +1,120 @@
+#include "dataplane/parse/packet_parser.h"
+
+#include <rte_arp.h>
+#include <rte_byteorder.h>
+#include <rte_ether.h>
+#include <rte_icmp.h>
+#include <rte_ip.h>
+#include <rte_tcp.h>
+#include <rte_udp.h>
+
+namespace sluice {
+namespace {
+
+inline void Fail(PacketMeta* meta, Counter reason) {
+  meta->cls = PacketClass::kDrop;
+  meta->drop_reason = reason;
+}
+
+}  // namespace
+
+void ParsePacket(const rte_mbuf* m, uint16_t offset, PacketMeta* meta) {
+  meta->tcp_flags = 0;
+  meta->has_ports = false;
+  meta->is_icmp_echo_reply = false;
+  meta->key = FlowKey{};
+  if (m->nb_segs != 1) return Fail(meta, k_multisegment_unsupported);
+  const uint32_t len = rte_pktmbuf_data_len(m);
+  const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
+  if (len < uint32_t{offset} + sizeof(rte_ether_hdr)) return Fail(meta, k_eth_truncated);
+  const auto* eth = reinterpret_cast<const rte_ether_hdr*>(data + offset);
+  const uint16_t ether_type = rte_be_to_cpu_16(eth->ether_type);
+  const uint32_t l3 = offset + sizeof(rte_ether_hdr);
+  meta->l3_offset = static_cast<uint16_t>(l3);
+
+  if (ether_type == RTE_ETHER_TYPE_ARP) {
+    if (len < l3 + sizeof(rte_arp_hdr)) return Fail(meta, k_arp_truncated);
+    const auto* arp = reinterpret_cast<const rte_arp_hdr*>(data + l3);
+    if (arp->arp_hardware != rte_cpu_to_be_16(RTE_ARP_HRD_ETHER) ||
+        arp->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
+        arp->arp_hlen != RTE_ETHER_ADDR_LEN || arp->arp_plen != 4)
+      return Fail(meta, k_arp_truncated);
+    meta->cls = PacketClass::kArp;
+    return;
+  }
+  if (ether_type != RTE_ETHER_TYPE_IPV4) return Fail(meta, k_unsupported_ethertype);
+
+  if (len < l3 + sizeof(rte_ipv4_hdr)) return Fail(meta, k_ipv4_truncated);
+  const auto* ip = reinterpret_cast<const rte_ipv4_hdr*>(data + l3);
+  if ((ip->version_ihl >> 4) != 4) return Fail(meta, k_ipv4_bad_version);
+  const uint32_t ihl = (ip->version_ihl & 0xf) * 4u;
+  if (ihl < sizeof(rte_ipv4_hdr)) return Fail(meta, k_ipv4_bad_ihl);
+  if (len < l3 + ihl) return Fail(meta, k_ipv4_truncated);
+  const uint32_t total = rte_be_to_cpu_16(ip->total_length);
+  if (total < ihl || l3 + total > len) return Fail(meta, k_ipv4_bad_total_length);
+  // A correct header sums to 0xffff, so the folded complement is 0.
+  if (rte_raw_cksum(ip, ihl) != 0xffff) return Fail(meta, k_ipv4_bad_checksum);
+  const uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
+  if ((frag & RTE_IPV4_HDR_MF_FLAG) || (frag & RTE_IPV4_HDR_OFFSET_MASK))
+    return Fail(meta, k_ipv4_fragment);
+
+  meta->ip_total_length = static_cast<uint16_t>(total);
+  meta->key.src_ip = rte_be_to_cpu_32(ip->src_addr);
+  meta->key.dst_ip = rte_be_to_cpu_32(ip->dst_addr);
+  meta->key.proto = ip->next_proto_id;
+  const uint32_t l4 = l3 + ihl;
+  meta->l4_offset = static_cast<uint16_t>(l4);
+  const uint32_t l4_len = total - ihl;
+  const uint8_t first_octet = meta->key.src_ip >> 24;
+  if (first_octet == 0 || first_octet == 127 || first_octet >= 224)
+    return Fail(meta, k_ipv4_bad_source);
+
+  switch (ip->next_proto_id) {
+    case IPPROTO_TCP: {
+      if (l4_len < sizeof(rte_tcp_hdr)) return Fail(meta, k_tcp_truncated);
+      const auto* tcp = reinterpret_cast<const rte_tcp_hdr*>(data + l4);
+      const uint32_t doff = (tcp->data_off >> 4) * 4u;
+      if (doff < sizeof(rte_tcp_hdr) || doff > l4_len) return Fail(meta, k_tcp_truncated);
+      meta->key.src_port = rte_be_to_cpu_16(tcp->src_port);
+      meta->key.dst_port = rte_be_to_cpu_16(tcp->dst_port);
+      meta->tcp_flags = tcp->tcp_flags;
+      meta->has_ports = true;
+      break;
+    }
+    case IPPROTO_UDP: {
+      if (l4_len < sizeof(rte_udp_hdr)) return Fail(meta, k_udp_bad_length);
+      const auto* udp = reinterpret_cast<const rte_udp_hdr*>(data + l4);
+      const uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+      if (ulen < sizeof(rte_udp_hdr) || ulen > l4_len) return Fail(meta, k_udp_bad_length);
+      meta->key.src_port = rte_be_to_cpu_16(udp->src_port);
+      meta->key.dst_port = rte_be_to_cpu_16(udp->dst_port);
+      meta->has_ports = true;
+      break;
+    }
+    case IPPROTO_ICMP: {
+      if (l4_len < sizeof(rte_icmp_hdr)) return Fail(meta, k_icmp_truncated);
+      const auto* icmp = reinterpret_cast<const rte_icmp_hdr*>(data + l4);
+      const uint16_t id = rte_be_to_cpu_16(icmp->icmp_ident);
+      if (icmp->icmp_type == RTE_IP_ICMP_ECHO_REQUEST && icmp->icmp_code == 0) {
+        meta->key.src_port = id;
+        meta->has_ports = true;
+      } else if (icmp->icmp_type == RTE_IP_ICMP_ECHO_REPLY && icmp->icmp_code == 0) {
+        meta->key.dst_port = id;
+        meta->has_ports = true;
+        meta->is_icmp_echo_reply = true;
+      }
+      break;
+    }
+    default:
+      break;  // other protocols are routed without NAT
+  }
+  meta->cls = PacketClass::kIpv4;
+}
+
+void TrimToIpLength(rte_mbuf* m, const PacketMeta& meta) {
+  const uint32_t want = uint32_t{meta.l3_offset} + meta.ip_total_length;
+  const uint32_t have = rte_pktmbuf_data_len(m);
+  if (have > want) rte_pktmbuf_trim(m, static_cast<uint16_t>(have - want));
+}
+
+}  // namespace sluice

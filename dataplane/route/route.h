@@ -1,0 +1,95 @@
+// Routing decisions as the node's kernel would take them with flannel's
+// routes installed: the local lease is on the pods port (cni0), every other
+// lease is reached through VXLAN (flannel.1, "subnet via subnet.0 onlink"),
+// the node's own addresses go to the host, and the rest follows the uplink's
+// connected subnet or default gateway.
+//
+// Also the two masquerade rule sets, kube-proxy's and flannel's --ip-masq,
+// since the address a masqueraded flow gets is the egress device's.
+//
+// Pure functions over one TableSet; no state.
+#ifndef SLUICE_DATAPLANE_ROUTE_ROUTE_H_
+#define SLUICE_DATAPLANE_ROUTE_ROUTE_H_
+
+#include <cstdint>
+
+#include "dataplane/tables/table_set.h"
+
+namespace sluice {
+
+enum class Egress : uint8_t {
+  kNone,    // no route
+  kPods,    // local pod network
+  kVxlan,   // a remote node's pods, encapsulated out of the uplink
+  kUplink,  // the underlay or beyond
+  kHost,    // one of the node's own addresses
+};
+const char* EgressName(Egress e);
+
+struct RouteResult {
+  Egress egress = Egress::kNone;
+  uint32_t next_hop = 0;  // kPods/kUplink: L2 next hop; kVxlan: the peer's PublicIP
+  uint32_t peer = OverlayTable::kNoPeer;  // kVxlan: VtepPeer index
+};
+
+inline RouteResult RouteTo(const TableSet& t, uint32_t dst) {
+  const NodeView& n = t.node;
+  RouteResult r;
+  if (n.IsLocalAddress(dst)) {
+    r.egress = Egress::kHost;
+    return r;
+  }
+  if (n.InPodNetwork(dst)) {
+    r.egress = Egress::kPods;
+    r.next_hop = dst;
+    return r;
+  }
+  if (n.InClusterNetwork(dst)) {
+    const uint32_t peer = t.overlay->PeerForAddress(dst);
+    if (peer != OverlayTable::kNoPeer && !t.overlay->peer(peer).local) {
+      r.egress = Egress::kVxlan;
+      r.peer = peer;
+      r.next_hop = t.overlay->peer(peer).public_ip;
+      return r;
+    }
+    // No lease covers it: like the kernel, fall through to the default route.
+  }
+  if (((dst ^ n.node_ip) & n.uplink_net_mask) == 0) {
+    r.egress = Egress::kUplink;
+    r.next_hop = dst;
+  } else if (n.gateway_ip != 0) {
+    r.egress = Egress::kUplink;
+    r.next_hop = n.gateway_ip;
+  }
+  return r;
+}
+
+// The L2 next hop on the uplink towards a peer's PublicIP.
+inline uint32_t UplinkNextHop(const NodeView& n, uint32_t ip) {
+  return (((ip ^ n.node_ip) & n.uplink_net_mask) == 0 || n.gateway_ip == 0) ? ip : n.gateway_ip;
+}
+
+// MASQUERADE uses the egress device's primary address.
+inline uint32_t MasqueradeAddress(const NodeView& n, Egress e) {
+  switch (e) {
+    case Egress::kPods: return n.pods_gateway_ip;  // cni0
+    case Egress::kVxlan: return n.vxlan_ip;        // flannel.1
+    default: return n.node_ip;
+  }
+}
+
+// flannel's FLANNEL-POSTRTG chain (--ip-masq), for flows kube-proxy did not
+// mark: RETURN -s podCIDR -d clusterCIDR; RETURN -s clusterCIDR -d podCIDR;
+// RETURN ! -s clusterCIDR -d podCIDR; MASQUERADE -s clusterCIDR
+// ! -d 224.0.0.0/4; MASQUERADE ! -s clusterCIDR -d clusterCIDR.
+inline bool FlannelMasquerades(const NodeView& n, uint32_t src, uint32_t dst) {
+  const bool src_cluster = n.InClusterNetwork(src);
+  if (n.InPodNetwork(src) && n.InClusterNetwork(dst)) return false;
+  if (n.InPodNetwork(dst)) return false;  // both "-d podCIDR" RETURN rules
+  if (src_cluster) return (dst >> 28) != 0xe;
+  return n.InClusterNetwork(dst);
+}
+
+}  // namespace sluice
+
+#endif  // SLUICE_DATAPLANE_ROUTE_ROUTE_H_
