@@ -758,3 +758,79 @@ def check_cluster_file(path):
     if problems:
         raise AssertionError("%s disagrees with journey_packets:\n  %s"
                              % (path, "\n  ".join(problems)))
+
+# ---------------------------------------------------------------------------
+# f) the pod's own frames on its veth (before its node routes them)
+# ---------------------------------------------------------------------------
+
+
+def pod_for_ip(ip):
+    """The Pod of PODS with address `ip`, or None."""
+    for pod in PODS:
+        if pod.ip == ip:
+            return pod
+    return None
+
+
+def pod_reply_frame(delivered_pkt, payload=None, *, seq=None, pod_isn=POD_ISN,
+                    tsval=POD_TSVAL, ip_id=None, time=None):
+    """What a pod sends on its veth in answer to a TCP segment its node
+    delivered to it (a plain frame on the pods port, to the pod's MAC).
+
+    The TCP answer is reply_from_pod()'s (SYN -> SYN-ACK with ISN `pod_isn`,
+    otherwise seq = the segment's ack, ack = its seq + length, carrying
+    `payload`, default the sshd banner), but framed as the pod emits it:
+    Ether pod MAC -> its node's pods MAC (cni0), TTL 64 (not yet routed).
+    `seq` overrides the sequence number (e.g. after the pod already sent
+    data the segment has not acknowledged yet)."""
+    pkt = as_ether(delivered_pkt)
+    if IP not in pkt or TCP not in pkt or VXLAN in pkt:
+        raise ValueError("expected a plain TCP/IPv4 frame: %s" % pkt.summary())
+    pod = pod_for_ip(pkt[IP].dst)
+    if pod is None:
+        raise ValueError("%s is not a known pod" % pkt[IP].dst)
+    framed = reply_from_pod(pkt, payload, pod_isn=pod_isn, tsval=tsval,
+                            ip_id=ip_id, time=time)
+    ip = split_vxlan(framed)[1][IP] if VXLAN in framed else framed[IP]
+    ip = IP(bytes(ip))
+    ip.ttl = 64
+    ip.chksum = None
+    if seq is not None:
+        ip[TCP].seq = seq & 0xFFFFFFFF
+    ip[TCP].chksum = None
+    out = as_ether(Ether(src=pod.mac, dst=NODES[pod.node].pods_mac) / ip)
+    out.time = framed.time
+    return out
+
+
+def _tcp_payload_len(pkt):
+    ip, tcp = pkt[IP], pkt[TCP]
+    return ip.len - ip.ihl * 4 - tcp.dataofs * 4
+
+
+def sshd_replies(delivered_pkts, t0=None, step=T_STEP):
+    """The sshd pod's side of the conversation, for the segments its node
+    delivered to it (plain frames to the pod's MAC, in order):
+      SYN                    -> SYN-ACK (ISN POD_ISN, MSS 1410)
+      first pure ACK         -> the banner POD_BANNER (seq POD_ISN + 1)
+      a segment with data    -> a pure ACK of it (seq after the banner if sent)
+    Frames from the pod's MAC to its node's pods MAC, TTL 64. Timestamps:
+    `t0` + i * `step` if given, otherwise 250 us after each segment."""
+    out = []
+    banner_sent = False
+    for p in delivered_pkts:
+        p = as_ether(p) if not isinstance(p, Ether) else p
+        tcp = p[TCP]
+        if tcp.flags.S and not tcp.flags.A:
+            out.append(pod_reply_frame(p))
+        elif _tcp_payload_len(p) == 0 and not banner_sent:
+            out.append(pod_reply_frame(p, payload=POD_BANNER))
+            banner_sent = True
+        elif _tcp_payload_len(p) > 0:
+            sent = len(POD_BANNER) if banner_sent else 0
+            out.append(pod_reply_frame(p, payload=b"",
+                                       seq=tcp.ack + sent,
+                                       tsval=POD_TSVAL + 1))
+    if t0 is not None:
+        _stamp(out, Decimal(t0), step)
+    return out

@@ -1,0 +1,274 @@
+// The pipeline end to end on one node, driven through Worker::ProcessBurst
+// with the shared journey fixtures; outputs checked field by field with an
+// independent parser and checksum verifier.
+#include "dataplane/worker/worker.h"
+
+#include <set>
+
+#include "gtest/gtest.h"
+#include "tests/fixtures/journey_fixtures.h"
+#include "tests/fixtures/node_harness.h"
+#include "tests/fixtures/packet_builder.h"
+
+namespace sluice::testing {
+namespace {
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  NodeHarness node_{Node228Model(), /*workers=*/2};
+};
+
+uint64_t TotalDrops(NodeHarness& node) {
+  uint64_t d = 0;
+  for (int c = 0; c < kCounterCount; ++c)
+    if (CounterInfoOf(static_cast<Counter>(c)).kind == CounterKind::kDrop)
+      d += node.counter(static_cast<Counter>(c));
+  return d;
+}
+
+TEST_F(WorkerTest, EveryFixtureGoesWhereItsTableSays) {
+  for (const JourneyFixture& f : JourneyFixtures()) {
+    SCOPED_TRACE(f.name);
+    const uint64_t before = f.forwarded ? 0 : node_.counter(f.drop);
+    Outputs out = node_.Run(f.ingress, {f.build()});
+    if (f.forwarded) {
+      ASSERT_EQ(out.by_port[static_cast<int>(f.egress)].size(), 1u);
+      EXPECT_EQ(out.total(), 1u);
+      const auto& frame = out.by_port[static_cast<int>(f.egress)][0];
+      const ParsedFrame p = ParseFrame(frame);
+      if (p.ether_type == 0x0800) {
+        EXPECT_EQ(VerifyChecksums(frame), "");
+        if (p.proto == kProtoUdp && p.dst_port == 8472) EXPECT_EQ(VerifyChecksums(frame, 64), "");
+      }
+    } else {
+      EXPECT_EQ(out.total(), 0u);
+      EXPECT_EQ(node_.counter(f.drop), before + 1) << CounterInfoOf(f.drop).name;
+    }
+  }
+}
+
+TEST_F(WorkerTest, NodePortSynIsDnatedMasqueradedAndEncapsulatedAsFlannelWould) {
+  const auto in = ClientSynToNodePort();
+  Outputs out = node_.Run(PortRole::kUplink, {in});
+  ASSERT_EQ(out.uplink().size(), 1u);
+  const auto& f = out.uplink()[0];
+  const ParsedFrame outer = ParseFrame(f);
+  EXPECT_EQ(outer.src_mac, Mac("02:00:0a:0a:64:e4"));
+  EXPECT_EQ(outer.dst_mac, Mac("02:00:0a:0a:64:e3"));  // node-227, same L2
+  EXPECT_EQ(outer.src_ip, Ip(Example::kNode228));
+  EXPECT_EQ(outer.dst_ip, Ip(Example::kNode227));
+  EXPECT_EQ(outer.ttl, 64);
+  EXPECT_EQ(outer.frag & 0x4000, 0);  // DF clear, as the kernel's vxlan device
+  EXPECT_EQ(outer.proto, kProtoUdp);
+  EXPECT_EQ(outer.dst_port, 8472);
+  EXPECT_GE(outer.src_port, 32768);
+  EXPECT_LT(outer.src_port, 61000);
+  EXPECT_EQ(outer.udp_checksum, 0);
+  EXPECT_EQ(f[42], 0x08);                     // VXLAN I flag
+  EXPECT_EQ((f[46] << 16) | (f[47] << 8) | f[48], 1);  // VNI 1
+  const ParsedFrame inner = ParseFrame(f, 50);
+  EXPECT_EQ(inner.src_mac, Mac("0e:00:00:00:00:e4"));  // our VtepMAC
+  EXPECT_EQ(inner.dst_mac, Mac("0e:00:00:00:00:e3"));  // node-227's VtepMAC
+  EXPECT_EQ(inner.src_ip, Ip("10.244.26.0"));  // flannel.1's address: MASQUERADE's choice
+  EXPECT_GE(inner.src_port, 1024);
+  EXPECT_EQ(inner.dst_ip, Ip(Example::kSshPod));
+  EXPECT_EQ(inner.dst_port, 22);
+  EXPECT_EQ(inner.ttl, 61);
+  const ParsedFrame orig = ParseFrame(in);
+  EXPECT_EQ(inner.seq, orig.seq);
+  EXPECT_EQ(inner.tcp_flags, orig.tcp_flags);
+  EXPECT_EQ(VerifyChecksums(f, 64), "");
+  EXPECT_EQ(VerifyChecksums(f, 14), "");
+  EXPECT_EQ(node_.counter(k_service_dnat), 1u);
+  EXPECT_EQ(node_.counter(k_masquerade), 1u);
+  EXPECT_EQ(node_.counter(k_vxlan_encapsulated), 1u);
+}
+
+// Builds what node-227 sends back for the pod: the reply VXLAN-encapsulated.
+std::vector<uint8_t> PodReplyVia227(const ParsedFrame& fwd_inner, uint8_t flags,
+                                    const std::string& payload = "") {
+  FrameSpec s;
+  s.src_mac = Mac("0e:00:00:00:00:e3");
+  s.dst_mac = Mac("0e:00:00:00:00:e4");
+  s.src_ip = fwd_inner.dst_ip;
+  s.dst_ip = fwd_inner.src_ip;
+  s.ttl = 63;
+  s.l4.src_port = fwd_inner.dst_port;
+  s.l4.dst_port = fwd_inner.src_port;
+  s.l4.tcp_flags = flags;
+  s.l4.seq = 9000;
+  s.l4.ack = fwd_inner.seq + 1;
+  s.l4.payload = payload;
+  return BuildVxlan(Mac("02:00:0a:0a:64:e3"), Mac("02:00:0a:0a:64:e4"), Ip(Example::kNode227),
+                    Ip(Example::kNode228), 50000, 1, BuildFrame(s));
+}
+
+TEST_F(WorkerTest, RepliesToNodePortAreReverseTranslatedOnAnotherWorker) {
+  Outputs fwd = node_.Run(PortRole::kUplink, {ClientSynToNodePort()}, /*w=*/0);
+  ASSERT_EQ(fwd.uplink().size(), 1u);
+  const ParsedFrame inner = ParseFrame(fwd.uplink()[0], 50);
+  // The reply arrives on the other worker (no flow steering).
+  Outputs rep = node_.Run(PortRole::kUplink, {PodReplyVia227(inner, 0x12, "SSH-2.0-x\r\n")}, 1);
+  ASSERT_EQ(rep.uplink().size(), 1u);
+  const auto& f = rep.uplink()[0];
+  const ParsedFrame p = ParseFrame(f);
+  EXPECT_EQ(p.dst_mac, Mac("02:00:0a:0a:64:01"));  // client is off-link: via the gateway
+  EXPECT_EQ(p.src_mac, Mac("02:00:0a:0a:64:e4"));
+  EXPECT_EQ(p.src_ip, Ip(Example::kNode228));
+  EXPECT_EQ(p.src_port, Example::kNodePort);
+  EXPECT_EQ(p.dst_ip, Ip(Example::kClient));
+  EXPECT_EQ(p.dst_port, 51234);
+  EXPECT_EQ(p.ttl, 62);
+  EXPECT_EQ(p.tcp_flags, 0x12);
+  EXPECT_EQ(p.seq, 9000u);
+  EXPECT_EQ(std::string(p.payload.begin(), p.payload.end()), "SSH-2.0-x\r\n");
+  EXPECT_EQ(VerifyChecksums(f), "");
+  EXPECT_EQ(node_.counter(k_conntrack_created, 0), 1u);
+  EXPECT_EQ(node_.counter(k_conntrack_hit_reply, 1), 1u);
+  EXPECT_EQ(node_.counter(k_vxlan_decapsulated, 1), 1u);
+  EXPECT_EQ(TotalDrops(node_), 0u);
+}
+
+TEST_F(WorkerTest, PodToRemotePodIsEncapsulatedWithoutNatOrState) {
+  Outputs out = node_.Run(PortRole::kPods, {PodToRemotePodSyn()});
+  ASSERT_EQ(out.uplink().size(), 1u);
+  const ParsedFrame inner = ParseFrame(out.uplink()[0], 50);
+  EXPECT_EQ(inner.src_ip, Ip(Example::kWeb1));
+  EXPECT_EQ(inner.src_port, 40000);
+  EXPECT_EQ(inner.dst_ip, Ip(Example::kWeb2));
+  EXPECT_EQ(inner.ttl, 63);
+  EXPECT_EQ(node_.conntrack().InUse(), 0u);
+  EXPECT_EQ(node_.counter(k_forwarded_stateless), 1u);
+}
+
+TEST_F(WorkerTest, PodToInternetIsMasqueradedToTheNodeAddress) {
+  Outputs out = node_.Run(PortRole::kPods, {PodToInternetSyn()});
+  ASSERT_EQ(out.uplink().size(), 1u);
+  const ParsedFrame p = ParseFrame(out.uplink()[0]);
+  EXPECT_EQ(p.dst_mac, Mac("02:00:0a:0a:64:01"));
+  EXPECT_EQ(p.src_ip, Ip(Example::kNode228));
+  EXPECT_GE(p.src_port, 1024);
+  EXPECT_EQ(p.src_port % 2, 0);  // worker 0 of 2 owns even ports
+  EXPECT_EQ(p.dst_ip, Ip("93.184.216.34"));
+  EXPECT_EQ(VerifyChecksums(out.uplink()[0]), "");
+  EXPECT_EQ(node_.counter(k_masquerade), 1u);
+}
+
+TEST_F(WorkerTest, PingFromPodToInternetIsMasqueradedAndTheReplyRestored) {
+  Outputs out = node_.Run(PortRole::kPods, {PodToInternetPing()});
+  ASSERT_EQ(out.uplink().size(), 1u);
+  const ParsedFrame req = ParseFrame(out.uplink()[0]);
+  EXPECT_EQ(req.src_ip, Ip(Example::kNode228));
+  EXPECT_EQ(VerifyChecksums(out.uplink()[0]), "");
+  FrameSpec s;
+  s.src_mac = Mac("02:00:0a:0a:64:01");
+  s.dst_mac = Mac("02:00:0a:0a:64:e4");
+  s.src_ip = Ip("93.184.216.34");
+  s.dst_ip = Ip(Example::kNode228);
+  s.l4.proto = kProtoIcmp;
+  s.l4.icmp_type = 0;
+  s.l4.icmp_id = req.src_port;  // the masqueraded identifier
+  s.l4.payload = "abcdefgh";
+  Outputs rep = node_.Run(PortRole::kUplink, {BuildFrame(s)}, 1);
+  ASSERT_EQ(rep.pods().size(), 1u);
+  const ParsedFrame p = ParseFrame(rep.pods()[0]);
+  EXPECT_EQ(p.dst_ip, Ip(Example::kWeb1));
+  EXPECT_EQ(p.src_port, 777);  // identifier restored
+  EXPECT_EQ(p.dst_mac, Mac("0a:58:0a:f4:1a:14"));
+  EXPECT_EQ(VerifyChecksums(rep.pods()[0]), "");
+}
+
+TEST_F(WorkerTest, ClusterIpPicksBothEndpointsAndHairpinIsMasqueraded) {
+  std::set<uint32_t> seen;
+  for (uint16_t port = 41000; port < 41064 && seen.size() < 2; ++port) {
+    Outputs out = node_.Run(PortRole::kPods, {PodToClusterIpSyn(port)});
+    ASSERT_EQ(out.total(), 1u);
+    if (out.pods().size() == 1) {
+      // web-1 reached itself through the Service: hairpin, masqueraded to cni0.
+      const ParsedFrame p = ParseFrame(out.pods()[0]);
+      EXPECT_EQ(p.dst_ip, Ip(Example::kWeb1));
+      EXPECT_EQ(p.dst_port, 8080);
+      EXPECT_EQ(p.src_ip, Ip("10.244.26.1"));
+      EXPECT_EQ(VerifyChecksums(out.pods()[0]), "");
+      seen.insert(p.dst_ip);
+    } else {
+      const ParsedFrame inner = ParseFrame(out.uplink()[0], 50);
+      EXPECT_EQ(inner.dst_ip, Ip(Example::kWeb2));
+      EXPECT_EQ(inner.src_ip, Ip(Example::kWeb1));  // pod to ClusterIP: no masquerade
+      EXPECT_EQ(VerifyChecksums(out.uplink()[0], 64), "");
+      seen.insert(inner.dst_ip);
+    }
+  }
+  EXPECT_EQ(seen.size(), 2u);
+}
+
+TEST_F(WorkerTest, ServiceWithoutEndpointsIsDroppedAndCounted) {
+  ClusterModel m = Node228Model();
+  m.endpoint_slices.clear();
+  node_.Reload(m);
+  Outputs out = node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
+  EXPECT_EQ(out.total(), 0u);
+  EXPECT_EQ(node_.counter(k_service_no_endpoints), 1u);
+}
+
+TEST_F(WorkerTest, EstablishedFlowSurvivesAReloadThatMovesTheService) {
+  Outputs first = node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
+  ASSERT_EQ(first.uplink().size(), 1u);
+  ClusterModel m = Node228Model();
+  m.endpoint_slices[0].endpoints[0].ip = Ip("10.244.24.77");  // the pod moved to node-226
+  node_.Reload(m);
+  Outputs again = node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
+  ASSERT_EQ(again.uplink().size(), 1u);
+  EXPECT_EQ(ParseFrame(again.uplink()[0], 50).dst_ip, Ip(Example::kSshPod));
+  // A new connection goes to the new endpoint.
+  FrameSpec s;
+  s.src_mac = Mac("02:00:0a:0a:64:01");
+  s.dst_mac = Mac("02:00:0a:0a:64:e4");
+  s.src_ip = Ip(Example::kClient);
+  s.dst_ip = Ip(Example::kNode228);
+  s.l4.src_port = 51999;
+  s.l4.dst_port = Example::kNodePort;
+  Outputs fresh = node_.Run(PortRole::kUplink, {BuildFrame(s)});
+  ASSERT_EQ(fresh.uplink().size(), 1u);
+  EXPECT_EQ(ParseFrame(fresh.uplink()[0], 50).dst_ip, Ip("10.244.24.77"));
+  EXPECT_EQ(ParseFrame(fresh.uplink()[0]).dst_ip, Ip(Example::kNode226));
+}
+
+TEST_F(WorkerTest, ArpForTheNodeIpIsAnsweredAndTheSenderLearned) {
+  Outputs out = node_.Run(PortRole::kUplink, {GatewayArpForNodeIp()});
+  ASSERT_EQ(out.uplink().size(), 1u);
+  const auto& a = out.uplink()[0];
+  EXPECT_EQ(ParseFrame(a).dst_mac, Mac("02:00:0a:0a:64:01"));
+  EXPECT_EQ((a[20] << 8) | a[21], 2);  // reply
+  EXPECT_EQ(MacAddress({a[22], a[23], a[24], a[25], a[26], a[27]}), Mac("02:00:0a:0a:64:e4"));
+  EXPECT_EQ(node_.counter(k_arp_replied), 1u);
+}
+
+TEST_F(WorkerTest, UnknownNextHopTriggersAnArpRequestAndCountsTheDrop) {
+  FrameSpec s;
+  s.src_mac = Mac("02:00:0a:0a:64:01");
+  s.dst_mac = Mac("02:00:0a:0a:64:e4");
+  s.src_ip = Ip(Example::kClient);
+  s.dst_ip = Ip("10.244.26.99");  // a local pod nobody has told us the MAC of
+  s.l4.src_port = 1234;
+  s.l4.dst_port = 80;
+  Outputs out = node_.Run(PortRole::kUplink, {BuildFrame(s)});
+  ASSERT_EQ(out.pods().size(), 1u);
+  const auto& a = out.pods()[0];
+  EXPECT_EQ(ParseFrame(a).ether_type, 0x0806);
+  EXPECT_EQ((a[38] << 24) | (a[39] << 16) | (a[40] << 8) | a[41], int(Ip("10.244.26.99")));
+  EXPECT_EQ(node_.counter(k_neighbor_miss), 1u);
+  // The answer teaches the MAC; the next packet goes through.
+  std::vector<uint8_t> reply = BuildArpRequest(Mac("0a:58:0a:f4:1a:63"), Ip("10.244.26.99"),
+                                               Ip("10.244.26.1"));
+  reply[0] = 0x02; reply[1] = 0x00; reply[2] = 0x0a; reply[3] = 0xf4; reply[4] = 0x1a;
+  reply[5] = 0x01;  // unicast to the pods port
+  reply[21] = 2;    // opcode reply
+  node_.Run(PortRole::kPods, {reply});
+  Outputs after = node_.Run(PortRole::kUplink, {BuildFrame(s)});
+  ASSERT_EQ(after.pods().size(), 1u);
+  EXPECT_EQ(ParseFrame(after.pods()[0]).dst_mac, Mac("0a:58:0a:f4:1a:63"));
+}
+
+}  // namespace
+}  // namespace sluice::testing

@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""The pcap test suite: sluice-replay on the example captures, outputs
+checked field by field with scapy and against the counters JSON.
+
+    /usr/bin/python3 tests/pcap/run_pcap_tests.py --replay build/app/sluice-replay \\
+        [--source-root .] [--work DIR] [-k SUBSTRING] [-v]
+
+Generates the captures with examples/make_captures.py into <work>/captures,
+runs each scenario, prints one PASS/FAIL line per scenario, then
+"N passed, M failed"; exits 1 if any failed. Registered with meson as
+`meson test --suite pcap`. Needs Debian's scapy (/usr/bin/python3).
+"""
+
+import argparse
+import base64
+import collections
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import journey  # noqa: E402
+import journey_packets as jp  # noqa: E402
+from journey import ARP  # noqa: E402
+
+SCENARIOS = []
+
+
+def scenario(name):
+    def register(fn):
+        SCENARIOS.append((name, fn))
+        return fn
+    return register
+
+
+class Context(object):
+    def __init__(self, replayer, captures, verbose):
+        self.r = replayer
+        self.captures = captures
+        self.verbose = verbose
+
+    def capture(self, name):
+        return os.path.join(self.captures, name)
+
+
+# ---------------------------------------------------------------------------
+# 1. NodePort from outside, node-228
+# ---------------------------------------------------------------------------
+
+
+@scenario("nodeport_forward")
+def t_nodeport_forward(ctx):
+    run = ctx.r.run("s1-nodeport", "node-228",
+                    {"uplink": ctx.capture("nodeport_forward.pcap")},
+                    workers=2, dispatch="roundrobin")
+    port = journey.check_nodeport_forward(run, 2)
+    return "ARP reply + 3 VXLAN to node-227, masquerade 10.244.26.0:%d" % port
+
+# ---------------------------------------------------------------------------
+# 2. The three-node journey
+# ---------------------------------------------------------------------------
+
+
+@scenario("three_node_journey")
+def t_journey(ctx):
+    j = journey.ThreeNodeJourney(
+        ctx.r, seed=journey.DEFAULT_SEED, workers=2,
+        forward_pcap=ctx.capture("nodeport_forward.pcap"))
+    j.run_all()
+    creator = journey.creating_worker(j.pass2)
+    return ("port %d in both passes; %d replies back as 10.10.100.228:8014 "
+            "-> 172.100.0.6:51234; flow on worker %d, replies on %s"
+            % (j.snat_port, len(j.returned), creator,
+               [w["conntrack_hit_reply"] for w in j.pass2.workers]))
+
+# ---------------------------------------------------------------------------
+# 3. Pod to pod and ClusterIP on node-228
+# ---------------------------------------------------------------------------
+
+
+@scenario("pod_to_pod")
+def t_pod_to_pod(ctx):
+    seen = collections.OrderedDict()
+    # One run without --seed (whatever the dataplane picks), then seeds
+    # until both endpoints were chosen at least once.
+    outcome = journey.check_pod_to_pod(
+        ctx.r.run("s3-pod2pod", "node-228",
+                  {"pods": ctx.capture("pod_to_pod.pcap")}, workers=2), 2)
+    seen.setdefault(outcome, "unseeded")
+    for seed in range(1, 21):
+        if len(seen) == 2:
+            break
+        run = ctx.r.run("s3-pod2pod-seed%d" % seed, "node-228",
+                        {"pods": ctx.capture("pod_to_pod.pcap")},
+                        workers=2, seed=seed)
+        seen.setdefault(journey.check_pod_to_pod(run, 2), "seed %d" % seed)
+    if len(seen) != 2:
+        raise AssertionError("the ClusterIP SYN always went %s in 21 runs "
+                             "(2 ready endpoints)" % list(seen)[0])
+    return "both endpoints chosen: %s" % ", ".join(
+        "%s (%s)" % kv for kv in seen.items())
+
+# ---------------------------------------------------------------------------
+# 4. Pod to the internet and to kube-dns on node-226
+# ---------------------------------------------------------------------------
+
+
+@scenario("pod_to_internet")
+def t_pod_to_internet(ctx):
+    run = ctx.r.run("s4-internet", "node-226",
+                    {"pods": ctx.capture("pod_to_internet.pcap")}, workers=2)
+    port = journey.check_pod_to_internet(run, 2)
+    return ("SYN out as 10.10.100.226:%d, DNS DNATed to 10.244.24.53:53"
+            % port)
+
+# ---------------------------------------------------------------------------
+# 5. Malformed frames
+# ---------------------------------------------------------------------------
+
+
+def _only_arp_requests(run):
+    extra = [(role, p) for role in journey.ROLES for p in run.out.get(role, [])
+             if not (ARP in p and p[ARP].op == 1)]
+    if extra:
+        raise AssertionError("%s: output besides ARP requests:\n%s"
+                             % (run.name, run.describe_outputs()))
+
+
+def _pinpoint_malformed(ctx):
+    """Feeds each frame alone; returns lines 'index: expected X, got Y'."""
+    lines = []
+    frames = jp.malformed_packets()
+    for i, (m, frame) in enumerate(zip(jp.MALFORMED, frames)):
+        run = ctx.r.run("s5-malformed-%02d" % i, "node-228",
+                        {"uplink": [frame]}, workers=1)
+        got = run.drops()
+        got_s = ", ".join("%s=%d" % kv for kv in sorted(got.items())) or \
+            "no drop counter"
+        if run.rc != 0:
+            got_s += " (exit %s)" % run.rc
+        if got != {m.reason: 1} or run.rc != 0:
+            lines.append("frame %d (%s): expected %s, got %s"
+                         % (i, m.description, m.reason, got_s))
+    return lines
+
+
+@scenario("malformed")
+def t_malformed(ctx):
+    run = ctx.r.run("s5-malformed", "node-228",
+                    {"uplink": ctx.capture("malformed.pcap")}, workers=2)
+    if run.rc != 0:
+        raise AssertionError("exit code %s\n%s" % (run.rc, run.stderr))
+    n = len(jp.MALFORMED)
+    problems = []
+    if len(run.inputs["uplink"]) != n:
+        problems.append("malformed.pcap holds %d frames, the table %d"
+                        % (len(run.inputs["uplink"]), n))
+    if run.total.get("rx_packets") != n:
+        problems.append("rx_packets: expected %d, got %s"
+                        % (n, run.total.get("rx_packets")))
+    try:
+        _only_arp_requests(run)
+    except AssertionError as e:
+        problems.append(str(e))
+    want = journey.expected_malformed_drops()
+    got = run.drops()
+    if dict(want) != got:
+        diff = ["%s: expected %d, got %d" % (k, want.get(k, 0), got.get(k, 0))
+                for k in sorted(set(want) | set(got))
+                if want.get(k, 0) != got.get(k, 0)]
+        problems.append("drop counters differ: " + "; ".join(diff))
+        problems += _pinpoint_malformed(ctx)
+    if problems:
+        raise AssertionError("\n".join(problems))
+    return "%d frames, %d drop reasons, counts match the table" % (
+        n, len(want))
+
+# ---------------------------------------------------------------------------
+# 6. Rejected cluster files
+# ---------------------------------------------------------------------------
+
+
+def _bad_service_port(doc):
+    for i, item in enumerate(doc["kubernetes"]["items"]):
+        if item["kind"] == "Service" and \
+                item["metadata"]["name"] == "web":
+            item["spec"]["ports"][0]["port"] = 70000
+            return ["kubernetes.items[%d]" % i, "Service default/web",
+                    "spec.ports[0].port", "70000"]
+    raise AssertionError("no Service default/web in node-228.json")
+
+
+def _bad_vtep_mac(doc):
+    for kv in doc["etcd"]["kvs"]:
+        key = base64.b64decode(kv["key"]).decode()
+        if key.endswith("/subnets/10.244.26.0-24"):
+            value = json.loads(base64.b64decode(kv["value"]))
+            value["BackendData"]["VtepMAC"] = "zz"
+            kv["value"] = base64.b64encode(
+                json.dumps(value, separators=(",", ":")).encode()).decode()
+            return [key, "VtepMAC", "zz"]
+    raise AssertionError("no lease 10.244.26.0-24 in node-228.json")
+
+
+@scenario("bad_cluster_files")
+def t_bad_cluster_files(ctx):
+    with open(ctx.r.cluster("node-228")) as f:
+        text = f.read()
+    cases = []
+    doc = json.loads(text)
+    want = _bad_service_port(doc)
+    cases.append(("service port 70000", json.dumps(doc, indent=1), want))
+    cases.append(("truncated JSON", text[:len(text) // 2],
+                  ["not valid JSON"]))
+    doc = json.loads(text)
+    want = _bad_vtep_mac(doc)
+    cases.append(('lease VtepMAC "zz"', json.dumps(doc, indent=1), want))
+    problems = []
+    for i, (what, body, needles) in enumerate(cases):
+        path = ctx.r.path("s6-bad-%d.json" % i)
+        with open(path, "w") as f:
+            f.write(body)
+        run = ctx.r.run("s6-bad-%d" % i, path,
+                        {"uplink": ctx.capture("nodeport_forward.pcap")},
+                        workers=1)
+        if run.rc != 2:
+            problems.append("%s: exit %s, expected 2" % (what, run.rc))
+        missing = [s for s in needles if s not in run.stderr]
+        if missing or not run.stderr.strip():
+            problems.append("%s: stderr lacks %s: %r" % (what, missing,
+                                                         run.stderr))
+        for role, p in run.out_paths.items():
+            count = journey.capture_packet_count(p)
+            if count:
+                problems.append("%s: %s output holds %d packets"
+                                % (what, role, count))
+        if run.total.get("rx_packets"):
+            problems.append("%s: packets were processed" % what)
+        if ctx.verbose:
+            print("    %s: %s" % (what, run.stderr.strip()))
+    if problems:
+        raise AssertionError("\n".join(problems))
+    return "3 files rejected with exit 2, field named, no output"
+
+# ---------------------------------------------------------------------------
+
+
+def generate_captures(source_root, out):
+    script = os.path.join(source_root, "examples", "make_captures.py")
+    p = subprocess.run([sys.executable, script, "--out", out],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise AssertionError("make_captures.py failed (%d):\n%s"
+                             % (p.returncode, p.stdout.decode()))
+    return out
+
+
+def _indent(text):
+    return text.replace("\n", "\n      ")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--replay", required=True, help="sluice-replay binary")
+    ap.add_argument("--source-root", default=os.path.dirname(
+        os.path.dirname(HERE)), help="repository root")
+    ap.add_argument("--work", help="work directory (default: a temporary "
+                    "one, removed afterwards)")
+    ap.add_argument("-k", dest="select", help="run scenarios whose name "
+                    "contains this")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+
+    tmp = None
+    if args.work:
+        work = os.path.abspath(args.work)
+        os.makedirs(work, exist_ok=True)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="sluice-pcap-")
+        work = tmp.name
+    passed = failed = 0
+    start = time.time()
+    try:
+        try:
+            captures = generate_captures(args.source_root,
+                                         os.path.join(work, "captures"))
+            replayer = journey.Replayer(args.replay, args.source_root, work)
+        except Exception as e:
+            print("FAIL  setup: %s" % _indent(str(e)))
+            print("0 passed, 1 failed")
+            return 1
+        ctx = Context(replayer, captures, args.verbose)
+        for name, fn in SCENARIOS:
+            if args.select and args.select not in name:
+                continue
+            t0 = time.time()
+            try:
+                detail = fn(ctx)
+                passed += 1
+                print("PASS  %s (%.1f s): %s" % (name, time.time() - t0,
+                                                 detail))
+            except AssertionError as e:
+                failed += 1
+                print("FAIL  %s: %s" % (name, _indent(str(e))))
+            except Exception:
+                failed += 1
+                print("FAIL  %s: error\n      %s"
+                      % (name, _indent(traceback.format_exc().rstrip())))
+            sys.stdout.flush()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    if args.verbose:
+        print("(%.1f s, work directory %s)" % (time.time() - start,
+                                              work if tmp is None else
+                                              "removed"))
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
