@@ -22,12 +22,15 @@ build: deps $(BUILD)/build.ninja
 demo: build
 	@$(PY) examples/demo.py --build $(BUILD)
 
-# The normal build's suites, then the unit and pcap suites again built with
-# AddressSanitizer and UndefinedBehaviorSanitizer.
+# The normal build's suites, then every suite again built with AddressSanitizer
+# and UndefinedBehaviorSanitizer. UBSan's alignment check is off: packet
+# headers sit at 2-byte offsets and DPDK's own hash reads keys with unaligned
+# 8-byte loads, which x86 and arm64 do in hardware.
 test: build
 	@meson test -C $(BUILD) --print-errorlogs
 	@[ -f $(BUILD_SAN)/build.ninja ] || meson setup $(BUILD_SAN) -Db_sanitize=address,undefined \
-	   -Db_lundef=false -Dbuildtype=debugoptimized -Dbenchmarks=false >/dev/null
+	   -Db_lundef=false -Dbuildtype=debugoptimized -Dbenchmarks=false \
+	   -Dc_args=-fno-sanitize=alignment -Dcpp_args=-fno-sanitize=alignment >/dev/null
 	@ninja -C $(BUILD_SAN)
 	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	   meson test -C $(BUILD_SAN) --print-errorlogs

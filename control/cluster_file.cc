@@ -3,13 +3,11 @@
 #include <cerrno>
 #include <cstdio>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-#include <tuple>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -34,9 +32,9 @@ using json = nlohmann::json;
 absl::string_view FromStd(std::string_view s) { return absl::string_view(s.data(), s.size()); }
 std::string_view ToStd(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 
-#define CF_RETURN_IF_ERROR(expr)           \
-  do {                                     \
-    absl::Status cf_status_ = (expr);      \
+#define CF_RETURN_IF_ERROR(expr)             \
+  do {                                       \
+    absl::Status cf_status_ = (expr);        \
     if (!cf_status_.ok()) return cf_status_; \
   } while (0)
 
@@ -71,7 +69,6 @@ class Loc {
     absl::StrAppend(&child.field_, "[", i, "]");
     return child;
   }
-  const std::string& field() const { return field_; }
 
   absl::Status Error(absl::string_view message) const {
     if (field_.empty()) return absl::InvalidArgumentError(absl::StrCat(object_, ": ", message));
@@ -129,8 +126,8 @@ class ParseErrorRecorder {
   bool parse_error(size_t, const std::string&, const nlohmann::detail::exception& ex) {
     message_ = ex.what();
     // Drop nlohmann's "[json.exception.parse_error.101] " tag.
-    if (const size_t end = message_.find("] "); !message_.empty() && message_[0] == '[' &&
-                                                 end != std::string::npos) {
+    if (const size_t end = message_.find("] ");
+        !message_.empty() && message_[0] == '[' && end != std::string::npos) {
       message_.erase(0, end + 2);
     }
     return false;
@@ -365,8 +362,8 @@ absl::Status ParseNeighbors(const json& node, const Loc& loc, NodeSpec* out) {
     const auto [it, inserted] = seen.emplace(std::make_pair(neighbor.port, neighbor.ip), i);
     if (!inserted) {
       return entry_loc.Error(absl::StrCat("duplicates neighbors[", it->second, "] (",
-                                          PortLabel(neighbor.port), " ",
-                                          FormatIpv4(neighbor.ip), ")"));
+                                          PortLabel(neighbor.port), " ", FormatIpv4(neighbor.ip),
+                                          ")"));
     }
     out->neighbors.push_back(neighbor);
   }
@@ -441,8 +438,9 @@ absl::Status ParseNetworkConfig(const json& config, const Loc& loc, FlannelNetwo
   CF_RETURN_IF_ERROR(GetInt(config, loc, "SubnetLen", Need::kOptional, 0, 30, &value));
   if (value != 0) {
     if (value < network->length + 2) {
-      return loc.Child("SubnetLen").Error(absl::StrCat(
-          "must be at least Network's length + 2 (", network->length + 2, "), got ", value));
+      return loc.Child("SubnetLen")
+          .Error(absl::StrCat("must be at least Network's length + 2 (", network->length + 2,
+                              "), got ", value));
     }
     out->subnet_len = static_cast<uint8_t>(value);
   } else if (network->length > 28) {
@@ -497,7 +495,8 @@ absl::Status ParseLease(const EtcdEntry& entry, const Loc& loc, const FlannelNet
                                   "<a.b.c.d>-<prefix length>"));
   }
   if ((subnet->address & ~PrefixMask(subnet->length)) != 0) {
-    return loc.Error(absl::StrCat("lease subnet ", FormatIpv4Prefix(*subnet), " has host bits set"));
+    return loc.Error(
+        absl::StrCat("lease subnet ", FormatIpv4Prefix(*subnet), " has host bits set"));
   }
   if (subnet->length < network.network.length || !network.network.Contains(subnet->address)) {
     return loc.Error(absl::StrCat("lease subnet ", FormatIpv4Prefix(*subnet),
@@ -522,7 +521,9 @@ absl::Status ParseLease(const EtcdEntry& entry, const Loc& loc, const FlannelNet
   return GetStationMac(*data, data_loc, "VtepMAC", Need::kRequired, &out->vtep_mac);
 }
 
-Loc EtcdKeyLoc(absl::string_view key) { return Loc(absl::StrCat("etcd key ", absl::CHexEscape(key))); }
+Loc EtcdKeyLoc(absl::string_view key) {
+  return Loc(absl::StrCat("etcd key ", absl::CHexEscape(key)));
+}
 
 absl::Status ParseEtcd(const json& doc, const NodeSpec& node, FlannelNetworkConfig* network,
                        std::vector<FlannelLease>* leases) {
@@ -625,8 +626,8 @@ absl::Status GetProtocol(const json& obj, const Loc& loc, L4Protocol* out) {
   } else if (name == "SCTP") {
     *out = L4Protocol::kSctp;
   } else {
-    return loc.Child("protocol").Error(
-        absl::StrCat("expected TCP, UDP or SCTP, got ", Quote(name)));
+    return loc.Child("protocol")
+        .Error(absl::StrCat("expected TCP, UDP or SCTP, got ", Quote(name)));
   }
   return absl::OkStatus();
 }
@@ -680,9 +681,9 @@ absl::Status GetIpv4List(const json& obj, const Loc& loc, absl::string_view key,
 
 // State across items, for the uniqueness the API server guarantees.
 struct KubernetesIndex {
-  std::map<std::string, size_t> services;        // "ns/name" -> item index
-  std::map<std::string, size_t> endpoint_slices;  // "ns/name" -> item index
-  std::map<uint32_t, std::string> cluster_ips;   // -> "ns/name"
+  std::map<std::string, size_t> services;                             // "ns/name" -> item index
+  std::map<std::string, size_t> endpoint_slices;                      // "ns/name" -> item index
+  std::map<uint32_t, std::string> cluster_ips;                        // -> "ns/name"
   std::map<std::pair<L4Protocol, uint16_t>, std::string> node_ports;  // -> "ns/name"
 };
 
@@ -713,16 +714,15 @@ absl::Status ParseServicePorts(const json& spec, const Loc& loc, const std::stri
     }
     if (port.node_port != 0) {
       if (!node_ports_allowed) {
-        return port_loc.Child("nodePort").Error(
-            absl::StrCat("may not be used when type is ", out->type));
+        return port_loc.Child("nodePort")
+            .Error(absl::StrCat("may not be used when type is ", out->type));
       }
       const auto [owner, fresh] =
           index->node_ports.emplace(std::make_pair(port.protocol, port.node_port), id);
       if (!fresh) {
-        return port_loc.Child("nodePort").Error(absl::StrCat(port.node_port, "/",
-                                                             ProtocolLabel(port.protocol),
-                                                             " is already used by Service ",
-                                                             owner->second));
+        return port_loc.Child("nodePort")
+            .Error(absl::StrCat(port.node_port, "/", ProtocolLabel(port.protocol),
+                                " is already used by Service ", owner->second));
       }
     }
     out->ports.push_back(port);
@@ -772,10 +772,10 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
   }
 
   CF_RETURN_IF_ERROR(GetIpv4List(*spec, spec_loc, "externalIPs", &out->external_ips));
-  CF_RETURN_IF_ERROR(GetTrafficPolicy(*spec, spec_loc, "externalTrafficPolicy",
-                                      &out->external_traffic_policy));
-  CF_RETURN_IF_ERROR(GetTrafficPolicy(*spec, spec_loc, "internalTrafficPolicy",
-                                      &out->internal_traffic_policy));
+  CF_RETURN_IF_ERROR(
+      GetTrafficPolicy(*spec, spec_loc, "externalTrafficPolicy", &out->external_traffic_policy));
+  CF_RETURN_IF_ERROR(
+      GetTrafficPolicy(*spec, spec_loc, "internalTrafficPolicy", &out->internal_traffic_policy));
   CF_RETURN_IF_ERROR(ParseServicePorts(*spec, loc, id, index, out));
 
   // status.loadBalancer.ingress[].ip; an ingress may carry a hostname instead.
@@ -784,8 +784,8 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
   if (status == nullptr) return absl::OkStatus();
   const Loc status_loc = loc.Child("status");
   const json* load_balancer = nullptr;
-  CF_RETURN_IF_ERROR(GetObject(*status, status_loc, "loadBalancer", Need::kOptional,
-                               &load_balancer));
+  CF_RETURN_IF_ERROR(
+      GetObject(*status, status_loc, "loadBalancer", Need::kOptional, &load_balancer));
   if (load_balancer == nullptr) return absl::OkStatus();
   const Loc lb_loc = status_loc.Child("loadBalancer");
   const json* ingress = nullptr;
@@ -795,8 +795,8 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
     CF_RETURN_IF_ERROR(AsObject((*ingress)[i], ingress_loc));
     std::string text;
     bool present = false;
-    CF_RETURN_IF_ERROR(GetString((*ingress)[i], ingress_loc, "ip", Need::kOptional, &text,
-                                 &present));
+    CF_RETURN_IF_ERROR(
+        GetString((*ingress)[i], ingress_loc, "ip", Need::kOptional, &text, &present));
     if (!present || IsIpv6(text)) continue;
     uint32_t ip = 0;
     CF_RETURN_IF_ERROR(GetIpv4((*ingress)[i], ingress_loc, "ip", Need::kRequired, &ip));
@@ -822,10 +822,11 @@ absl::Status ParseEndpoints(const json& item, const Loc& loc, EndpointSliceSpec*
       CF_RETURN_IF_ERROR(
           GetBool(*conditions, conditions_loc, "serving", &endpoint.serving, &serving_present));
       if (!serving_present) endpoint.serving = endpoint.ready;
-      CF_RETURN_IF_ERROR(GetBool(*conditions, conditions_loc, "terminating", &endpoint.terminating));
+      CF_RETURN_IF_ERROR(
+          GetBool(*conditions, conditions_loc, "terminating", &endpoint.terminating));
     }
-    CF_RETURN_IF_ERROR(GetString(entry, entry_loc, "nodeName", Need::kOptional,
-                                 &endpoint.node_name));
+    CF_RETURN_IF_ERROR(
+        GetString(entry, entry_loc, "nodeName", Need::kOptional, &endpoint.node_name));
     const json* addresses = nullptr;
     CF_RETURN_IF_ERROR(GetArray(entry, entry_loc, "addresses", Need::kRequired, &addresses));
     if (addresses->empty()) return entry_loc.Child("addresses").Error("must not be empty");
@@ -987,8 +988,7 @@ absl::StatusOr<ClusterModel> LoadClusterFile(const std::string& path) {
 
   absl::StatusOr<ClusterModel> model = ParseClusterFile(text);
   if (!model.ok()) {
-    return absl::Status(model.status().code(),
-                        absl::StrCat(path, ": ", model.status().message()));
+    return absl::Status(model.status().code(), absl::StrCat(path, ": ", model.status().message()));
   }
   return model;
 }

@@ -30,16 +30,21 @@ namespace sluice {
 // systems never produce and the tables cannot represent: a Service or
 // EndpointSlice named twice, a Service port (protocol, port) listed twice, a
 // nodePort or an IPv4 cluster IP used by two Services, a nodePort on a
-// ClusterIP or ExternalName Service, overlapping flannel leases, a gateway
-// outside the uplink subnet, a neighbor listed twice, and a multicast or
-// all-zero MAC where a station MAC is expected.
+// ClusterIP or ExternalName Service, overlapping flannel leases, flannel
+// configs flannel itself refuses (SubnetLen above 30 or not at least Network
+// length + 2, a Network longer than /28), a gateway equal to nodeIP, a
+// neighbor listed twice, a neighbor on an absent host port, an unknown name
+// under node.ports, uplinkMTU outside 576..9216, and a multicast or all-zero
+// MAC where a station MAC is expected.
 //
 // Defaults worth knowing: metadata.namespace absent -> "default"; SubnetLen
-// absent -> 24 (flannel's rule: Network length + 1 when the Network is /24 or
-// longer); a lease without BackendData.VNI -> the config's Backend.VNI;
-// JSON null is treated as an absent field (Kubernetes prints empty lists as
-// null). IPv6 addresses in Services are skipped, as are IPv6 and FQDN
-// EndpointSlices and endpoint ports without a port number.
+// absent (or 0) -> 24, or Network length + 2 for a Network longer than /22
+// (flannel's rule); Network host bits are dropped as flannel does; a lease
+// without BackendData.VNI -> the config's Backend.VNI; JSON null is treated as
+// an absent field (Kubernetes prints empty lists as null). IPv6 addresses in
+// Services are skipped, as are IPv6 and FQDN EndpointSlices and endpoint
+// ports without a port number. Leases keep their etcd.kvs order; Services and
+// EndpointSlices keep their items order.
 //
 // Returns InvalidArgument on any problem.
 absl::StatusOr<ClusterModel> ParseClusterFile(std::string_view json_text);

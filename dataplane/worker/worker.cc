@@ -98,7 +98,11 @@ const char* EgressName(Egress e) {
 
 Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports,
                rte_mempool* pool, Tracer* tracer)
-    : id_(id), shared_(shared), ports_(ports), pool_(pool), tracer_(tracer) {}
+    : id_(id), shared_(shared), ports_(ports), pool_(pool), tracer_(tracer) {
+  // Outer IP IDs (DF clear) start at a random point per worker, so that two
+  // workers do not emit the same ID sequence towards one peer.
+  ip_id_ = static_cast<uint16_t>(rte_rand());
+}
 
 void Worker::Start() {
   rte_rcu_qsbr_thread_register(shared_.qsbr, id_);
@@ -534,6 +538,13 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
                      Describe(e.original, 0));
       }
     } else if (pm.has_ports) {
+      // A packet that will be forwarded with TTL 1 dies here, before it can
+      // create a flow (the kernel never confirms such a conntrack entry).
+      if (Ipv4Header(m, pm)->time_to_live <= 1 &&
+          (svc[i] != nullptr || !node.IsLocalAddress(pm.key.dst_ip))) {
+        Drop(m, k_ttl_exceeded);
+        continue;
+      }
       Counter drop;
       r = NewFlow(m, pm, svc[i], t, now, &drop);
       if (drop != kCounterCount) {
@@ -542,11 +553,10 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       }
 
     }
-    if (r != ConntrackTable::kMiss) {
+    const bool stateless = r == ConntrackTable::kMiss;
+    if (!stateless) {
       ApplyTranslation(m, &pm, r);
       SLUICE_TRACE(m, "  nat: now %s", Describe(pm.key, pm.tcp_flags));
-    } else {
-      counters_.Add(k_forwarded_stateless);
     }
     const RouteResult rr = RouteTo(t, pm.key.dst_ip);
     switch (rr.egress) {
@@ -575,10 +585,14 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       Drop(m, k_ttl_exceeded);
       continue;
     }
+    if (stateless) counters_.Add(k_forwarded_stateless);
     NeighborKey& k = nkey[nout];
     k = NeighborKey{};
     if (rr.egress == Egress::kVxlan) {
-      if (uint32_t{pm.ip_total_length} + kVxlanOverhead - sizeof(rte_ether_hdr) > node.uplink_mtu) {
+      // Outer IPv4 length = inner IP packet + inner Ethernet + VXLAN + UDP +
+      // outer IP = ip_total_length + 50 (the outer Ethernet header is not
+      // part of the MTU, the inner one is).
+      if (uint32_t{pm.ip_total_length} + kVxlanOverhead > node.uplink_mtu) {
         Drop(m, k_vxlan_too_big);
         continue;
       }

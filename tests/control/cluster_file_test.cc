@@ -5,15 +5,15 @@
 // cleanly, never thrown.
 #include "control/cluster_file.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "absl/status/status.h"
 #include "absl/strings/escaping.h"
@@ -208,8 +208,8 @@ struct ClusterFileText {
                                           R"("version": 2, "value": ")", Base64(kv.value), "\"}"));
           break;
         case KvForm::kPlainText:
-          rendered.push_back(absl::StrCat(R"({"key": )", JsonQuote(kv.key),
-                                          R"(, "value": )", JsonQuote(kv.value), "}"));
+          rendered.push_back(absl::StrCat(R"({"key": )", JsonQuote(kv.key), R"(, "value": )",
+                                          JsonQuote(kv.value), "}"));
           break;
         case KvForm::kPlainObject:
           rendered.push_back(
@@ -220,10 +220,10 @@ struct ClusterFileText {
     std::vector<std::string> sections;
     if (!node.empty()) sections.push_back(absl::StrCat(R"("node": )", node));
     if (has_etcd) {
-      sections.push_back(absl::StrCat(
-          R"("etcd": {"header": {"cluster_id": 14841639068965178418, "revision": 9},)",
-          "\n  \"kvs\": [\n    ", absl::StrJoin(rendered, ",\n    "), "\n  ], \"count\": ",
-          kvs.size(), "}"));
+      sections.push_back(
+          absl::StrCat(R"("etcd": {"header": {"cluster_id": 14841639068965178418, "revision": 9},)",
+                       "\n  \"kvs\": [\n    ", absl::StrJoin(rendered, ",\n    "),
+                       "\n  ], \"count\": ", kvs.size(), "}"));
     }
     if (!kubernetes.empty()) sections.push_back(absl::StrCat(R"("kubernetes": )", kubernetes));
     return absl::StrCat("{\n  ", absl::StrJoin(sections, ",\n  "), "\n}\n");
@@ -329,7 +329,7 @@ TEST(ClusterFileTest, FullFileParsesIntoTheExpectedModel) {
   const ServiceSpec& db = m.services[1];
   EXPECT_EQ(db.namespace_name, "prod");
   EXPECT_EQ(db.name, "db");
-  EXPECT_EQ(db.type, "ClusterIP");   // default
+  EXPECT_EQ(db.type, "ClusterIP");      // default
   EXPECT_TRUE(db.cluster_ips.empty());  // headless
   ASSERT_EQ(db.ports.size(), 1u);
   EXPECT_EQ(db.ports[0].name, "");
@@ -533,7 +533,8 @@ std::vector<ErrorCase> ErrorCases() {
        "node: nodeIP: expected string, got 168453348"},
       {"BadGateway", [](F f) { Edit(f.node, R"("10.10.100.1")", R"("10.10.100")"); },
        R"(node: gateway: malformed IPv4 address "10.10.100")"},
-      {"GatewayIsTheNodeItself", [](F f) { Edit(f.node, R"("10.10.100.1")", R"("10.10.100.228")"); },
+      {"GatewayIsTheNodeItself",
+       [](F f) { Edit(f.node, R"("10.10.100.1")", R"("10.10.100.228")"); },
        "node: gateway: must differ from nodeIP"},
       {"UplinkPrefixLengthOutOfRange",
        [](F f) { Edit(f.node, R"("uplinkPrefixLength": 24)", R"("uplinkPrefixLength": 33)"); },
@@ -544,8 +545,7 @@ std::vector<ErrorCase> ErrorCases() {
        R"(node: uplinkMTU: expected integer, got string "1450")"},
       {"MissingPorts", [](F f) { Edit(f.node, R"("ports": {)", R"("portz": {)"); },
        "node: ports: missing"},
-      {"MissingUplinkMac",
-       [](F f) { Edit(f.node, R"({"mac": "02:00:0a:0a:64:e4"})", "{}"); },
+      {"MissingUplinkMac", [](F f) { Edit(f.node, R"({"mac": "02:00:0a:0a:64:e4"})", "{}"); },
        "node: ports.uplink.mac: missing"},
       {"MissingPodsPort",
        [](F f) { Edit(f.node, R"("pods":   {"mac": "02:00:0A:F4:19:01"},)", ""); },
@@ -564,20 +564,26 @@ std::vector<ErrorCase> ErrorCases() {
       {"NeighborsIsAString",
        [](F f) { Edit(f.node, R"("neighbors": [)", R"("neighbors": "10.10.100.227", "old": [)"); },
        R"(node: neighbors: expected array, got string "10.10.100.227")"},
-      {"NeighborOnUnknownPort", [](F f) { Edit(f.node, R"("port": "uplink")", R"("port": "wan")"); },
+      {"NeighborOnUnknownPort",
+       [](F f) { Edit(f.node, R"("port": "uplink")", R"("port": "wan")"); },
        R"(node: neighbors[0].port: expected "uplink", "pods" or "host", got "wan")"},
       {"NeighborWithoutMac",
-       [](F f) { Edit(f.node, R"("ip": "169.254.0.1", "mac": "02:00:00:00:01:e4")",
-                      R"("ip": "169.254.0.1")"); },
+       [](F f) {
+         Edit(f.node, R"("ip": "169.254.0.1", "mac": "02:00:00:00:01:e4")",
+              R"("ip": "169.254.0.1")");
+       },
        "node: neighbors[1].mac: missing"},
       {"NeighborListedTwice",
-       [](F f) { Edit(f.node, R"("port": "host", "ip": "169.254.0.1")",
-                      R"("port": "uplink", "ip": "10.10.100.227")"); },
+       [](F f) {
+         Edit(f.node, R"("port": "host", "ip": "169.254.0.1")",
+              R"("port": "uplink", "ip": "10.10.100.227")");
+       },
        "node: neighbors[1]: duplicates neighbors[0] (uplink 10.10.100.227)"},
       {"NeighborOnAbsentHostPort",
        [](F f) {
          Edit(f.node, R"(,
-      "host":   {"mac": "02:00:00:00:00:e4", "peerMAC": "02:00:00:00:01:e4"})", "");
+      "host":   {"mac": "02:00:00:00:00:e4", "peerMAC": "02:00:00:00:01:e4"})",
+              "");
        },
        R"(node: neighbors[1].port: "host", but node.ports.host is absent)"},
 
@@ -635,15 +641,13 @@ std::vector<ErrorCase> ErrorCases() {
       {"NonVxlanBackend", [](F f) { Edit(f.kvs[kConfigKv].value, R"("vxlan")", R"("host-gw")"); },
        R"(etcd key /coreos.com/network/config: Backend.Type: only vxlan is supported, got "host-gw")"},
       {"AbsentBackendMeansUdp",
-       [](F f) {
-         f.kvs[kConfigKv].value = R"({"Network":"10.244.0.0/16"})";
-       },
+       [](F f) { f.kvs[kConfigKv].value = R"({"Network":"10.244.0.0/16"})"; },
        "etcd key /coreos.com/network/config: Backend: missing; flannel then uses the udp "
        "backend, only vxlan is supported"},
-      {"BackendWithoutType",
-       [](F f) { Edit(f.kvs[kConfigKv].value, R"("Type":"vxlan",)", ""); },
+      {"BackendWithoutType", [](F f) { Edit(f.kvs[kConfigKv].value, R"("Type":"vxlan",)", ""); },
        "etcd key /coreos.com/network/config: Backend.Type: missing; flannel's default is udp"},
-      {"VniOutOfRange", [](F f) { Edit(f.kvs[kConfigKv].value, R"("VNI":1)", R"("VNI":16777216)"); },
+      {"VniOutOfRange",
+       [](F f) { Edit(f.kvs[kConfigKv].value, R"("VNI":1)", R"("VNI":16777216)"); },
        "etcd key /coreos.com/network/config: Backend.VNI: must be 0..16777215, got 16777216"},
       {"VniBeyondInt64",
        [](F f) { Edit(f.kvs[kConfigKv].value, R"("VNI":1)", R"("VNI":18446744073709551615)"); },
@@ -651,8 +655,7 @@ std::vector<ErrorCase> ErrorCases() {
        "18446744073709551615"},
       {"PortOutOfRange", [](F f) { Edit(f.kvs[kConfigKv].value, R"("Port":0)", R"("Port":-1)"); },
        "etcd key /coreos.com/network/config: Backend.Port: must be 0..65535, got -1"},
-      {"DirectRoutingIsAString",
-       [](F f) { Edit(f.kvs[kConfigKv].value, "true", R"("yes")"); },
+      {"DirectRoutingIsAString", [](F f) { Edit(f.kvs[kConfigKv].value, "true", R"("yes")"); },
        R"(Backend.DirectRouting: expected boolean, got string "yes")"},
 
       // leases
@@ -694,7 +697,9 @@ std::vector<ErrorCase> ErrorCases() {
       {"LeaseWithUdpBackend", [](F f) { Edit(f.kvs[kLease2Kv].value, R"("vxlan")", R"("udp")"); },
        R"(etcd key /coreos.com/network/subnets/10.244.2.0-24: BackendType: only vxlan is supported, got "udp")"},
       {"LeaseWithoutBackendData",
-       [](F f) { f.kvs[kLease2Kv].value = R"({"PublicIP":"10.10.100.227","BackendType":"vxlan"})"; },
+       [](F f) {
+         f.kvs[kLease2Kv].value = R"({"PublicIP":"10.10.100.227","BackendType":"vxlan"})";
+       },
        "etcd key /coreos.com/network/subnets/10.244.2.0-24: BackendData: missing"},
       {"LeaseWithoutVtepMac",
        [](F f) { Edit(f.kvs[kLease2Kv].value, R"(,"VtepMAC":"A2:00:00:F4:02:00")", ""); },
@@ -702,12 +707,12 @@ std::vector<ErrorCase> ErrorCases() {
       {"LeaseWithMalformedVtepMac",  // base64 form: the message names the decoded key
        [](F f) { Edit(f.kvs[kLease1Kv].value, "a2:00:00:f4:01:00", "zz"); },
        R"(etcd key /coreos.com/network/subnets/10.244.1.0-24: BackendData.VtepMAC: malformed MAC "zz")"},
-      {"LeaseValueIsTruncatedJson",
-       [](F f) { f.kvs[kLease2Kv].value.pop_back(); },
+      {"LeaseValueIsTruncatedJson", [](F f) { f.kvs[kLease2Kv].value.pop_back(); },
        "etcd key /coreos.com/network/subnets/10.244.2.0-24: value: not valid JSON"},
       {"NoLocalLease", [](F f) { Edit(f.kvs[kLease1Kv].value, "10.10.100.228", "10.10.100.229"); },
        "node: nodeIP: 10.10.100.228 is the PublicIP of no flannel lease"},
-      {"TwoLocalLeases", [](F f) { Edit(f.kvs[kLease2Kv].value, "10.10.100.227", "10.10.100.228"); },
+      {"TwoLocalLeases",
+       [](F f) { Edit(f.kvs[kLease2Kv].value, "10.10.100.227", "10.10.100.228"); },
        "node: nodeIP: 10.10.100.228 is the PublicIP of 2 flannel leases (10.244.1.0/24, "
        "10.244.2.0/24); expected exactly one"},
 
@@ -715,11 +720,9 @@ std::vector<ErrorCase> ErrorCases() {
       {"KubernetesIsNotAList",
        [](F f) { Edit(f.kubernetes, R"("kind": "List")", R"("kind": "ServiceList")"); },
        R"(kubernetes: kind: expected "List", got "ServiceList")"},
-      {"ItemsIsAString",
-       [](F f) { f.kubernetes = R"({"kind": "List", "items": "web"})"; },
+      {"ItemsIsAString", [](F f) { f.kubernetes = R"({"kind": "List", "items": "web"})"; },
        R"(kubernetes: items: expected array, got string "web")"},
-      {"ItemIsAString",
-       [](F f) { f.kubernetes = R"({"kind": "List", "items": ["web"]})"; },
+      {"ItemIsAString", [](F f) { f.kubernetes = R"({"kind": "List", "items": ["web"]})"; },
        R"(kubernetes.items[0]: expected object, got string "web")"},
       {"ItemWithoutKind", [](F f) { Edit(f.kubernetes, R"("kind": "ConfigMap", )", ""); },
        "kubernetes.items[2]: kind: missing"},
@@ -731,15 +734,19 @@ std::vector<ErrorCase> ErrorCases() {
       {"ServiceWithoutSpec",
        [](F f) { Edit(f.kubernetes, R"("spec": {"clusterIP": "None", )", R"("x": {)"); },
        "kubernetes.items[3] (Service prod/db): spec: missing"},
-      {"ServicePortOutOfRange", [](F f) { Edit(f.kubernetes, R"("port": 80,)", R"("port": 70000,)"); },
-       "kubernetes.items[0] (Service default/web): spec.ports[0].port: must be 1..65535, got 70000"},
+      {"ServicePortOutOfRange",
+       [](F f) { Edit(f.kubernetes, R"("port": 80,)", R"("port": 70000,)"); },
+       "kubernetes.items[0] (Service default/web): spec.ports[0].port: must be 1..65535, got "
+       "70000"},
       {"ServicePortZero", [](F f) { Edit(f.kubernetes, R"("port": 5432)", R"("port": 0)"); },
        "kubernetes.items[3] (Service prod/db): spec.ports[0].port: must be 1..65535, got 0"},
       {"ServicePortMissing", [](F f) { Edit(f.kubernetes, R"({"port": 5432})", "{}"); },
        "kubernetes.items[3] (Service prod/db): spec.ports[0].port: missing"},
-      {"ServicePortIsAString", [](F f) { Edit(f.kubernetes, R"("port": 80,)", R"("port": "80",)"); },
+      {"ServicePortIsAString",
+       [](F f) { Edit(f.kubernetes, R"("port": 80,)", R"("port": "80",)"); },
        R"(kubernetes.items[0] (Service default/web): spec.ports[0].port: expected integer, got string "80")"},
-      {"ServicePortIsAFraction", [](F f) { Edit(f.kubernetes, R"("port": 80,)", R"("port": 80.5,)"); },
+      {"ServicePortIsAFraction",
+       [](F f) { Edit(f.kubernetes, R"("port": 80,)", R"("port": 80.5,)"); },
        "spec.ports[0].port: expected integer, got 80.5"},
       {"NodePortOutOfRange", [](F f) { Edit(f.kubernetes, "30080", "70000"); },
        "kubernetes.items[0] (Service default/web): spec.ports[0].nodePort: must be 0..65535, got "
@@ -748,14 +755,21 @@ std::vector<ErrorCase> ErrorCases() {
        [](F f) { Edit(f.kubernetes, R"({"port": 5432})", R"({"port": 5432, "nodePort": 30432})"); },
        "kubernetes.items[3] (Service prod/db): spec.ports[0].nodePort: may not be used when type "
        "is ClusterIP"},
-      {"UnknownProtocol", [](F f) { Edit(f.kubernetes, R"("protocol": "UDP", "port": 53,)",
-                                         R"("protocol": "ICMP", "port": 53,)"); },
+      {"UnknownProtocol",
+       [](F f) {
+         Edit(f.kubernetes, R"("protocol": "UDP", "port": 53,)",
+              R"("protocol": "ICMP", "port": 53,)");
+       },
        R"(kubernetes.items[0] (Service default/web): spec.ports[1].protocol: expected TCP, UDP or SCTP, got "ICMP")"},
       {"PortsIsAnObject",
-       [](F f) { Edit(f.kubernetes, R"("ports": [{"port": 5432}])", R"("ports": {"port": 5432})"); },
+       [](F f) {
+         Edit(f.kubernetes, R"("ports": [{"port": 5432}])", R"("ports": {"port": 5432})");
+       },
        "kubernetes.items[3] (Service prod/db): spec.ports: expected array, got object"},
       {"ServicePortListedTwice",
-       [](F f) { Edit(f.kubernetes, R"([{"port": 5432}])", R"([{"port": 5432}, {"port": 5432}])"); },
+       [](F f) {
+         Edit(f.kubernetes, R"([{"port": 5432}])", R"([{"port": 5432}, {"port": 5432}])");
+       },
        "kubernetes.items[3] (Service prod/db): spec.ports[1]: duplicates spec.ports[0] (5432/TCP)"},
       {"UnknownServiceType", [](F f) { Edit(f.kubernetes, R"("NodePort")", R"("Ingress")"); },
        R"(kubernetes.items[0] (Service default/web): spec.type: expected ClusterIP, NodePort, LoadBalancer or ExternalName, got "Ingress")"},
@@ -777,12 +791,16 @@ std::vector<ErrorCase> ErrorCases() {
       {"UnknownTrafficPolicy", [](F f) { Edit(f.kubernetes, R"("Local")", R"("Nearest")"); },
        R"(kubernetes.items[0] (Service default/web): spec.externalTrafficPolicy: expected Cluster or Local, got "Nearest")"},
       {"UnknownInternalTrafficPolicy",
-       [](F f) { Edit(f.kubernetes, R"("internalTrafficPolicy": "Cluster")",
-                      R"("internalTrafficPolicy": "Topology")"); },
+       [](F f) {
+         Edit(f.kubernetes, R"("internalTrafficPolicy": "Cluster")",
+              R"("internalTrafficPolicy": "Topology")");
+       },
        R"(spec.internalTrafficPolicy: expected Cluster or Local, got "Topology")"},
       {"ServiceListedTwice",
-       [](F f) { Edit(f.kubernetes, R"("name": "lb", "namespace": "prod")",
-                      R"("name": "db", "namespace": "prod")"); },
+       [](F f) {
+         Edit(f.kubernetes, R"("name": "lb", "namespace": "prod")",
+              R"("name": "db", "namespace": "prod")");
+       },
        "kubernetes.items[4] (Service prod/db): duplicates kubernetes.items[3]"},
       {"ClusterIpOfTwoServices", [](F f) { Edit(f.kubernetes, "10.96.0.20", "10.96.0.10"); },
        "kubernetes.items[4] (Service prod/lb): spec.clusterIPs[0]: 10.96.0.10 is already the "
@@ -800,12 +818,18 @@ std::vector<ErrorCase> ErrorCases() {
        [](F f) { Edit(f.kubernetes, R"("kubernetes.io/service-name": "web",)", ""); },
        R"(kubernetes.items[1] (EndpointSlice default/web-abcde): metadata.labels["kubernetes.io/service-name"]: missing)"},
       {"SliceWithoutAddressType",
-       [](F f) { Edit(f.kubernetes, R"("addressType": "IPv4",
-      "endpoints": [)", R"("endpoints": [)"); },
+       [](F f) {
+         Edit(f.kubernetes, R"("addressType": "IPv4",
+      "endpoints": [)",
+              R"("endpoints": [)");
+       },
        "kubernetes.items[1] (EndpointSlice default/web-abcde): addressType: missing"},
       {"SliceWithUnknownAddressType",
-       [](F f) { Edit(f.kubernetes, R"("addressType": "IPv4",
-      "endpoints": [)", R"("addressType": "IPv5", "endpoints": [)"); },
+       [](F f) {
+         Edit(f.kubernetes, R"("addressType": "IPv4",
+      "endpoints": [)",
+              R"("addressType": "IPv5", "endpoints": [)");
+       },
        R"(addressType: expected IPv4, IPv6 or FQDN, got "IPv5")"},
       {"SliceWithBadAddress", [](F f) { Edit(f.kubernetes, "10.244.2.7", "10.244.2.7/32"); },
        R"(kubernetes.items[1] (EndpointSlice default/web-abcde): endpoints[1].addresses[0]: malformed IPv4 address "10.244.2.7/32")"},
@@ -824,7 +848,8 @@ std::vector<ErrorCase> ErrorCases() {
       {"SlicePortZero", [](F f) { Edit(f.kubernetes, R"("port": 5353)", R"("port": 0)"); },
        "kubernetes.items[1] (EndpointSlice default/web-abcde): ports[1].port: must be 1..65535, "
        "got 0"},
-      {"SlicePortIsAString", [](F f) { Edit(f.kubernetes, R"("port": 8080})", R"("port": "http"})"); },
+      {"SlicePortIsAString",
+       [](F f) { Edit(f.kubernetes, R"("port": 8080})", R"("port": "http"})"); },
        R"(ports[0].port: expected integer, got string "http")"},
       {"SliceListedTwice",
        [](F f) { Edit(f.kubernetes, R"("name": "web-v6")", R"("name": "web-abcde")"); },
@@ -853,8 +878,9 @@ TEST(ClusterFileTest, NotJsonIsRejected) {
   absl::StatusOr<ClusterModel> parsed = ParseClusterFile("node: {name: node-228}");
   ASSERT_FALSE(parsed.ok());
   EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(parsed.status().message()),
-              StartsWith("cluster file: not valid JSON: parse error at line 1, column 2: syntax error"));
+  EXPECT_THAT(
+      std::string(parsed.status().message()),
+      StartsWith("cluster file: not valid JSON: parse error at line 1, column 2: syntax error"));
 }
 
 TEST(ClusterFileTest, TruncatedJsonIsRejectedWithItsPosition) {
@@ -898,8 +924,8 @@ void CollectPointers(const Json& value, const Json::json_pointer& at,
 }
 
 bool NamesASection(std::string_view message) {
-  for (const char* prefix : {"node: ", "etcd: ", "etcd key ", "kubernetes: ", "kubernetes.items[",
-                             "cluster file: "}) {
+  for (const char* prefix :
+       {"node: ", "etcd: ", "etcd key ", "kubernetes: ", "kubernetes.items[", "cluster file: "}) {
     if (message.substr(0, std::string_view(prefix).size()) == prefix) return true;
   }
   return false;
@@ -918,8 +944,8 @@ TEST(ClusterFileRobustnessTest, EveryValueReplacedByEveryTypeIsHandled) {
   CollectPointers(doc, Json::json_pointer(), &pointers);
   ASSERT_GT(pointers.size(), 150u);
 
-  const std::vector<Json> replacements = {nullptr, true,  -1,  70000,         18446744073709551615ull,
-                                          1.5,     "x",   "",  Json::array(), Json::object()};
+  const std::vector<Json> replacements = {nullptr, true, -1, 70000,         18446744073709551615ull,
+                                          1.5,     "x",  "", Json::array(), Json::object()};
   int rejected = 0;
   int accepted = 0;
   for (const Json::json_pointer& pointer : pointers) {
@@ -958,11 +984,12 @@ TEST(ClusterFileRobustnessTest, EveryTruncationIsRejectedAsNotJson) {
 }
 
 TEST(ClusterFileRobustnessTest, DeepNestingIsRejectedWithoutCrashing) {
-  const std::string deep = absl::StrCat(R"({"node": )", std::string(100000, '['),
-                                        std::string(100000, ']'), "}");
+  const std::string deep =
+      absl::StrCat(R"({"node": )", std::string(100000, '['), std::string(100000, ']'), "}");
   absl::StatusOr<ClusterModel> parsed = ParseClusterFile(deep);
   ASSERT_FALSE(parsed.ok());
-  EXPECT_THAT(std::string(parsed.status().message()), HasSubstr("node: expected object, got array"));
+  EXPECT_THAT(std::string(parsed.status().message()),
+              HasSubstr("node: expected object, got array"));
 }
 
 // ---- LoadClusterFile -------------------------------------------------------------
@@ -1052,9 +1079,9 @@ TEST(MacTest, ParsesEitherCaseAndFormatsLowerCase) {
   ASSERT_TRUE(mac.ok());
   EXPECT_EQ(*mac, (MacAddress{0xaa, 0xbb, 0xcc, 0x0d, 0xe0, 0xff}));
   EXPECT_EQ(FormatMac(*mac), "aa:bb:cc:0d:e0:ff");
-  for (const char* bad : {"", "zz", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aa-bb-cc-dd-ee-ff",
-                          "aabb.ccdd.eeff", "aa:bb:cc:dd:ee:f", "aa:bb:cc:dd:ee:fg",
-                          "a:bb:cc:dd:ee:ff0", " aa:bb:cc:dd:ee:f"}) {
+  for (const char* bad :
+       {"", "zz", "aa:bb:cc:dd:ee", "aa:bb:cc:dd:ee:ff:00", "aa-bb-cc-dd-ee-ff", "aabb.ccdd.eeff",
+        "aa:bb:cc:dd:ee:f", "aa:bb:cc:dd:ee:fg", "a:bb:cc:dd:ee:ff0", " aa:bb:cc:dd:ee:f"}) {
     absl::StatusOr<MacAddress> parsed = ParseMac(bad);
     EXPECT_FALSE(parsed.ok()) << '"' << bad << '"';
   }

@@ -32,7 +32,6 @@ logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
 from scapy.layers.inet import IP, TCP, UDP  # noqa: E402
 from scapy.layers.l2 import ARP, Ether  # noqa: E402
-from scapy.layers.vxlan import VXLAN  # noqa: E402
 from scapy.utils import rdpcap, wrpcap  # noqa: E402
 
 import check_output as co  # noqa: E402
@@ -41,8 +40,8 @@ import journey_packets as jp  # noqa: E402
 ROLES = ("uplink", "pods", "host")
 DLT_EN10MB = 1
 DEFAULT_SEED = 4242
-# flannel's outer source port range: [32768, 60999), as the brief of the
-# dataplane states (Linux's ip_local_port_range end is exclusive here).
+# VXLAN outer UDP source ports: [32768, 60999) (Linux's default
+# ip_local_port_range, from which the kernel hashes flannel.1's port).
 VXLAN_SPORT_RANGE = (jp.VXLAN_SPORT_MIN, jp.VXLAN_SPORT_MAX - 1)
 
 
@@ -79,6 +78,9 @@ class Run(object):
         self.total = {}         # counters JSON "total"
         self.workers = []       # counters JSON "workers"
         self.drop_names = ()
+        # (in role, in packet, what happened, out role, out packet), filled
+        # in by the scenario checks: the rows of a hop summary.
+        self.pairs = []
 
     def drops(self):
         """{reason: n} for every DROP counter that is not 0."""
@@ -106,6 +108,7 @@ class Replayer(object):
         self.drop_names = tuple(k for k, v in self.kinds.items()
                                 if v == "DROP")
         os.makedirs(self.work, exist_ok=True)
+        self.last = None        # the latest Run (to show it on a failure)
 
     def cluster(self, node):
         return os.path.join(self.cluster_dir, node + ".json")
@@ -125,7 +128,7 @@ class Replayer(object):
         `cluster`: a node name ("node-228") or a file path. Output captures
         go to <work>/<name>.<role>-out.pcap for each role in `outputs`."""
         cluster_path = (self.cluster(cluster)
-                        if not os.path.sep in cluster else cluster)
+                        if os.path.sep not in cluster else cluster)
         cmd = [self.binary, "--cluster", cluster_path,
                "--workers", str(workers)]
         run = Run(name, cmd)
@@ -169,6 +172,7 @@ class Replayer(object):
                 doc = json.load(f)
             run.total = doc["total"]
             run.workers = doc["workers"]
+        self.last = run
         return run
 
 
@@ -489,6 +493,8 @@ def check_pod_to_pod(run, workers):
     check_ip_kept(direct[0], syn_direct, "%s: web-1 -> web-2" % run.name, 63)
     check_same_segment(direct[0], syn_direct, "%s: web-1 -> web-2 TCP"
                        % run.name)
+    run.pairs.append(("pods", syn_direct, "pod to pod, no NAT", "uplink",
+                      up[inners.index(direct[0])]))
     others = [x for x in inners if x is not direct[0]]
     common = dict(rx_packets=3, arp_replied=1, conntrack_created=1,
                   service_dnat=1, tx_packets=3)
@@ -502,6 +508,8 @@ def check_pod_to_pod(run, workers):
                            % run.name, dport=8080)
         check_counters(run, dict(common, masquerade=0, vxlan_encapsulated=2,
                                  tx_uplink=2, tx_pods=1))
+        run.pairs.append(("pods", syn_svc, "ClusterIP DNAT to web-2",
+                          "uplink", up[inners.index(x)]))
         return "remote"
     if not others and len(pods_rest) == 1:
         # web-1 chosen: hairpin, masquerade to cni0's 10.244.26.1.
@@ -516,6 +524,8 @@ def check_pod_to_pod(run, workers):
                            sport=x[TCP].sport, dport=8080)
         check_counters(run, dict(common, masquerade=1, vxlan_encapsulated=1,
                                  tx_uplink=1, tx_pods=2))
+        run.pairs.append(("pods", syn_svc, "ClusterIP DNAT to web-1 itself: "
+                          "hairpin masquerade", "pods", x))
         return "hairpin"
     raise AssertionError("%s: the ClusterIP SYN went neither to web-2 in "
                          "VXLAN nor back to web-1\n%s"
@@ -547,6 +557,9 @@ def check_pod_to_internet(run, workers):
     if q[UDP].chksum == 0:
         raise AssertionError("%s: DNS query lost its UDP checksum" % run.name)
     check_same_segment(q, dns, "%s: DNS query" % run.name)
+    run.pairs += [("pods", syn, "flannel ip-masq to the node IP", "uplink",
+                   out),
+                  ("pods", dns, "ClusterIP DNAT to coredns", "pods", q)]
     check_counters(run, dict(rx_packets=2, tx_uplink=1, tx_pods=1,
                              conntrack_created=2, masquerade=1,
                              service_dnat=1))
@@ -613,7 +626,17 @@ class ThreeNodeJourney(object):
         return run
 
     def step_node227_forward(self):
-        vx = [p for p in self.pass1.out["uplink"] if co.is_vxlan(p)]
+        # On the wire between the nodes: node-228's VXLAN frames, stamped
+        # 20 us after the client packet each carries (sluice-replay's output
+        # captures hold wall-clock times; keeping the input's 1 ms spacing
+        # keeps the replay's causal order, as one flow on a NIC queue).
+        clients = [p for p in self.forward if TCP in p]
+        vx = []
+        for p, c in zip([p for p in self.pass1.out["uplink"]
+                         if co.is_vxlan(p)], clients):
+            q = Ether(bytes(p))
+            q.time = Decimal(c.time) + Decimal("0.000020")
+            vx.append(q)
         run = self._run("journey-2-node227-in", "node-227", {"uplink": vx})
         self.at227 = run
         check_ok(run)
@@ -706,6 +729,17 @@ class ThreeNodeJourney(object):
         self.pass2 = run
         n228 = jp.NODE_228
         check_ok(run)
+        # Same seed, same input order up to the SYN: the same port. (If
+        # not, the replies match no flow and go elsewhere: say why first.)
+        ports = sorted({co.decode_vxlan(p)[1][TCP].sport
+                        for p in run.out["uplink"] if co.is_vxlan(p)
+                        and TCP in co.decode_vxlan(p)[1]})
+        if ports != [self.snat_port]:
+            raise AssertionError(
+                "%s: pass 2 masqueraded to port(s) %s, pass 1 to %d (same "
+                "--seed %d, same input order)\n%s" % (
+                    run.name, ports, self.snat_port, self.seed,
+                    run.describe_outputs()))
         n = len(self.vxlan_back)
         check_counts(run, uplink=4 + n, pods=0, host=0)
         check_checksums(run)
@@ -766,35 +800,69 @@ class ThreeNodeJourney(object):
         return self
 
     def hops(self):
-        """Summary rows (node, in-port, what happened, out-port, tuple in,
-        tuple out) built from the output captures."""
-        rows = []
-        syn_in = [p for p in self.forward if TCP in p][0]
-        rows.append(("node-228", "uplink",
-                     "NodePort DNAT + masquerade, VXLAN to 10.10.100.227",
-                     "uplink (VXLAN)", tuple_of(syn_in),
-                     tuple_of([p for p in self.pass1.out["uplink"]
-                               if co.is_vxlan(p)][0])))
-        rows.append(("node-227", "uplink (VXLAN)",
-                     "decapsulated, routed to the sshd pod", "pods",
-                     tuple_of(self.at227.inputs["uplink"][0]),
-                     tuple_of(self.delivered[0])))
-        rows.append(("node-227", "pods", "pod's reply, VXLAN to "
-                     "10.10.100.228", "uplink (VXLAN)",
-                     tuple_of(self.pod_frames[0]),
-                     tuple_of(self.vxlan_back[0])))
-        rows.append(("node-228", "uplink (VXLAN)",
-                     "decapsulated, reverse NAT, to the gateway",
-                     "uplink", tuple_of(self.vxlan_back[0]),
-                     tuple_of(self.returned[0])))
-        return rows
+        """Summary rows (see hop_row) of the journey, from the captures."""
+        syn = [p for p in self.forward if TCP in p][0]
+        return [
+            hop_row("node-228", "uplink", syn,
+                    "NodePort DNAT + masquerade, VXLAN", "uplink",
+                    [p for p in self.pass1.out["uplink"]
+                     if co.is_vxlan(p)][0]),
+            hop_row("node-227", "uplink", self.at227.inputs["uplink"][0],
+                    "decapsulated, routed to the pod", "pods",
+                    self.delivered[0]),
+            hop_row("node-227", "pods", self.pod_frames[0],
+                    "pod's reply routed into VXLAN", "uplink",
+                    self.vxlan_back[0]),
+            hop_row("node-228", "uplink", self.vxlan_back[0],
+                    "decapsulated, reverse NAT", "uplink", self.returned[0]),
+        ]
+
+
+def _mac_names():
+    names = {jp.GATEWAY_MAC: "gateway"}
+    for n in jp.NODES.values():
+        names[n.uplink_mac] = n.name
+        names[n.pods_mac] = n.name + " cni0"
+    for pod, label in ((jp.POD_SSHD, "sshd pod"), (jp.POD_TOOLBOX, "toolbox"),
+                       (jp.POD_COREDNS, "coredns"), (jp.POD_WEB_1, "web-1"),
+                       (jp.POD_WEB_2, "web-2")):
+        names[pod.mac] = label
+    return names
+
+
+MAC_NAMES = _mac_names()
+
+
+def port_desc(role, pkt, inbound):
+    """Port and peer: "uplink\nVXLAN from node-228", "pods\nto web-1"."""
+    pkt = co._as_ether(pkt)
+    mac = pkt[Ether].src if inbound else pkt[Ether].dst
+    peer = MAC_NAMES.get(mac.lower(), mac)
+    kind = "VXLAN " if co.is_vxlan(pkt) else ""
+    return "%s\n%s%s %s" % (role, kind, "from" if inbound else "to", peer)
+
+
+def hop_row(node, in_role, in_pkt, what, out_role, out_pkt):
+    """(node, in-port, what happened, out-port, "tuple in\n=> tuple out"),
+    cells with line breaks (format_table lays them out)."""
+    return (node, port_desc(in_role, in_pkt, True), what,
+            port_desc(out_role, out_pkt, False),
+            "%s\n=> %s" % (tuple_of(in_pkt), tuple_of(out_pkt)))
 
 
 def format_table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header] + rows)
+    """A plain-text table; cells may hold several lines."""
+    cells = [[str(c).split("\n") for c in r] for r in [header] + list(rows)]
+    widths = [max(len(line) for r in cells for line in r[i])
               for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in
-                               zip(r, widths)).rstrip()
-    out = [line(header), line(["-" * w for w in widths])]
-    out += [line(r) for r in rows]
+
+    def lines(row):
+        height = max(len(c) for c in row)
+        return ["  ".join((c[k] if k < len(c) else "").ljust(w)
+                          for c, w in zip(row, widths)).rstrip()
+                for k in range(height)]
+    out = lines(cells[0])
+    out.append("  ".join("-" * w for w in widths))
+    for r in cells[1:]:
+        out += lines(r)
     return "\n".join(out)

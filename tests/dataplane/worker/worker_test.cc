@@ -234,6 +234,14 @@ TEST_F(WorkerTest, EstablishedFlowSurvivesAReloadThatMovesTheService) {
   EXPECT_EQ(ParseFrame(fresh.uplink()[0]).dst_ip, Ip(Example::kNode226));
 }
 
+TEST_F(WorkerTest, NodePortPacketWithTtlOneDiesBeforeCreatingAFlow) {
+  Outputs out = node_.Run(PortRole::kUplink, {FixtureByName("nodeport_ttl_1").build()});
+  EXPECT_EQ(out.total(), 0u);
+  EXPECT_EQ(node_.counter(k_ttl_exceeded), 1u);
+  EXPECT_EQ(node_.counter(k_conntrack_created), 0u);
+  EXPECT_EQ(node_.conntrack().InUse(), 0u);
+}
+
 TEST_F(WorkerTest, ArpForTheNodeIpIsAnsweredAndTheSenderLearned) {
   Outputs out = node_.Run(PortRole::kUplink, {GatewayArpForNodeIp()});
   ASSERT_EQ(out.uplink().size(), 1u);
