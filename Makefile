@@ -32,8 +32,10 @@ test: build
 	   -Db_lundef=false -Dbuildtype=debugoptimized -Dbenchmarks=false \
 	   -Dc_args=-fno-sanitize=alignment -Dcpp_args=-fno-sanitize=alignment >/dev/null
 	@ninja -C $(BUILD_SAN)
-	@ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	   meson test -C $(BUILD_SAN) --print-errorlogs
+	@$(PY) scripts/test_summary.py $(BUILD)/meson-logs/testlog.json \
+	   $(BUILD_SAN)/meson-logs/testlog.json
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

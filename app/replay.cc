@@ -107,17 +107,20 @@ void PrintCounters(const std::vector<std::unique_ptr<WorkerSlot>>& slots) {
   std::printf("\n");
   for (int kind = 0; kind < 2; ++kind) {
     std::printf(kind == 0 ? "-- outcomes\n" : "-- drops (reason)\n");
+    bool any = false;
     for (int c = 0; c < kCounterCount; ++c) {
       const CounterInfo& info = CounterInfoOf(static_cast<Counter>(c));
       if (static_cast<int>(info.kind) != kind) continue;
       uint64_t total = 0;
       for (const auto& s : slots) total += s->worker->counters().value[c];
       if (total == 0) continue;
+      any = true;
       std::printf("%-28s %12lu", info.name, static_cast<unsigned long>(total));
       for (const auto& s : slots)
         std::printf(" %10lu", static_cast<unsigned long>(s->worker->counters().value[c]));
       std::printf("   %s\n", info.help);
     }
+    if (!any) std::printf("(none)\n");
   }
 }
 
