@@ -26,50 +26,13 @@
 #include "absl/strings/str_join.h"
 #include "control/cluster_file.h"
 #include "control/table_builder.h"
+#include "app/node_runtime.h"
 #include "dataplane/worker/worker.h"
 
 namespace sluice {
 namespace {
 
 constexpr int kRoles = kPortRoleCount;
-
-struct WorkerSlot {
-  std::unique_ptr<Worker> worker;
-  std::unique_ptr<Tracer> tracer;
-  std::atomic<uint64_t> processed{0};
-  unsigned lcore = 0;
-};
-
-struct ReplayContext {
-  std::atomic<bool> stop{false};
-  std::vector<std::unique_ptr<WorkerSlot>> slots;
-};
-
-int WorkerMain(void* arg) {
-  auto* pair = static_cast<std::pair<ReplayContext*, WorkerSlot*>*>(arg);
-  ReplayContext* ctx = pair->first;
-  WorkerSlot* slot = pair->second;
-  slot->worker->Start();
-  while (!ctx->stop.load(std::memory_order_acquire)) {
-    const uint32_t n = slot->worker->PollOnce(rte_rdtsc());
-    // Published after the burst was transmitted: the feeder uses it as
-    // "done", including output.
-    if (n != 0) slot->processed.fetch_add(n, std::memory_order_release);
-  }
-  slot->worker->Stop();
-  return 0;
-}
-
-bool HugepagesAvailable() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  long value = 0;
-  while (meminfo >> key >> value) {
-    if (key == "HugePages_Free:") return value >= 256;  // 512 MB of 2 MB pages
-    meminfo.ignore(256, '\n');
-  }
-  return false;
-}
 
 uint32_t FlowHash(const rte_mbuf* m) {
   // Software RSS over the outer IPv4 addresses and ports, as a NIC would.
@@ -82,48 +45,6 @@ uint32_t FlowHash(const rte_mbuf* m) {
   return h;
 }
 
-std::string CountersJson(const std::vector<std::unique_ptr<WorkerSlot>>& slots) {
-  std::vector<std::string> workers;
-  uint64_t total[kCounterCount] = {};
-  for (const auto& s : slots) {
-    std::vector<std::string> fields;
-    for (int c = 0; c < kCounterCount; ++c) {
-      const uint64_t v = s->worker->counters().value[c];
-      total[c] += v;
-      fields.push_back(absl::StrFormat("\"%s\": %u", CounterInfoOf(static_cast<Counter>(c)).name, v));
-    }
-    workers.push_back("{" + absl::StrJoin(fields, ", ") + "}");
-  }
-  std::vector<std::string> fields;
-  for (int c = 0; c < kCounterCount; ++c)
-    fields.push_back(absl::StrFormat("\"%s\": %u", CounterInfoOf(static_cast<Counter>(c)).name, total[c]));
-  return absl::StrFormat("{\"total\": {%s},\n \"workers\": [%s]}\n", absl::StrJoin(fields, ", "),
-                         absl::StrJoin(workers, ",\n  "));
-}
-
-void PrintCounters(const std::vector<std::unique_ptr<WorkerSlot>>& slots) {
-  std::printf("\n%-28s %12s", "counter", "total");
-  for (size_t w = 0; w < slots.size(); ++w) std::printf(" %10s", absl::StrFormat("worker%u", w).c_str());
-  std::printf("\n");
-  for (int kind = 0; kind < 2; ++kind) {
-    std::printf(kind == 0 ? "-- outcomes\n" : "-- drops (reason)\n");
-    bool any = false;
-    for (int c = 0; c < kCounterCount; ++c) {
-      const CounterInfo& info = CounterInfoOf(static_cast<Counter>(c));
-      if (static_cast<int>(info.kind) != kind) continue;
-      uint64_t total = 0;
-      for (const auto& s : slots) total += s->worker->counters().value[c];
-      if (total == 0) continue;
-      any = true;
-      std::printf("%-28s %12lu", info.name, static_cast<unsigned long>(total));
-      for (const auto& s : slots)
-        std::printf(" %10lu", static_cast<unsigned long>(s->worker->counters().value[c]));
-      std::printf("   %s\n", info.help);
-    }
-    if (!any) std::printf("(none)\n");
-  }
-}
-
 // An empty capture, for ports that have no input.
 std::string EmptyPcap(const std::string& dir, const char* role) {
   const std::string path = absl::StrFormat("%s/empty-%s.pcap", dir, role);
@@ -133,28 +54,6 @@ std::string EmptyPcap(const std::string& dir, const char* role) {
   std::fwrite(hdr, sizeof(hdr), 1, f);
   std::fclose(f);
   return path;
-}
-
-bool ConfigurePort(uint16_t port, uint16_t queues, rte_mempool* pool, std::string* error) {
-  rte_eth_conf conf = {};
-  rte_eth_dev_info info;
-  if (rte_eth_dev_info_get(port, &info) != 0) {
-    *error = absl::StrFormat("port %u: no device info", port);
-    return false;
-  }
-  if (info.rx_offload_capa & RTE_ETH_RX_OFFLOAD_TIMESTAMP)
-    conf.rxmode.offloads |= RTE_ETH_RX_OFFLOAD_TIMESTAMP;
-  int rc = rte_eth_dev_configure(port, queues, queues, &conf);
-  for (uint16_t q = 0; rc == 0 && q < queues; ++q)
-    rc = rte_eth_rx_queue_setup(port, q, 1024, rte_eth_dev_socket_id(port), nullptr, pool);
-  for (uint16_t q = 0; rc == 0 && q < queues; ++q)
-    rc = rte_eth_tx_queue_setup(port, q, 1024, rte_eth_dev_socket_id(port), nullptr);
-  if (rc == 0) rc = rte_eth_dev_start(port);
-  if (rc != 0) {
-    *error = absl::StrFormat("port %u: setup failed: %s", port, rte_strerror(-rc));
-    return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -294,7 +193,7 @@ int RunReplay(const ReplayOptions& o) {
     if (r == 2 && !has_host) continue;
     const std::string pcap_name = absl::StrFormat("net_pcap_%s", names[r]);
     if (rte_eth_dev_get_port_by_name(pcap_name.c_str(), &pcap_port[r]) != 0 ||
-        !ConfigurePort(pcap_port[r], 1, pool, &error)) {
+        !ConfigurePort(pcap_port[r], 1, pool, false, &error)) {
       std::fprintf(stderr, "%s: %s: %s\n", o.program.c_str(), pcap_name.c_str(), error.c_str());
       return 1;
     }
@@ -310,7 +209,7 @@ int RunReplay(const ReplayOptions& o) {
     }
     const int id = rte_eth_from_rings(absl::StrFormat("ring_%s", names[r]).c_str(), rx_ring[r],
                                       o.workers, tx_ring[r], o.workers, SOCKET_ID_ANY);
-    if (id < 0 || !ConfigurePort(static_cast<uint16_t>(id), o.workers, pool, &error)) {
+    if (id < 0 || !ConfigurePort(static_cast<uint16_t>(id), o.workers, pool, false, &error)) {
       std::fprintf(stderr, "%s: ring port %s: %s\n", o.program.c_str(), names[r], error.c_str());
       return 1;
     }
@@ -319,60 +218,22 @@ int RunReplay(const ReplayOptions& o) {
   }
   int ts_offset = rte_mbuf_dynfield_lookup(RTE_MBUF_DYNFIELD_TIMESTAMP_NAME, nullptr);
 
-  // Shared state: QSBR, tables, conntrack, neighbours.
-  const size_t qs_size = rte_rcu_qsbr_get_memsize(o.workers);
-  auto* qsbr = static_cast<rte_rcu_qsbr*>(rte_zmalloc("qsbr", qs_size, RTE_CACHE_LINE_SIZE));
-  rte_rcu_qsbr_init(qsbr, o.workers);
-  auto publisher = std::make_unique<TablePublisher>(qsbr);
-  ConntrackTable::Config ct_config;
-  ct_config.capacity = 1 << 16;
-  ct_config.workers = o.workers;
-  ct_config.qsbr = qsbr;
-  ct_config.ticks_per_second = rte_get_tsc_hz();
-  auto conntrack = ConntrackTable::Create(ct_config);
-  auto neighbors = NeighborTable::Create(4096);
-  if (!conntrack.ok() || !neighbors.ok()) {
-    std::fprintf(stderr, "%s: %s\n", o.program.c_str(),
-                 std::string(!conntrack.ok() ? conntrack.status().message()
-                                             : neighbors.status().message()).c_str());
-    return 1;
-  }
-  auto tables = BuildTableSet(*model, 1);
-  absl::Status neigh = ApplyStaticNeighbors(*model, **neighbors);
-  if (!tables.ok() || !neigh.ok()) {
+  NodeRuntime::Config rc;
+  rc.workers = o.workers;
+  rc.conntrack_capacity = 1 << 16;
+  rc.trace = o.trace;
+  rc.seq_offset = seq_offset;
+  auto runtime = NodeRuntime::Create(rc, *model, ports, pool);
+  if (!runtime.ok()) {
     std::fprintf(stderr, "%s: cluster file %s rejected: %s\n", o.program.c_str(),
-                 o.cluster_file.c_str(),
-                 std::string(!tables.ok() ? tables.status().message() : neigh.message()).c_str());
+                 o.cluster_file.c_str(), std::string(runtime.status().message()).c_str());
     return 2;
   }
+  NodeRuntime& rt = **runtime;
   std::printf("sluice-replay: node %s (%s), %zu Service entries, %zu flannel leases, %u workers\n",
-              (*tables)->node.name.c_str(), FormatIpv4((*tables)->node.node_ip).c_str(),
-              (*tables)->services->size(), (*tables)->overlay->size(), o.workers);
-  publisher->Publish(*std::move(tables));
-
-  WorkerShared shared;
-  shared.tables = publisher.get();
-  shared.conntrack = conntrack->get();
-  shared.neighbors = neighbors->get();
-  shared.qsbr = qsbr;
-  shared.workers = o.workers;
-  ReplayContext ctx;
-  std::vector<std::pair<ReplayContext*, WorkerSlot*>> args(o.workers);
-  unsigned lcore = rte_get_next_lcore(-1, 1, 0);
-  for (uint16_t w = 0; w < o.workers; ++w) {
-    auto slot = std::make_unique<WorkerSlot>();
-    if (o.trace) slot->tracer = std::make_unique<Tracer>(w, seq_offset);
-    WorkerPorts wp = ports;
-    wp.queue = w;
-    slot->worker = std::make_unique<Worker>(w, shared, wp, pool, slot->tracer.get());
-    slot->lcore = lcore;
-    ctx.slots.push_back(std::move(slot));
-    lcore = rte_get_next_lcore(lcore, 1, 0);
-  }
-  for (uint16_t w = 0; w < o.workers; ++w) {
-    args[w] = {&ctx, ctx.slots[w].get()};
-    rte_eal_remote_launch(WorkerMain, &args[w], ctx.slots[w]->lcore);
-  }
+              rt.tables().node.name.c_str(), FormatIpv4(rt.tables().node.node_ip).c_str(),
+              rt.tables().services->size(), rt.tables().overlay->size(), o.workers);
+  rt.Launch();
 
   // Feeder: merge the input captures by timestamp and dispatch.
   struct Head {
@@ -381,11 +242,7 @@ int RunReplay(const ReplayOptions& o) {
     bool eof = false;
   } head[kRoles];
   uint64_t dispatched = 0, seq = 0, last_ts = 0, rr = 0;
-  auto processed = [&] {
-    uint64_t p = 0;
-    for (auto& s : ctx.slots) p += s->processed.load(std::memory_order_acquire);
-    return p;
-  };
+  auto processed = [&] { return rt.Processed(); };
   auto drain = [&] {
     for (int r = 0; r < kRoles; ++r) {
       if (!ports.present[r]) continue;
@@ -443,18 +300,12 @@ int RunReplay(const ReplayOptions& o) {
     drain();
   }
   wait_all();
-  ctx.stop.store(true, std::memory_order_release);
-  rte_eal_mp_wait_lcore();
+  rt.StopAndJoin();
   drain();
 
   if (o.trace) {
-    std::vector<Tracer::Line> lines;
-    for (auto& s : ctx.slots)
-      for (auto& l : s->tracer->lines()) lines.push_back(std::move(l));
-    std::stable_sort(lines.begin(), lines.end(),
-                     [](const Tracer::Line& a, const Tracer::Line& b) { return a.seq < b.seq; });
     uint64_t current = 0;
-    for (const auto& l : lines) {
+    for (const Tracer::Line& l : rt.TakeTrace()) {
       if (l.seq != current) {
         current = l.seq;
         std::printf("\npacket #%lu (worker %u)\n", static_cast<unsigned long>(l.seq), l.worker);
@@ -462,10 +313,10 @@ int RunReplay(const ReplayOptions& o) {
       std::printf("%s\n", l.text.c_str());
     }
   }
-  PrintCounters(ctx.slots);
+  rt.PrintCounters(stdout);
   if (!o.counters_json.empty()) {
     std::ofstream f(o.counters_json);
-    f << CountersJson(ctx.slots);
+    f << rt.CountersJson();
   }
   for (int r = 0; r < kRoles; ++r) {
     if (!ports.present[r]) continue;
@@ -475,12 +326,7 @@ int RunReplay(const ReplayOptions& o) {
   std::printf("\n%lu packets in, %lu processed\n", static_cast<unsigned long>(dispatched),
               static_cast<unsigned long>(processed()));
   std::fflush(stdout);
-  // DPDK objects go back before the EAL does.
-  ctx.slots.clear();
-  publisher.reset();
-  conntrack->reset();
-  neighbors->reset();
-  rte_free(qsbr);
+  runtime->reset();  // DPDK objects go back before the EAL does
   rte_eal_cleanup();
   return 0;
 }

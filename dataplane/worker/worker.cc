@@ -284,6 +284,7 @@ uint32_t Worker::InsertWithSnat(rte_mbuf* m, ConntrackEntry& proto, uint64_t now
     switch (r.status) {
       case ConntrackTable::InsertStatus::kCreated:
         counters_.Add(k_conntrack_created);
+        if (proto.flags & ConntrackEntry::kDnat) counters_.Add(k_service_dnat);
         SLUICE_TRACE(m, "  conntrack: new flow tracked, original and reply tuples indexed");
         if (snat) counters_.Add(k_masquerade);
         return r.ref;
@@ -365,7 +366,6 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
     proto.dnat_ip = ep.ip;
     proto.dnat_port = ep.port;
     proto.flags |= ConntrackEntry::kDnat;
-    counters_.Add(k_service_dnat);
   }
   const RouteResult rr = RouteTo(t, proto.dnat_ip);
   if (!masq && rr.egress != Egress::kHost &&
@@ -528,6 +528,10 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
     rte_mbuf* m = live[i];
     PacketMeta& pm = meta[i];
     uint32_t r = ref[i];
+    // A miss may have been created since the bulk lookup, by an earlier
+    // packet of this burst (or another worker): look again before the slow
+    // path. Only first packets pay for this.
+    if (r == ConntrackTable::kMiss && pm.has_ports) r = shared_.conntrack->Lookup(pm.key);
     if (r != ConntrackTable::kMiss) {
       const bool reply = r & ConntrackTable::kReplyBit;
       counters_.Add(reply ? k_conntrack_hit_reply : k_conntrack_hit_original);

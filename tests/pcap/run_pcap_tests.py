@@ -295,6 +295,96 @@ def t_vxlan_mtu(ctx):
 # ---------------------------------------------------------------------------
 
 
+def _node_cmd(ctx, name, uplink_in, uplink_out, cluster, extra_vdev_args="",
+              node_args=()):
+    """sluice-node on two net_pcap ports (uplink, pods) with one worker."""
+    pods_in = ctx.r.write_pcap("%s.pods-in.pcap" % name, [])
+    pods_out = ctx.r.path("%s.pods-out.pcap" % name)
+    return [ctx.node_binary, "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
+            "--file-prefix=sluice-%s-%d" % (name, os.getpid()), "-l", "0-1",
+            "--log-level=*:warning",
+            "--vdev", "net_pcap_u,rx_pcap=%s,tx_pcap=%s%s" % (uplink_in, uplink_out,
+                                                             extra_vdev_args),
+            "--vdev", "net_pcap_p,rx_pcap=%s,tx_pcap=%s" % (pods_in, pods_out),
+            "--", "--cluster", cluster, "--uplink", "net_pcap_u", "--pods",
+            "net_pcap_p", "--workers", "1"] + list(node_args)
+
+
+@scenario("sluice_node_on_ports")
+def t_sluice_node(ctx):
+    """sluice-node, the long-running program, polls real ethdev ports (here
+    net_pcap devices) with the same workers: the NodePort journey's first hop
+    comes out as from sluice-replay."""
+    out = ctx.r.path("node.uplink-out.pcap")
+    cmd = _node_cmd(ctx, "node", ctx.capture("nodeport_forward.pcap"), out,
+                    ctx.r.cluster("node-228"), node_args=["--run-seconds", "2"])
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    if p.returncode != 0:
+        raise AssertionError("sluice-node exited %d\n%s" % (p.returncode, p.stderr.decode()))
+    pkts = journey.read_capture(out)
+    vx = [q for q in pkts if q.haslayer("VXLAN")]
+    if len(pkts) != 4 or len(vx) != 3:
+        raise AssertionError("expected an ARP reply and 3 VXLAN packets, got: %s"
+                             % [q.summary() for q in pkts])
+    journey.co.assert_all_checksums_valid(pkts)
+    inner = [journey.co.decode_vxlan(q)[1] for q in vx]
+    if {i[IP].src for i in inner} != {"10.244.26.0"} or len({i[TCP].sport for i in inner}) != 1:
+        raise AssertionError("inner sources: %s" % [(i[IP].src, i[TCP].sport) for i in inner])
+    if {i[IP].dst for i in inner} != {"10.244.25.149"}:
+        raise AssertionError("inner destinations: %s" % [i[IP].dst for i in inner])
+    return "ARP answered, 3 packets masqueraded to 10.244.26.0:%d and sent to node-227" % (
+        inner[0][TCP].sport)
+
+
+@scenario("sluice_node_rejected_reload")
+def t_sluice_node_reload(ctx):
+    """SIGHUP with a broken cluster file: sluice-node says why, keeps its
+    tables, and traffic keeps flowing; a later good file is applied."""
+    import shutil
+    import signal
+    cluster = ctx.r.path("reload-cluster.json")
+    shutil.copy(ctx.r.cluster("node-228"), cluster)
+    # The client's packets replayed in a loop (net_pcap infinite_rx), so
+    # traffic runs before, during and after the reloads.
+    cmd = _node_cmd(ctx, "reload", ctx.capture("nodeport_forward.pcap"), "/dev/null",
+                    cluster, extra_vdev_args=",infinite_rx=1",
+                    node_args=["--stats-interval", "1", "--run-seconds", "6"])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(1.5)
+        with open(cluster, "w") as f:
+            f.write('{"node": {"name": "node-228"')  # truncated JSON
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        shutil.copy(ctx.r.cluster("node-228"), cluster)
+        proc.send_signal(signal.SIGHUP)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    stdout, stderr = stdout.decode(), stderr.decode()
+    if proc.returncode != 0:
+        raise AssertionError("sluice-node exited %d\n%s" % (proc.returncode, stderr))
+    if "rejected, last good tables keep serving" not in stderr or "JSON" not in stderr:
+        raise AssertionError("no rejection message on stderr:\n" + stderr)
+    if "sluice-node: reloaded" not in stdout:
+        raise AssertionError("the good file was not reloaded:\n" + stdout[-2000:])
+    # Counter blocks printed every second: the tx count must keep growing
+    # after the rejected reload, and nothing may be dropped.
+    tx = [int(line.split()[1]) for line in stdout.splitlines()
+          if line.startswith("tx_uplink ")]
+    if len(tx) < 4 or not all(b > a for a, b in zip(tx, tx[1:])):
+        raise AssertionError("tx_uplink did not keep growing: %s" % tx)
+    drops = [line for line in stdout.split("-- drops (reason)")[-1].splitlines()[1:]
+             if line.strip() and not line.startswith("(none)")]
+    if drops:
+        raise AssertionError("drops: %s" % drops)
+    return "rejected file reported, %d packets forwarded, none dropped, good file reloaded" % tx[-1]
+
+# ---------------------------------------------------------------------------
+
+
 def generate_captures(source_root, out):
     script = os.path.join(source_root, "examples", "make_captures.py")
     p = subprocess.run([sys.executable, script, "--out", out],
@@ -312,6 +402,7 @@ def _indent(text):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--replay", required=True, help="sluice-replay binary")
+    ap.add_argument("--node", help="sluice-node binary (default: beside --replay)")
     ap.add_argument("--source-root", default=os.path.dirname(
         os.path.dirname(HERE)), help="repository root")
     ap.add_argument("--work", help="work directory (default: a temporary "
@@ -342,6 +433,8 @@ def main(argv=None):
             print("0 passed, 1 failed")
             return 1
         ctx = Context(replayer, captures, args.verbose)
+        ctx.node_binary = os.path.abspath(args.node or os.path.join(
+            os.path.dirname(args.replay), "sluice-node"))
         for name, fn, opt_in in SCENARIOS:
             if args.select and args.select not in name:
                 continue

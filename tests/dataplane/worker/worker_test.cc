@@ -234,6 +234,19 @@ TEST_F(WorkerTest, EstablishedFlowSurvivesAReloadThatMovesTheService) {
   EXPECT_EQ(ParseFrame(fresh.uplink()[0]).dst_ip, Ip(Example::kNode226));
 }
 
+TEST_F(WorkerTest, PacketsOfANewFlowInOneBurstShareOneEntry) {
+  const auto syn = ClientSynToNodePort();
+  Outputs out = node_.Run(PortRole::kUplink, {syn, syn, syn});
+  ASSERT_EQ(out.uplink().size(), 3u);
+  std::set<uint16_t> ports;
+  for (const auto& f : out.uplink()) ports.insert(ParseFrame(f, 50).src_port);
+  EXPECT_EQ(ports.size(), 1u);
+  EXPECT_EQ(node_.counter(k_conntrack_created), 1u);
+  EXPECT_EQ(node_.counter(k_service_dnat), 1u);
+  EXPECT_EQ(node_.counter(k_conntrack_hit_original), 2u);
+  EXPECT_EQ(node_.counter(k_conntrack_insert_raced), 0u);
+}
+
 TEST_F(WorkerTest, NodePortPacketWithTtlOneDiesBeforeCreatingAFlow) {
   Outputs out = node_.Run(PortRole::kUplink, {FixtureByName("nodeport_ttl_1").build()});
   EXPECT_EQ(out.total(), 0u);

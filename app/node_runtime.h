@@ -1,0 +1,96 @@
+// NodeRuntime: everything a running node holds besides its ports, shared by
+// sluice-node (real ports) and sluice-replay (captures): the QSBR variable,
+// the table publisher, the connection and neighbour tables, one Worker per
+// worker lcore, and the counters report.
+//
+// Threading: Create, Reload, Launch, StopAndJoin and the reports run on the
+// main lcore (the control thread); workers run on their own lcores. Reload
+// may be called while workers run: it publishes a new generation and returns
+// after the old one has been freed (one grace period).
+#ifndef SLUICE_APP_NODE_RUNTIME_H_
+#define SLUICE_APP_NODE_RUNTIME_H_
+
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "control/cluster_model.h"
+#include "dataplane/conntrack/conntrack_table.h"
+#include "dataplane/tables/neighbor_table.h"
+#include "dataplane/tables/table_set.h"
+#include "dataplane/worker/worker.h"
+
+namespace sluice {
+
+class NodeRuntime {
+ public:
+  struct Config {
+    uint16_t workers = 1;
+    uint32_t conntrack_capacity = 1 << 20;
+    bool trace = false;
+    int seq_offset = -1;  // mbuf dynfield with the packet's sequence (traces)
+  };
+  // Call after rte_eal_init with at least `workers` worker lcores. Errors:
+  // ResourceExhausted (DPDK memory), or the table build's error for `model`.
+  static absl::StatusOr<std::unique_ptr<NodeRuntime>> Create(const Config& config,
+                                                             const ClusterModel& model,
+                                                             const WorkerPorts& ports,
+                                                             rte_mempool* pool);
+  // Frees every DPDK object; call before rte_eal_cleanup.
+  ~NodeRuntime();
+
+  // Builds and publishes a new generation. On error nothing changes: the
+  // last good tables keep serving.
+  absl::Status Reload(const ClusterModel& model);
+
+  void Launch();
+  void StopAndJoin();
+  // Packets received by all workers and fully processed (transmitted or
+  // dropped).
+  uint64_t Processed() const;
+
+  void PrintCounters(FILE* out) const;
+  std::string CountersJson() const;
+  // Trace lines of all workers, in packet order (after StopAndJoin).
+  std::vector<Tracer::Line> TakeTrace();
+  const TableSet& tables() const { return *publisher_->Current(); }
+
+ private:
+  struct Slot {
+    std::unique_ptr<Tracer> tracer;
+    std::unique_ptr<Worker> worker;
+    std::atomic<uint64_t> processed{0};
+    std::atomic<bool>* stop = nullptr;
+    unsigned lcore = 0;
+  };
+  static int WorkerMain(void* slot);
+  NodeRuntime() = default;
+
+  Config config_;
+  uint64_t generation_ = 0;
+  rte_rcu_qsbr* qsbr_ = nullptr;
+  std::unique_ptr<TablePublisher> publisher_;
+  std::unique_ptr<ConntrackTable> conntrack_;
+  std::unique_ptr<NeighborTable> neighbors_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::atomic<bool> stop_{false};
+  bool launched_ = false;
+};
+
+// Sets up `queues` rx and tx queues; with `rss`, spreads flows over the rx
+// queues by an IP/TCP/UDP hash when the device can. Starts the port.
+bool ConfigurePort(uint16_t port, uint16_t queues, rte_mempool* pool, bool rss,
+                   std::string* error);
+bool HugepagesAvailable();
+
+}  // namespace sluice
+
+#endif  // SLUICE_APP_NODE_RUNTIME_H_
