@@ -110,6 +110,12 @@ uint64_t NodeRuntime::Processed() const {
   return p;
 }
 
+uint64_t NodeRuntime::Total(Counter c) const {
+  uint64_t v = 0;
+  for (const auto& s : slots_) v += s->worker->counters().value[c];
+  return v;
+}
+
 void NodeRuntime::PrintCounters(FILE* out) const {
   std::fprintf(out, "\n%-28s %12s", "counter", "total");
   for (size_t w = 0; w < slots_.size(); ++w)

@@ -57,6 +57,10 @@ class NodeRuntime {
   // dropped).
   uint64_t Processed() const;
 
+  // Sum of counter `c` over all workers (racy reads of live counters are
+  // fine: each is a single aligned 64-bit word).
+  uint64_t Total(Counter c) const;
+  ConntrackTable& conntrack() { return *conntrack_; }
   void PrintCounters(FILE* out) const;
   std::string CountersJson() const;
   // Trace lines of all workers, in packet order (after StopAndJoin).
