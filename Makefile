@@ -2,12 +2,13 @@
 # missing (Debian 12 packages, idempotent), configures and builds first.
 #   make demo    the NodePort journey, traced, on the bundled example cluster
 #   make test    all test suites (unit, pcap), then the sanitizer build's unit suite
+#   make bench   benchmarks and the kernel side by side (QUICK=1: under 2 minutes)
 #   make build   just build
 BUILD ?= build
 BUILD_SAN ?= build-asan
 PY := /usr/bin/python3
 
-.PHONY: all deps build demo test test-fast clean
+.PHONY: all deps build demo test bench clean
 all: build
 
 deps:
@@ -36,6 +37,9 @@ test: build
 	   meson test -C $(BUILD_SAN) --print-errorlogs
 	@$(PY) scripts/test_summary.py $(BUILD)/meson-logs/testlog.json \
 	   $(BUILD_SAN)/meson-logs/testlog.json
+
+bench: build
+	@$(PY) bench/run_bench.py --build $(BUILD) $(if $(QUICK),--quick)
 
 clean:
 	rm -rf $(BUILD) $(BUILD_SAN)

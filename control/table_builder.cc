@@ -1,6 +1,7 @@
 #include "control/table_builder.h"
 
 #include <set>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -17,16 +18,23 @@ struct ChosenEndpoints {
 // kube-proxy's choice of endpoints for one Service port: ready ones; when
 // none is ready, the serving-and-terminating ones (decided separately for
 // the cluster-wide and the node-local set).
-ChosenEndpoints EndpointsFor(const ClusterModel& model, const ServiceSpec& svc,
-                             const ServicePortSpec& port) {
+using SlicesByService =
+    std::unordered_map<std::string, std::vector<const EndpointSliceSpec*>>;
+
+std::string ServiceId(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+ChosenEndpoints EndpointsFor(const ClusterModel& model, const SlicesByService& slices,
+                             const ServiceSpec& svc, const ServicePortSpec& port) {
   struct Candidate {
     Endpoint ep;
     bool ready, serving, terminating, local;
   };
   std::vector<Candidate> candidates;
   std::set<std::pair<uint32_t, uint16_t>> seen;
-  for (const EndpointSliceSpec& slice : model.endpoint_slices) {
-    if (slice.namespace_name != svc.namespace_name || slice.service_name != svc.name) continue;
+  const auto found = slices.find(ServiceId(svc.namespace_name, svc.name));
+  if (found == slices.end()) return {};
+  for (const EndpointSliceSpec* slice_ptr : found->second) {
+    const EndpointSliceSpec& slice = *slice_ptr;
     for (const EndpointSlicePortSpec& sp : slice.ports) {
       if (sp.name != port.name || sp.protocol != port.protocol) continue;
       for (const EndpointSpec& e : slice.endpoints) {
@@ -90,12 +98,15 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   n.vni = model.network.vni;
   n.vxlan_port = model.network.port;
 
+  SlicesByService slices;
+  for (const EndpointSliceSpec& slice : model.endpoint_slices)
+    slices[ServiceId(slice.namespace_name, slice.service_name)].push_back(&slice);
   ServiceTable::Builder sb;
   for (const ServiceSpec& svc : model.services) {
     if (svc.type == "ExternalName") continue;
     for (const ServicePortSpec& port : svc.ports) {
       if (port.protocol == L4Protocol::kSctp) continue;  // not in the dataplane yet
-      const ChosenEndpoints eps = EndpointsFor(model, svc, port);
+      const ChosenEndpoints eps = EndpointsFor(model, slices, svc, port);
       ServiceEntry base;
       base.endpoints_begin = static_cast<uint32_t>(sb.endpoints.size());
       base.endpoints_count = static_cast<uint16_t>(eps.all.size());

@@ -1,17 +1,24 @@
 // Google Benchmark main for benchmarks that need DPDK: the EAL comes up once
-// (no hugepages unless present, no PCI), then the benchmarks run.
+// (hugepages when the machine has them, else plain memory; no PCI), then the benchmarks run.
 #include <rte_eal.h>
 #include <unistd.h>
 
 #include <string>
 #include <vector>
 
+#include "app/node_runtime.h"
 #include "benchmark/benchmark.h"
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args = {argv[0], "--no-huge", "--no-pci", "--no-shconf",
-                                   "--no-telemetry", "-m", "2048", "--log-level=*:error",
-                                   "-l", "0", "--file-prefix=sluice-micro-" + std::to_string(getpid())};
+  std::vector<std::string> args = {argv[0], "--no-pci", "--no-telemetry", "-m", "2048",
+                                   "--log-level=*:error", "-l", "0"};
+  if (sluice::HugepagesAvailable()) {
+    args.push_back("--in-memory");
+  } else {
+    args.push_back("--no-huge");
+    args.push_back("--no-shconf");
+    args.push_back("--file-prefix=sluice-micro-" + std::to_string(getpid()));
+  }
   std::vector<char*> eal_argv;
   for (auto& a : args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) return 1;

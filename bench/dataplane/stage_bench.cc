@@ -281,3 +281,58 @@ BENCHMARK(BM_VxlanEncapDecap)->ArgName("with_decap")->Arg(0)->Arg(1);
 
 }  // namespace
 }  // namespace sluice::bench
+
+namespace sluice::bench {
+namespace {
+
+// The whole pipeline (Worker::ProcessBurst, no I/O) on established flows:
+// pod -> ClusterIP of one of `services` Services, DNAT + VXLAN encapsulation.
+void BM_PipelineEstablished(benchmark::State& state) {
+  const uint32_t services = static_cast<uint32_t>(state.range(0));
+  const uint32_t flows = static_cast<uint32_t>(state.range(1));
+  NodeHarness node(Node228Model(services), 1, flows + flows / 2 + 1024);
+  std::vector<std::vector<uint8_t>> frames(flows);
+  for (uint32_t i = 0; i < flows; ++i) {
+    FrameSpec s;
+    s.src_mac = Mac("0a:58:0a:f4:1a:14");
+    s.dst_mac = Mac("02:00:0a:f4:1a:01");
+    s.src_ip = Ip("10.244.26.2") + (i / 60000) % 250;
+    s.dst_ip = Ip("10.112.0.0") + (i % services);
+    s.l4.src_port = static_cast<uint16_t>(1024 + i % 60000);
+    s.l4.dst_port = 80;
+    s.l4.tcp_flags = 0x10;
+    frames[i] = BuildFrame(s);
+  }
+  rte_mbuf* burst[kBurstSize];
+  rte_mbuf* out[2 * kBurstSize];
+  auto run_burst = [&](size_t first) {
+    for (uint16_t i = 0; i < kBurstSize; ++i) {
+      const auto& f = frames[(first + i) % flows];
+      rte_mbuf* m = rte_pktmbuf_alloc(Pool());
+      std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+      burst[i] = m;
+    }
+    node.worker(0).ProcessBurst(PortRole::kPods, burst, kBurstSize, 1);
+    for (int p = 0; p < kPortRoleCount; ++p) {
+      const uint16_t n = node.worker(0).TakeTx(static_cast<PortRole>(p), out);
+      rte_pktmbuf_free_bulk(out, n);
+    }
+  };
+  for (size_t at = 0; at < flows; at += kBurstSize) run_burst(at);  // create the flows
+  const uint64_t drops_before = node.counter(k_neighbor_miss) + node.counter(k_tx_full);
+  size_t at = 0;
+  {
+    CycleCounter cc(state);
+    for (auto _ : state) {
+      run_burst(at);
+      at += kBurstSize * 977;  // jump around the flow set
+    }
+  }
+  state.counters["created"] = static_cast<double>(node.counter(k_conntrack_created));
+  state.counters["drops"] =
+      static_cast<double>(node.counter(k_neighbor_miss) + node.counter(k_tx_full) - drops_before);
+}
+BENCHMARK(BM_PipelineEstablished)->Args({100, 100000})->Args({10000, 100000})->Args({100000, 100000})->Args({10000, 1000000});
+
+}  // namespace
+}  // namespace sluice::bench

@@ -184,6 +184,17 @@ struct Stats {
   double max() const { return mpps.empty() ? 0 : *std::max_element(mpps.begin(), mpps.end()); }
 };
 
+std::string DropReasons(const NodeRuntime& rt) {
+  std::vector<std::string> parts;
+  for (int c = 0; c < kCounterCount; ++c) {
+    const CounterInfo& info = CounterInfoOf(static_cast<Counter>(c));
+    const uint64_t v = rt.Total(static_cast<Counter>(c));
+    if (info.kind == CounterKind::kDrop && v != 0)
+      parts.push_back(absl::StrFormat("\"%s\": %u", info.name, v));
+  }
+  return "{" + absl::StrJoin(parts, ", ") + "}";
+}
+
 uint64_t Drops(const NodeRuntime& rt) {
   uint64_t drops = 0;
   for (int c = 0; c < kCounterCount; ++c)
@@ -308,6 +319,7 @@ void WaitIdle(NodeRuntime& rt, uint64_t target) {
 // Feeds `templates` once (creating their flows), then measures the
 // established rate over `repeat` runs.
 struct Measured {
+  std::string drop_reasons;
   Stats established;
   double first_pass_flows_per_s = 0;
   uint64_t drops = 0;
@@ -334,6 +346,7 @@ Measured RunShape(NodeRuntime& rt, const RingPorts& rp, int port_index, rte_memp
     DrainAll(rp);
   }
   m.drops = Drops(rt);
+  m.drop_reasons = DropReasons(rt);
   return m;
 }
 
@@ -425,9 +438,10 @@ int Main(int argc, char** argv) {
                       const char* what) {
     results.push_back(absl::StrFormat(
         "{\"name\": \"%s\", \"what\": \"%s\", \"services\": %u, \"flows\": %u, \"mpps\": %s, "
-        "\"fraction_of_iofwd\": %.3f, \"cycles_per_packet\": %.1f, \"drops\": %u}",
+        "\"fraction_of_iofwd\": %.3f, \"cycles_per_packet\": %.1f, \"drops\": %u, "
+        "\"drop_reasons_so_far\": %s}",
         name, what, services, flows, StatsJson(m.established), m.established.median() / iofwd.median(),
-        rte_get_tsc_hz() / (m.established.median() * 1e6), m.drops));
+        rte_get_tsc_hz() / (m.established.median() * 1e6), m.drops, m.drop_reasons));
     std::fprintf(stderr, "%-34s services %6u flows %8u: %.2f Mpps (%.0f%% of io fwd), drops %lu\n",
                  name, services, flows, m.established.median(),
                  100 * m.established.median() / iofwd.median(), static_cast<unsigned long>(m.drops));
