@@ -69,7 +69,7 @@ inline void RewriteEndpoint(rte_mbuf* m, PacketMeta* meta, bool is_source, uint3
                             uint16_t new_port) {
   rte_ipv4_hdr* ip = Ipv4Header(m, *meta);
   uint16_t* l4csum = PseudoHeaderChecksum(m, *meta);
-  const uint32_t new_ip_be = rte_cpu_to_be_32(new_ip);
+  const uint32_t new_ip_be = Be32(new_ip);
   uint32_t* addr = is_source ? &ip->src_addr : &ip->dst_addr;
   if (*addr != new_ip_be) {
     ip->hdr_checksum = ChecksumUpdate32(ip->hdr_checksum, *addr, new_ip_be);
@@ -93,7 +93,7 @@ inline void RewriteEndpoint(rte_mbuf* m, PacketMeta* meta, bool is_source, uint3
       l4csum = &icmp->icmp_cksum;
     }
   }
-  const uint16_t new_port_be = rte_cpu_to_be_16(new_port);
+  const uint16_t new_port_be = Be16(new_port);
   if (port != nullptr && *port != new_port_be) {
     if (l4csum != nullptr) *l4csum = ChecksumUpdate16(*l4csum, *port, new_port_be);
     *port = new_port_be;
@@ -114,9 +114,9 @@ inline bool DecrementTtl(rte_mbuf* m, const PacketMeta& meta) {
   rte_ipv4_hdr* ip = Ipv4Header(m, meta);
   if (ip->time_to_live <= 1) return false;
   // TTL is the high byte of the 16-bit word it shares with the protocol.
-  const uint16_t old_word = rte_cpu_to_be_16(static_cast<uint16_t>(ip->time_to_live << 8));
+  const uint16_t old_word = Be16(static_cast<uint16_t>(ip->time_to_live << 8));
   ip->time_to_live--;
-  const uint16_t new_word = rte_cpu_to_be_16(static_cast<uint16_t>(ip->time_to_live << 8));
+  const uint16_t new_word = Be16(static_cast<uint16_t>(ip->time_to_live << 8));
   ip->hdr_checksum = ChecksumUpdate16(ip->hdr_checksum, old_word, new_word);
   return true;
 }

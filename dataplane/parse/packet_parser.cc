@@ -28,15 +28,15 @@ void ParsePacket(const rte_mbuf* m, uint16_t offset, PacketMeta* meta) {
   const uint8_t* data = rte_pktmbuf_mtod(m, const uint8_t*);
   if (len < uint32_t{offset} + sizeof(rte_ether_hdr)) return Fail(meta, k_eth_truncated);
   const auto* eth = reinterpret_cast<const rte_ether_hdr*>(data + offset);
-  const uint16_t ether_type = rte_be_to_cpu_16(eth->ether_type);
+  const uint16_t ether_type = Be16(eth->ether_type);
   const uint32_t l3 = offset + sizeof(rte_ether_hdr);
   meta->l3_offset = static_cast<uint16_t>(l3);
 
   if (ether_type == RTE_ETHER_TYPE_ARP) {
     if (len < l3 + sizeof(rte_arp_hdr)) return Fail(meta, k_arp_truncated);
     const auto* arp = reinterpret_cast<const rte_arp_hdr*>(data + l3);
-    if (arp->arp_hardware != rte_cpu_to_be_16(RTE_ARP_HRD_ETHER) ||
-        arp->arp_protocol != rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4) ||
+    if (arp->arp_hardware != Be16(RTE_ARP_HRD_ETHER) ||
+        arp->arp_protocol != Be16(RTE_ETHER_TYPE_IPV4) ||
         arp->arp_hlen != RTE_ETHER_ADDR_LEN || arp->arp_plen != 4)
       return Fail(meta, k_arp_truncated);
     meta->cls = PacketClass::kArp;
@@ -50,17 +50,17 @@ void ParsePacket(const rte_mbuf* m, uint16_t offset, PacketMeta* meta) {
   const uint32_t ihl = (ip->version_ihl & 0xf) * 4u;
   if (ihl < sizeof(rte_ipv4_hdr)) return Fail(meta, k_ipv4_bad_ihl);
   if (len < l3 + ihl) return Fail(meta, k_ipv4_truncated);
-  const uint32_t total = rte_be_to_cpu_16(ip->total_length);
+  const uint32_t total = Be16(ip->total_length);
   if (total < ihl || l3 + total > len) return Fail(meta, k_ipv4_bad_total_length);
   // A correct header sums to 0xffff, so the folded complement is 0.
   if (rte_raw_cksum(ip, ihl) != 0xffff) return Fail(meta, k_ipv4_bad_checksum);
-  const uint16_t frag = rte_be_to_cpu_16(ip->fragment_offset);
+  const uint16_t frag = Be16(ip->fragment_offset);
   if ((frag & RTE_IPV4_HDR_MF_FLAG) || (frag & RTE_IPV4_HDR_OFFSET_MASK))
     return Fail(meta, k_ipv4_fragment);
 
   meta->ip_total_length = static_cast<uint16_t>(total);
-  meta->key.src_ip = rte_be_to_cpu_32(ip->src_addr);
-  meta->key.dst_ip = rte_be_to_cpu_32(ip->dst_addr);
+  meta->key.src_ip = Be32(ip->src_addr);
+  meta->key.dst_ip = Be32(ip->dst_addr);
   meta->key.proto = ip->next_proto_id;
   const uint32_t l4 = l3 + ihl;
   meta->l4_offset = static_cast<uint16_t>(l4);
@@ -75,8 +75,8 @@ void ParsePacket(const rte_mbuf* m, uint16_t offset, PacketMeta* meta) {
       const auto* tcp = reinterpret_cast<const rte_tcp_hdr*>(data + l4);
       const uint32_t doff = (tcp->data_off >> 4) * 4u;
       if (doff < sizeof(rte_tcp_hdr) || doff > l4_len) return Fail(meta, k_tcp_truncated);
-      meta->key.src_port = rte_be_to_cpu_16(tcp->src_port);
-      meta->key.dst_port = rte_be_to_cpu_16(tcp->dst_port);
+      meta->key.src_port = Be16(tcp->src_port);
+      meta->key.dst_port = Be16(tcp->dst_port);
       meta->tcp_flags = tcp->tcp_flags;
       meta->has_ports = true;
       break;
@@ -84,17 +84,17 @@ void ParsePacket(const rte_mbuf* m, uint16_t offset, PacketMeta* meta) {
     case IPPROTO_UDP: {
       if (l4_len < sizeof(rte_udp_hdr)) return Fail(meta, k_udp_bad_length);
       const auto* udp = reinterpret_cast<const rte_udp_hdr*>(data + l4);
-      const uint32_t ulen = rte_be_to_cpu_16(udp->dgram_len);
+      const uint32_t ulen = Be16(udp->dgram_len);
       if (ulen < sizeof(rte_udp_hdr) || ulen > l4_len) return Fail(meta, k_udp_bad_length);
-      meta->key.src_port = rte_be_to_cpu_16(udp->src_port);
-      meta->key.dst_port = rte_be_to_cpu_16(udp->dst_port);
+      meta->key.src_port = Be16(udp->src_port);
+      meta->key.dst_port = Be16(udp->dst_port);
       meta->has_ports = true;
       break;
     }
     case IPPROTO_ICMP: {
       if (l4_len < sizeof(rte_icmp_hdr)) return Fail(meta, k_icmp_truncated);
       const auto* icmp = reinterpret_cast<const rte_icmp_hdr*>(data + l4);
-      const uint16_t id = rte_be_to_cpu_16(icmp->icmp_ident);
+      const uint16_t id = Be16(icmp->icmp_ident);
       if (icmp->icmp_type == RTE_IP_ICMP_ECHO_REQUEST && icmp->icmp_code == 0) {
         meta->key.src_port = id;
         meta->has_ports = true;

@@ -65,29 +65,29 @@ inline bool VxlanEncapsulate(rte_mbuf* m, const PacketMeta& inner, const VxlanEn
   auto* eth = reinterpret_cast<rte_ether_hdr*>(outer);
   std::memcpy(&eth->dst_addr, p.outer_dst_mac.data(), 6);
   std::memcpy(&eth->src_addr, p.outer_src_mac.data(), 6);
-  eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+  eth->ether_type = Be16(RTE_ETHER_TYPE_IPV4);
   auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
   ip->version_ihl = RTE_IPV4_VHL_DEF;
   ip->type_of_service = inner_tos & 0x3;  // ECN only (ip_tunnel_ecn_encap)
-  ip->total_length = rte_cpu_to_be_16(static_cast<uint16_t>(
+  ip->total_length = Be16(static_cast<uint16_t>(
       inner_frame_len + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
-  ip->packet_id = rte_cpu_to_be_16(p.ip_id);
+  ip->packet_id = Be16(p.ip_id);
   ip->fragment_offset = 0;
   ip->time_to_live = 64;
   ip->next_proto_id = IPPROTO_UDP;
-  ip->src_addr = rte_cpu_to_be_32(p.outer_src_ip);
-  ip->dst_addr = rte_cpu_to_be_32(p.outer_dst_ip);
+  ip->src_addr = Be32(p.outer_src_ip);
+  ip->dst_addr = Be32(p.outer_dst_ip);
   ip->hdr_checksum = 0;
   ip->hdr_checksum = rte_ipv4_cksum(ip);
   auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
-  udp->src_port = rte_cpu_to_be_16(p.udp_src_port);
-  udp->dst_port = rte_cpu_to_be_16(p.udp_dst_port);
-  udp->dgram_len = rte_cpu_to_be_16(
+  udp->src_port = Be16(p.udp_src_port);
+  udp->dst_port = Be16(p.udp_dst_port);
+  udp->dgram_len = Be16(
       static_cast<uint16_t>(inner_frame_len + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
   udp->dgram_cksum = 0;
   auto* vx = reinterpret_cast<rte_vxlan_hdr*>(udp + 1);
-  vx->vx_flags = rte_cpu_to_be_32(0x08000000);
-  vx->vx_vni = rte_cpu_to_be_32(p.vni << 8);
+  vx->vx_flags = Be32(0x08000000);
+  vx->vx_vni = Be32(p.vni << 8);
   return true;
 }
 
@@ -96,12 +96,12 @@ inline bool VxlanEncapsulate(rte_mbuf* m, const PacketMeta& inner, const VxlanEn
 // Returns kCounterCount on success, else the drop reason. The outer source is checked by the caller (it needs the lease table).
 inline Counter VxlanDecapsulate(rte_mbuf* m, const PacketMeta& outer, uint32_t expected_vni) {
   const auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, outer.l4_offset);
-  const uint32_t udp_len = rte_be_to_cpu_16(udp->dgram_len);
+  const uint32_t udp_len = Be16(udp->dgram_len);
   if (udp_len < sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr) + sizeof(rte_ether_hdr))
     return k_vxlan_truncated;
   const auto* vx = reinterpret_cast<const rte_vxlan_hdr*>(udp + 1);
-  if ((rte_be_to_cpu_32(vx->vx_flags) & 0x08000000) == 0) return k_vxlan_bad_flags;
-  if ((rte_be_to_cpu_32(vx->vx_vni) >> 8) != expected_vni) return k_vxlan_bad_vni;
+  if ((Be32(vx->vx_flags) & 0x08000000) == 0) return k_vxlan_bad_flags;
+  if ((Be32(vx->vx_vni) >> 8) != expected_vni) return k_vxlan_bad_vni;
   const uint32_t inner_off = outer.l4_offset + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr);
   const uint32_t inner_len = udp_len - sizeof(rte_udp_hdr) - sizeof(rte_vxlan_hdr);
   rte_pktmbuf_adj(m, static_cast<uint16_t>(inner_off));

@@ -172,9 +172,9 @@ void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, co
   const NodeView& n = t.node;
   auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
   auto* arp = rte_pktmbuf_mtod_offset(m, rte_arp_hdr*, meta.l3_offset);
-  const uint16_t op = rte_be_to_cpu_16(arp->arp_opcode);
-  const uint32_t sip = rte_be_to_cpu_32(arp->arp_data.arp_sip);
-  const uint32_t tip = rte_be_to_cpu_32(arp->arp_data.arp_tip);
+  const uint16_t op = Be16(arp->arp_opcode);
+  const uint32_t sip = Be32(arp->arp_data.arp_sip);
+  const uint32_t tip = Be32(arp->arp_data.arp_tip);
   const MacAddress& our_mac = n.port_mac[static_cast<int>(ingress)];
   const bool to_us = rte_is_broadcast_ether_addr(&eth->dst_addr) || MacEquals(eth->dst_addr, our_mac);
   // On the host port every address is ours: the node's kernel routes
@@ -203,11 +203,11 @@ void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, co
   std::memcpy(mine.addr_bytes, our_mac.data(), 6);
   rte_ether_addr_copy(&eth->src_addr, &eth->dst_addr);
   rte_ether_addr_copy(&mine, &eth->src_addr);
-  arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REPLY);
+  arp->arp_opcode = Be16(RTE_ARP_OP_REPLY);
   rte_ether_addr_copy(&arp->arp_data.arp_sha, &arp->arp_data.arp_tha);
   rte_ether_addr_copy(&mine, &arp->arp_data.arp_sha);
   arp->arp_data.arp_tip = arp->arp_data.arp_sip;
-  arp->arp_data.arp_sip = rte_cpu_to_be_32(tip);
+  arp->arp_data.arp_sip = Be32(tip);
   counters_.Add(k_arp_replied);
   SLUICE_TRACE(m, "  ARP reply: %s is at %s", Ip(tip), Mac(our_mac.data()));
   Enqueue(ingress, m);
@@ -226,17 +226,17 @@ void Worker::SendArpRequest(PortRole port, uint32_t target_ip, const TableSet& t
   const MacAddress& mac = n.port_mac[static_cast<int>(port)];
   std::memset(&eth->dst_addr, 0xff, 6);
   std::memcpy(&eth->src_addr, mac.data(), 6);
-  eth->ether_type = rte_cpu_to_be_16(RTE_ETHER_TYPE_ARP);
+  eth->ether_type = Be16(RTE_ETHER_TYPE_ARP);
   auto* arp = reinterpret_cast<rte_arp_hdr*>(eth + 1);
-  arp->arp_hardware = rte_cpu_to_be_16(RTE_ARP_HRD_ETHER);
-  arp->arp_protocol = rte_cpu_to_be_16(RTE_ETHER_TYPE_IPV4);
+  arp->arp_hardware = Be16(RTE_ARP_HRD_ETHER);
+  arp->arp_protocol = Be16(RTE_ETHER_TYPE_IPV4);
   arp->arp_hlen = RTE_ETHER_ADDR_LEN;
   arp->arp_plen = 4;
-  arp->arp_opcode = rte_cpu_to_be_16(RTE_ARP_OP_REQUEST);
+  arp->arp_opcode = Be16(RTE_ARP_OP_REQUEST);
   std::memcpy(&arp->arp_data.arp_sha, mac.data(), 6);
-  arp->arp_data.arp_sip = rte_cpu_to_be_32(OwnAddress(n, port));
+  arp->arp_data.arp_sip = Be32(OwnAddress(n, port));
   std::memset(&arp->arp_data.arp_tha, 0, 6);
-  arp->arp_data.arp_tip = rte_cpu_to_be_32(target_ip);
+  arp->arp_data.arp_tip = Be32(target_ip);
   counters_.Add(k_arp_requests_sent);
   Enqueue(port, m);
 }
