@@ -12,8 +12,8 @@
 // tables keep serving), SIGINT/SIGTERM stop, counters are printed every
 // --stats-interval seconds and at exit.
 #include <rte_eal.h>
-#include <rte_ethdev.h>
 #include <rte_errno.h>
+#include <rte_ethdev.h>
 #include <rte_lcore.h>
 
 #include <csignal>
@@ -57,14 +57,22 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
     const std::string v = argv[++i];
     uint32_t n = 0;
     const bool numeric = absl::SimpleAtoi(v, &n);
-    if (a == "--cluster") o->cluster = v;
-    else if (a == "--uplink") o->port[0] = v;
-    else if (a == "--pods") o->port[1] = v;
-    else if (a == "--host") o->port[2] = v;
-    else if (a == "--workers" && numeric && n >= 1 && n <= 64) o->workers = static_cast<uint16_t>(n);
-    else if (a == "--conntrack-capacity" && numeric && n >= 1024) o->conntrack_capacity = n;
-    else if (a == "--stats-interval" && numeric) o->stats_interval = n;
-    else if (a == "--run-seconds" && numeric) o->run_seconds = n;
+    if (a == "--cluster")
+      o->cluster = v;
+    else if (a == "--uplink")
+      o->port[0] = v;
+    else if (a == "--pods")
+      o->port[1] = v;
+    else if (a == "--host")
+      o->port[2] = v;
+    else if (a == "--workers" && numeric && n >= 1 && n <= 64)
+      o->workers = static_cast<uint16_t>(n);
+    else if (a == "--conntrack-capacity" && numeric && n >= 1024)
+      o->conntrack_capacity = n;
+    else if (a == "--stats-interval" && numeric)
+      o->stats_interval = n;
+    else if (a == "--run-seconds" && numeric)
+      o->run_seconds = n;
     else {
       *error = "bad option or value: " + a + " " + v;
       return false;
@@ -142,8 +150,10 @@ int main(int argc, char** argv) {
     rte_ether_addr mac;
     std::copy(macs[r]->begin(), macs[r]->end(), mac.addr_bytes);
     if (rte_eth_dev_default_mac_addr_set(id, &mac) != 0) {
-      std::fprintf(stderr, "sluice-node: %s port %s cannot take MAC from the cluster file; "
-                   "using promiscuous mode\n", role, o.port[r].c_str());
+      std::fprintf(stderr,
+                   "sluice-node: %s port %s cannot take MAC from the cluster file; "
+                   "using promiscuous mode\n",
+                   role, o.port[r].c_str());
       rte_eth_promiscuous_enable(id);
     }
     if (!sluice::ConfigurePort(id, o.workers, pool, /*rss=*/true, &error)) {
@@ -184,8 +194,10 @@ int main(int argc, char** argv) {
         std::printf("sluice-node: reloaded %s: %zu Service entries, %zu flannel leases\n",
                     o.cluster.c_str(), rt.tables().services->size(), rt.tables().overlay->size());
       else
-        std::fprintf(stderr, "sluice-node: reload of %s rejected, last good tables keep "
-                     "serving: %s\n", o.cluster.c_str(), std::string(s.message()).c_str());
+        std::fprintf(stderr,
+                     "sluice-node: reload of %s rejected, last good tables keep "
+                     "serving: %s\n",
+                     o.cluster.c_str(), std::string(s.message()).c_str());
       std::fflush(stdout);
     }
     if (o.stats_interval != 0 && now - last_stats >= o.stats_interval) {

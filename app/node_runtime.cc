@@ -16,9 +16,9 @@
 namespace sluice {
 
 absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& config,
-                                                                  const ClusterModel& model,
-                                                                  const WorkerPorts& ports,
-                                                                  rte_mempool* pool) {
+                                                                 const ClusterModel& model,
+                                                                 const WorkerPorts& ports,
+                                                                 rte_mempool* pool) {
   std::unique_ptr<NodeRuntime> rt(new NodeRuntime());
   rt->config_ = config;
   rt->qsbr_ = static_cast<rte_rcu_qsbr*>(

@@ -91,8 +91,7 @@ class NodeRuntime {
 
 // Sets up `queues` rx and tx queues; with `rss`, spreads flows over the rx
 // queues by an IP/TCP/UDP hash when the device can. Starts the port.
-bool ConfigurePort(uint16_t port, uint16_t queues, rte_mempool* pool, bool rss,
-                   std::string* error);
+bool ConfigurePort(uint16_t port, uint16_t queues, rte_mempool* pool, bool rss, std::string* error);
 bool HugepagesAvailable();
 
 }  // namespace sluice

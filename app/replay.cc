@@ -1,8 +1,8 @@
 #include "app/replay.h"
 
 #include <rte_eal.h>
-#include <rte_ethdev.h>
 #include <rte_eth_ring.h>
+#include <rte_ethdev.h>
 #include <rte_hash_crc.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
@@ -10,6 +10,7 @@
 #include <rte_mbuf_dyn.h>
 #include <rte_random.h>
 #include <rte_ring.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,15 +19,14 @@
 #include <fstream>
 #include <memory>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "app/node_runtime.h"
 #include "control/cluster_file.h"
 #include "control/table_builder.h"
-#include "app/node_runtime.h"
 #include "dataplane/worker/worker.h"
 
 namespace sluice {
@@ -139,9 +139,13 @@ int RunReplay(const ReplayOptions& o) {
     return 1;
   }
   const char* names[kRoles] = {"uplink", "pods", "host"};
-  std::vector<std::string> eal = {o.program, "--no-pci", "--no-telemetry",
-                                  "--log-level=lib.*:warning", "--log-level=pmd.*:warning",
-                                  "-m", "512"};
+  std::vector<std::string> eal = {o.program,
+                                  "--no-pci",
+                                  "--no-telemetry",
+                                  "--log-level=lib.*:warning",
+                                  "--log-level=pmd.*:warning",
+                                  "-m",
+                                  "512"};
   // Hugepages when the machine has them; otherwise plain memory. Either way
   // nothing is shared with other DPDK processes (parallel runs never clash).
   if (HugepagesAvailable()) {
@@ -156,7 +160,8 @@ int RunReplay(const ReplayOptions& o) {
   for (int r = 0; r < kRoles; ++r) {
     if (r == 2 && !has_host) continue;
     std::string in = o.in[r].empty() ? EmptyPcap(tmpdir, names[r]) : o.in[r];
-    std::string out = o.out[r].empty() ? absl::StrFormat("%s/out-%s.pcap", tmpdir, names[r]) : o.out[r];
+    std::string out =
+        o.out[r].empty() ? absl::StrFormat("%s/out-%s.pcap", tmpdir, names[r]) : o.out[r];
     if (access(in.c_str(), R_OK) != 0) {
       std::fprintf(stderr, "%s: cannot read %s\n", o.program.c_str(), in.c_str());
       return 2;
@@ -167,7 +172,8 @@ int RunReplay(const ReplayOptions& o) {
   std::vector<char*> eal_argv;
   for (auto& s : eal) eal_argv.push_back(s.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    std::fprintf(stderr, "%s: DPDK EAL init failed: %s\n", o.program.c_str(), rte_strerror(rte_errno));
+    std::fprintf(stderr, "%s: DPDK EAL init failed: %s\n", o.program.c_str(),
+                 rte_strerror(rte_errno));
     return 1;
   }
   if (o.seed != 0) rte_srand(o.seed);
@@ -249,8 +255,8 @@ int RunReplay(const ReplayOptions& o) {
       for (uint16_t w = 0; w < o.workers; ++w) {
         rte_mbuf* out[kBurstSize];
         unsigned n;
-        while ((n = rte_ring_dequeue_burst(tx_ring[r][w], reinterpret_cast<void**>(out),
-                                           kBurstSize, nullptr)) != 0) {
+        while ((n = rte_ring_dequeue_burst(tx_ring[r][w], reinterpret_cast<void**>(out), kBurstSize,
+                                           nullptr)) != 0) {
           const uint16_t sent = rte_eth_tx_burst(pcap_port[r], 0, out, static_cast<uint16_t>(n));
           for (unsigned i = sent; i < n; ++i) rte_pktmbuf_free(out[i]);
         }
@@ -286,12 +292,11 @@ int RunReplay(const ReplayOptions& o) {
     if (best < 0) break;
     rte_mbuf* m = head[best].buf[head[best].next++];
     // net_pcap's rx timestamp is the capture time in microseconds.
-    if (dispatched > 0 && best_ts > last_ts && best_ts - last_ts > o.causal_gap_us)
-      wait_all();
+    if (dispatched > 0 && best_ts > last_ts && best_ts - last_ts > o.causal_gap_us) wait_all();
     last_ts = best_ts;
     *RTE_MBUF_DYNFIELD(m, seq_offset, uint64_t*) = ++seq;
-    const uint16_t w = static_cast<uint16_t>(o.round_robin ? rr++ % o.workers
-                                                            : FlowHash(m) % o.workers);
+    const uint16_t w =
+        static_cast<uint16_t>(o.round_robin ? rr++ % o.workers : FlowHash(m) % o.workers);
     while (rte_ring_enqueue(rx_ring[best][w], m) != 0) {
       drain();
       rte_pause();

@@ -30,15 +30,15 @@ struct NeighborEntry {
 
 struct NodeSpec {
   std::string name;
-  uint32_t node_ip = 0;            // the uplink's address (flannel PublicIP)
+  uint32_t node_ip = 0;               // the uplink's address (flannel PublicIP)
   uint8_t uplink_prefix_length = 24;  // on-link underlay subnet of node_ip
-  uint32_t gateway_ip = 0;         // default route on the uplink; 0 = none
+  uint32_t gateway_ip = 0;            // default route on the uplink; 0 = none
   uint16_t uplink_mtu = 1500;
   MacAddress uplink_mac{};
   MacAddress pods_mac{};
   bool has_host_port = false;
-  MacAddress host_mac{};           // our MAC on the host port
-  MacAddress host_peer_mac{};      // the kernel's MAC behind the host port
+  MacAddress host_mac{};                 // our MAC on the host port
+  MacAddress host_peer_mac{};            // the kernel's MAC behind the host port
   std::vector<NeighborEntry> neighbors;  // static ARP entries
 };
 
@@ -47,8 +47,8 @@ struct FlannelNetworkConfig {
   Ipv4Prefix network;       // "Network", required
   uint8_t subnet_len = 24;  // "SubnetLen"
   std::string backend_type = "vxlan";
-  uint32_t vni = 1;         // "Backend.VNI"
-  uint16_t port = 8472;     // "Backend.Port"; 0 in the file means 8472
+  uint32_t vni = 1;      // "Backend.VNI"
+  uint16_t port = 8472;  // "Backend.Port"; 0 in the file means 8472
   bool direct_routing = false;
 };
 
@@ -76,8 +76,8 @@ struct ServicePortSpec {
 struct ServiceSpec {
   std::string namespace_name;
   std::string name;
-  std::string type;                 // ClusterIP, NodePort, LoadBalancer, ExternalName
-  std::vector<uint32_t> cluster_ips;   // IPv4 only; "None" (headless) -> empty
+  std::string type;                   // ClusterIP, NodePort, LoadBalancer, ExternalName
+  std::vector<uint32_t> cluster_ips;  // IPv4 only; "None" (headless) -> empty
   std::vector<uint32_t> external_ips;
   std::vector<uint32_t> load_balancer_ips;  // status.loadBalancer.ingress[].ip
   TrafficPolicy external_traffic_policy = TrafficPolicy::kCluster;
@@ -87,8 +87,8 @@ struct ServiceSpec {
 
 struct EndpointSpec {
   uint32_t ip = 0;
-  bool ready = true;        // conditions.ready; absent means true
-  bool serving = true;      // conditions.serving; absent means = ready
+  bool ready = true;    // conditions.ready; absent means true
+  bool serving = true;  // conditions.serving; absent means = ready
   bool terminating = false;
   std::string node_name;
 };

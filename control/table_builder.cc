@@ -1,8 +1,8 @@
 #include "control/table_builder.h"
 
 #include <set>
-#include <unordered_map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/str_format.h"
@@ -18,8 +18,7 @@ struct ChosenEndpoints {
 // kube-proxy's choice of endpoints for one Service port: ready ones; when
 // none is ready, the serving-and-terminating ones (decided separately for
 // the cluster-wide and the node-local set).
-using SlicesByService =
-    std::unordered_map<std::string, std::vector<const EndpointSliceSpec*>>;
+using SlicesByService = std::unordered_map<std::string, std::vector<const EndpointSliceSpec*>>;
 
 std::string ServiceId(const std::string& ns, const std::string& name) { return ns + "/" + name; }
 
@@ -54,8 +53,10 @@ ChosenEndpoints EndpointsFor(const ClusterModel& model, const SlicesByService& s
     std::vector<Endpoint> ready, fallback;
     for (const Candidate& c : candidates) {
       if (local_only && !c.local) continue;
-      if (c.ready) ready.push_back(c.ep);
-      else if (c.serving && c.terminating) fallback.push_back(c.ep);
+      if (c.ready)
+        ready.push_back(c.ep);
+      else if (c.serving && c.terminating)
+        fallback.push_back(c.ep);
     }
     return ready.empty() ? fallback : ready;
   };
@@ -92,7 +93,7 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   n.cluster_net = model.network.network.address & n.cluster_mask;
   n.pod_mask = PrefixMask(local->subnet.length);
   n.pod_net = local->subnet.address & n.pod_mask;
-  n.vxlan_ip = n.pod_net;        // flannel.1: the lease's network address, /32
+  n.vxlan_ip = n.pod_net;             // flannel.1: the lease's network address, /32
   n.pods_gateway_ip = n.pod_net + 1;  // cni0: the lease's first address
   n.vtep_mac = local->vtep_mac;
   n.vni = model.network.vni;

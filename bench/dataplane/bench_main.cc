@@ -10,8 +10,8 @@
 #include "benchmark/benchmark.h"
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args = {argv[0], "--no-pci", "--no-telemetry", "-m", "2048",
-                                   "--log-level=*:error", "-l", "0"};
+  std::vector<std::string> args = {
+      argv[0], "--no-pci", "--no-telemetry", "-m", "2048", "--log-level=*:error", "-l", "0"};
   if (sluice::HugepagesAvailable()) {
     args.push_back("--in-memory");
   } else {

@@ -26,8 +26,8 @@ namespace {
 using namespace sluice::testing;
 
 rte_mempool* Pool() {
-  static rte_mempool* pool = rte_pktmbuf_pool_create("micro_pool", 4095, 0, 0,
-                                                     RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  static rte_mempool* pool =
+      rte_pktmbuf_pool_create("micro_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
   return pool;
 }
 
@@ -332,7 +332,11 @@ void BM_PipelineEstablished(benchmark::State& state) {
   state.counters["drops"] =
       static_cast<double>(node.counter(k_neighbor_miss) + node.counter(k_tx_full) - drops_before);
 }
-BENCHMARK(BM_PipelineEstablished)->Args({100, 100000})->Args({10000, 100000})->Args({100000, 100000})->Args({10000, 1000000});
+BENCHMARK(BM_PipelineEstablished)
+    ->Args({100, 100000})
+    ->Args({10000, 100000})
+    ->Args({100000, 100000})
+    ->Args({10000, 1000000});
 
 }  // namespace
 }  // namespace sluice::bench

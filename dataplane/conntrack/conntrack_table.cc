@@ -19,12 +19,12 @@ absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Con
   std::unique_ptr<ConntrackTable> t(new ConntrackTable());
   t->config_ = config;
   t->capacity_ = config.capacity;
-  t->entries_ = static_cast<ConntrackEntry*>(rte_zmalloc_socket(
-      "conntrack", sizeof(ConntrackEntry) * config.capacity, 64, SOCKET_ID_ANY));
+  t->entries_ = static_cast<ConntrackEntry*>(
+      rte_zmalloc_socket("conntrack", sizeof(ConntrackEntry) * config.capacity, 64, SOCKET_ID_ANY));
   if (t->entries_ == nullptr)
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "conntrack: cannot allocate %u entries (%zu bytes)", config.capacity,
-        sizeof(ConntrackEntry) * config.capacity));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("conntrack: cannot allocate %u entries (%zu bytes)", config.capacity,
+                        sizeof(ConntrackEntry) * config.capacity));
   for (uint32_t i = 0; i < config.capacity; ++i) new (&t->entries_[i]) ConntrackEntry();
 
   const std::string name = absl::StrFormat("ct%lu", id);
@@ -85,11 +85,10 @@ ConntrackTable::~ConntrackTable() {
 void ConntrackTable::LookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* refs) const {
   uint64_t hits = 0;
   void* data[kBurstSize];
-  rte_hash_lookup_bulk_data(hash_, reinterpret_cast<const void**>(const_cast<const FlowKey**>(keys)), n,
-                            &hits, data);
+  rte_hash_lookup_bulk_data(
+      hash_, reinterpret_cast<const void**>(const_cast<const FlowKey**>(keys)), n, &hits, data);
   for (uint32_t i = 0; i < n; ++i)
-    refs[i] = (hits >> i) & 1 ? static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data[i]))
-                              : kMiss;
+    refs[i] = (hits >> i) & 1 ? static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data[i])) : kMiss;
 }
 
 uint32_t ConntrackTable::Lookup(const FlowKey& key) const {
@@ -243,9 +242,8 @@ size_t ConntrackTable::BytesPerFlow() const {
   const size_t key_slot = ((sizeof(FlowKey) + sizeof(void*) + 15) / 16) * 16;
   const double hash_slots_per_flow =
       static_cast<double>(config_.capacity * 2 + config_.capacity / 4 + 64) / config_.capacity;
-  return sizeof(ConntrackEntry) +
-         static_cast<size_t>(hash_slots_per_flow * (key_slot + 8)) + sizeof(uint32_t) +
-         sizeof(DeferredFree);
+  return sizeof(ConntrackEntry) + static_cast<size_t>(hash_slots_per_flow * (key_slot + 8)) +
+         sizeof(uint32_t) + sizeof(DeferredFree);
 }
 
 }  // namespace sluice

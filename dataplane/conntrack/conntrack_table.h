@@ -52,13 +52,13 @@ struct ConntrackEntry {
   enum Flags : uint8_t { kInUse = 1, kDnat = 2, kSnat = 4 };
   enum State : uint8_t { kSeenReply = 1, kFin = 2, kRst = 4 };
 
-  FlowKey original;        // as the first packet arrived
-  uint32_t dnat_ip = 0;    // the original direction's destination becomes this
+  FlowKey original;      // as the first packet arrived
+  uint32_t dnat_ip = 0;  // the original direction's destination becomes this
   uint16_t dnat_port = 0;
   uint16_t snat_port = 0;  // the original direction's source becomes this
   uint32_t snat_ip = 0;
   uint8_t flags = 0;
-  uint8_t owner = 0;       // worker that created it and will expire it
+  uint8_t owner = 0;  // worker that created it and will expire it
   std::atomic<uint8_t> state{0};
   std::atomic<uint64_t> last_seen{0};  // in the table's clock units
 
@@ -93,7 +93,7 @@ class ConntrackTable {
   struct Config {
     uint32_t capacity = 1 << 20;  // flows
     uint16_t workers = 1;
-    rte_rcu_qsbr* qsbr = nullptr;  // workers' QSBR variable; required
+    rte_rcu_qsbr* qsbr = nullptr;   // workers' QSBR variable; required
     uint64_t ticks_per_second = 1;  // unit of `now` arguments (TSC Hz in workers)
     ConntrackTimeouts timeouts;
   };

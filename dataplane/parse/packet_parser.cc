@@ -36,8 +36,8 @@ void ParsePacket(const rte_mbuf* m, uint16_t offset, PacketMeta* meta) {
     if (len < l3 + sizeof(rte_arp_hdr)) return Fail(meta, k_arp_truncated);
     const auto* arp = reinterpret_cast<const rte_arp_hdr*>(data + l3);
     if (arp->arp_hardware != Be16(RTE_ARP_HRD_ETHER) ||
-        arp->arp_protocol != Be16(RTE_ETHER_TYPE_IPV4) ||
-        arp->arp_hlen != RTE_ETHER_ADDR_LEN || arp->arp_plen != 4)
+        arp->arp_protocol != Be16(RTE_ETHER_TYPE_IPV4) || arp->arp_hlen != RTE_ETHER_ADDR_LEN ||
+        arp->arp_plen != 4)
       return Fail(meta, k_arp_truncated);
     meta->cls = PacketClass::kArp;
     return;

@@ -22,15 +22,15 @@ enum class PacketClass : uint8_t {
 };
 
 struct PacketMeta {
-  uint16_t l3_offset = 0;      // from the start of the mbuf data
-  uint16_t l4_offset = 0;      // valid for kIpv4
+  uint16_t l3_offset = 0;  // from the start of the mbuf data
+  uint16_t l4_offset = 0;  // valid for kIpv4
   uint16_t ip_total_length = 0;
-  uint8_t tcp_flags = 0;       // TCP only
-  bool has_ports = false;      // TCP, UDP, or ICMP echo (the key has ports)
+  uint8_t tcp_flags = 0;   // TCP only
+  bool has_ports = false;  // TCP, UDP, or ICMP echo (the key has ports)
   bool is_icmp_echo_reply = false;
   PacketClass cls = PacketClass::kDrop;
   Counter drop_reason = kCounterCount;
-  FlowKey key;                 // kIpv4: addresses, ports, protocol
+  FlowKey key;  // kIpv4: addresses, ports, protocol
 };
 
 // Parses the frame starting at byte `offset` of the mbuf's data (0 for a

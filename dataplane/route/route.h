@@ -28,7 +28,7 @@ const char* EgressName(Egress e);
 
 struct RouteResult {
   Egress egress = Egress::kNone;
-  uint32_t next_hop = 0;  // kPods/kUplink: L2 next hop; kVxlan: the peer's PublicIP
+  uint32_t next_hop = 0;                  // kPods/kUplink: L2 next hop; kVxlan: the peer's PublicIP
   uint32_t peer = OverlayTable::kNoPeer;  // kVxlan: VtepPeer index
 };
 
@@ -72,9 +72,12 @@ inline uint32_t UplinkNextHop(const NodeView& n, uint32_t ip) {
 // MASQUERADE uses the egress device's primary address.
 inline uint32_t MasqueradeAddress(const NodeView& n, Egress e) {
   switch (e) {
-    case Egress::kPods: return n.pods_gateway_ip;  // cni0
-    case Egress::kVxlan: return n.vxlan_ip;        // flannel.1
-    default: return n.node_ip;
+    case Egress::kPods:
+      return n.pods_gateway_ip;  // cni0
+    case Egress::kVxlan:
+      return n.vxlan_ip;  // flannel.1
+    default:
+      return n.node_ip;
   }
 }
 

@@ -73,8 +73,8 @@ void NeighborTable::LookupBulk(const NeighborKey* const* keys, uint32_t n, MacAd
                                bool* found) const {
   uint64_t hits = 0;
   void* data[kBurstSize];
-  rte_hash_lookup_bulk_data(hash_, reinterpret_cast<const void**>(const_cast<const NeighborKey**>(keys)),
-                            n, &hits, data);
+  rte_hash_lookup_bulk_data(
+      hash_, reinterpret_cast<const void**>(const_cast<const NeighborKey**>(keys)), n, &hits, data);
   for (uint32_t i = 0; i < n; ++i) {
     found[i] = (hits >> i) & 1;
     if (found[i]) macs[i] = Unpack(reinterpret_cast<uintptr_t>(data[i]));

@@ -45,10 +45,10 @@ absl::StatusOr<std::unique_ptr<OverlayTable>> OverlayTable::Build(std::vector<Vt
     const VtepPeer& peer = peers[i];
     uint32_t existing;
     if (rte_lpm_is_rule_present(t->lpm_, peer.subnet, peer.subnet_length, &existing) == 1)
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "overlay table: subnet %u.%u.%u.%u/%d leased twice", peer.subnet >> 24,
-          (peer.subnet >> 16) & 255, (peer.subnet >> 8) & 255, peer.subnet & 255,
-          peer.subnet_length));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("overlay table: subnet %u.%u.%u.%u/%d leased twice", peer.subnet >> 24,
+                          (peer.subnet >> 16) & 255, (peer.subnet >> 8) & 255, peer.subnet & 255,
+                          peer.subnet_length));
     if (rte_lpm_add(t->lpm_, peer.subnet, peer.subnet_length, i) != 0)
       return absl::ResourceExhaustedError("overlay table: rte_lpm_add failed");
     if (rte_hash_lookup(t->by_public_ip_, &peer.public_ip) >= 0)

@@ -20,8 +20,7 @@ absl::StatusOr<std::unique_ptr<ServiceTable>> ServiceTable::Build(Builder builde
                                                                   uint64_t generation) {
   static std::atomic<uint64_t> instance{0};
   std::unique_ptr<ServiceTable> t(new ServiceTable());
-  const std::string name =
-      absl::StrFormat("svc%lu_%lu", generation, instance.fetch_add(1));
+  const std::string name = absl::StrFormat("svc%lu_%lu", generation, instance.fetch_add(1));
   rte_hash_parameters p = {};
   p.name = name.c_str();
   // rte_hash wants at least 8 entries and some slack for cuckoo placement.
@@ -60,8 +59,8 @@ void ServiceTable::LookupBulk(const ServiceKey* const* keys, uint32_t n,
                               const ServiceEntry** entries) const {
   uint64_t hits = 0;
   void* data[kBurstSize];
-  rte_hash_lookup_bulk_data(hash_, reinterpret_cast<const void**>(const_cast<const ServiceKey**>(keys)),
-                            n, &hits, data);
+  rte_hash_lookup_bulk_data(
+      hash_, reinterpret_cast<const void**>(const_cast<const ServiceKey**>(keys)), n, &hits, data);
   for (uint32_t i = 0; i < n; ++i)
     entries[i] = (hits >> i) & 1 ? static_cast<const ServiceEntry*>(data[i]) : nullptr;
 }

@@ -25,8 +25,8 @@
 namespace sluice {
 
 struct ServiceKey {
-  uint32_t ip = 0;     // host order; 0 for a NodePort
-  uint16_t port = 0;   // host order
+  uint32_t ip = 0;    // host order; 0 for a NodePort
+  uint16_t port = 0;  // host order
   uint8_t proto = 0;
   uint8_t pad = 0;
 };

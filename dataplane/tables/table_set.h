@@ -42,7 +42,7 @@ struct NodeView {
   // flannel: the cluster network, this node's lease, its VXLAN device.
   uint32_t cluster_net = 0, cluster_mask = 0;
   uint32_t pod_net = 0, pod_mask = 0;
-  uint32_t vxlan_ip = 0;   // flannel.1's address: the lease's network address
+  uint32_t vxlan_ip = 0;         // flannel.1's address: the lease's network address
   uint32_t pods_gateway_ip = 0;  // cni0's address: the lease's .1
   MacAddress vtep_mac{};
   uint32_t vni = 1;

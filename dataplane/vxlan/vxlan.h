@@ -69,8 +69,8 @@ inline bool VxlanEncapsulate(rte_mbuf* m, const PacketMeta& inner, const VxlanEn
   auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
   ip->version_ihl = RTE_IPV4_VHL_DEF;
   ip->type_of_service = inner_tos & 0x3;  // ECN only (ip_tunnel_ecn_encap)
-  ip->total_length = Be16(static_cast<uint16_t>(
-      inner_frame_len + sizeof(rte_ipv4_hdr) + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
+  ip->total_length = Be16(static_cast<uint16_t>(inner_frame_len + sizeof(rte_ipv4_hdr) +
+                                                sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
   ip->packet_id = Be16(p.ip_id);
   ip->fragment_offset = 0;
   ip->time_to_live = 64;
@@ -82,8 +82,8 @@ inline bool VxlanEncapsulate(rte_mbuf* m, const PacketMeta& inner, const VxlanEn
   auto* udp = reinterpret_cast<rte_udp_hdr*>(ip + 1);
   udp->src_port = Be16(p.udp_src_port);
   udp->dst_port = Be16(p.udp_dst_port);
-  udp->dgram_len = Be16(
-      static_cast<uint16_t>(inner_frame_len + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
+  udp->dgram_len =
+      Be16(static_cast<uint16_t>(inner_frame_len + sizeof(rte_udp_hdr) + sizeof(rte_vxlan_hdr)));
   udp->dgram_cksum = 0;
   auto* vx = reinterpret_cast<rte_vxlan_hdr*>(udp + 1);
   vx->vx_flags = Be32(0x08000000);
@@ -93,7 +93,8 @@ inline bool VxlanEncapsulate(rte_mbuf* m, const PacketMeta& inner, const VxlanEn
 
 // Validates the VXLAN header of an outer packet already parsed as IPv4/UDP
 // and strips the outer headers, leaving the inner frame at the mbuf's data.
-// Returns kCounterCount on success, else the drop reason. The outer source is checked by the caller (it needs the lease table).
+// Returns kCounterCount on success, else the drop reason. The outer source is checked by the caller
+// (it needs the lease table).
 inline Counter VxlanDecapsulate(rte_mbuf* m, const PacketMeta& outer, uint32_t expected_vni) {
   const auto* udp = rte_pktmbuf_mtod_offset(m, const rte_udp_hdr*, outer.l4_offset);
   const uint32_t udp_len = Be16(udp->dgram_len);

@@ -50,10 +50,14 @@ std::string Describe(const FlowKey& k, uint8_t tcp_flags) {
 
 const char* KindName(ServiceEntryKind k) {
   switch (k) {
-    case ServiceEntryKind::kClusterIp: return "ClusterIP";
-    case ServiceEntryKind::kNodePort: return "NodePort";
-    case ServiceEntryKind::kExternalIp: return "externalIP";
-    case ServiceEntryKind::kLoadBalancerIp: return "LoadBalancer IP";
+    case ServiceEntryKind::kClusterIp:
+      return "ClusterIP";
+    case ServiceEntryKind::kNodePort:
+      return "NodePort";
+    case ServiceEntryKind::kExternalIp:
+      return "externalIP";
+    case ServiceEntryKind::kLoadBalancerIp:
+      return "LoadBalancer IP";
   }
   return "?";
 }
@@ -65,39 +69,46 @@ inline bool MacEquals(const rte_ether_addr& a, const MacAddress& b) {
 // The address Sluice answers ARP for on a port (0: none).
 inline uint32_t OwnAddress(const NodeView& n, PortRole port) {
   switch (port) {
-    case PortRole::kUplink: return n.node_ip;
-    case PortRole::kPods: return n.pods_gateway_ip;
-    case PortRole::kHost: return n.node_ip;
+    case PortRole::kUplink:
+      return n.node_ip;
+    case PortRole::kPods:
+      return n.pods_gateway_ip;
+    case PortRole::kHost:
+      return n.node_ip;
   }
   return 0;
 }
 
 }  // namespace
 
-#define SLUICE_TRACE(m, ...)                                                   \
-  do {                                                                         \
+#define SLUICE_TRACE(m, ...)                                                            \
+  do {                                                                                  \
     if (unlikely(tracer_ != nullptr)) tracer_->Note((m), absl::StrFormat(__VA_ARGS__)); \
   } while (0)
 
 void Tracer::Note(const rte_mbuf* m, std::string text) {
-  const uint64_t seq =
-      seq_offset_ >= 0 ? *RTE_MBUF_DYNFIELD(m, seq_offset_, const uint64_t*) : 0;
+  const uint64_t seq = seq_offset_ >= 0 ? *RTE_MBUF_DYNFIELD(m, seq_offset_, const uint64_t*) : 0;
   lines_.push_back({seq, worker_, std::move(text)});
 }
 
 const char* EgressName(Egress e) {
   switch (e) {
-    case Egress::kNone: return "none";
-    case Egress::kPods: return "pods";
-    case Egress::kVxlan: return "vxlan";
-    case Egress::kUplink: return "uplink";
-    case Egress::kHost: return "host";
+    case Egress::kNone:
+      return "none";
+    case Egress::kPods:
+      return "pods";
+    case Egress::kVxlan:
+      return "vxlan";
+    case Egress::kUplink:
+      return "uplink";
+    case Egress::kHost:
+      return "host";
   }
   return "?";
 }
 
-Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports,
-               rte_mempool* pool, Tracer* tracer)
+Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports, rte_mempool* pool,
+               Tracer* tracer)
     : id_(id), shared_(shared), ports_(ports), pool_(pool), tracer_(tracer) {
   // Outer IP IDs (DF clear) start at a random point per worker, so that two
   // workers do not emit the same ID sequence towards one peer.
@@ -176,7 +187,8 @@ void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, co
   const uint32_t sip = Be32(arp->arp_data.arp_sip);
   const uint32_t tip = Be32(arp->arp_data.arp_tip);
   const MacAddress& our_mac = n.port_mac[static_cast<int>(ingress)];
-  const bool to_us = rte_is_broadcast_ether_addr(&eth->dst_addr) || MacEquals(eth->dst_addr, our_mac);
+  const bool to_us =
+      rte_is_broadcast_ether_addr(&eth->dst_addr) || MacEquals(eth->dst_addr, our_mac);
   // On the host port every address is ours: the node's kernel routes
   // through Sluice.
   const bool owned = ingress == PortRole::kHost ? tip != sip : tip == OwnAddress(n, ingress);
@@ -385,11 +397,13 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
   const uint32_t ref = InsertWithSnat(m, proto, now, drop);
   if (ref != ConntrackTable::kMiss && masq) {
     const ConntrackEntry& e = shared_.conntrack->entry(ref);
-    SLUICE_TRACE(m, "  masquerade: %s; source %s:%u -> %s:%u (address of the %s egress, "
+    SLUICE_TRACE(m,
+                 "  masquerade: %s; source %s:%u -> %s:%u (address of the %s egress, "
                  "MASQUERADE --random-fully)",
                  masq_why, Ip(meta.key.src_ip), meta.key.src_port, Ip(e.snat_ip), e.snat_port,
-                 rr.egress == Egress::kVxlan ? "flannel.1" :
-                 rr.egress == Egress::kPods ? "cni0" : "uplink");
+                 rr.egress == Egress::kVxlan  ? "flannel.1"
+                 : rr.egress == Egress::kPods ? "cni0"
+                                              : "uplink");
   }
   return ref;
 }
@@ -457,8 +471,7 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       counters_.Add(k_vxlan_decapsulated);
       SLUICE_TRACE(m, "  vxlan: from node %s (lease %s/%u), VNI %u, decapsulated: %s",
                    Ip(t.overlay->peer(peer).public_ip), Ip(t.overlay->peer(peer).subnet),
-                   t.overlay->peer(peer).subnet_length, node.vni,
-                   Describe(pm.key, pm.tcp_flags));
+                   t.overlay->peer(peer).subnet_length, node.vni, Describe(pm.key, pm.tcp_flags));
     }
     TrimToIpLength(m, pm);
     live[nlive++] = m;
@@ -538,8 +551,8 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       shared_.conntrack->Touch(r, pm.tcp_flags, now);
       if (unlikely(tracer_ != nullptr)) {
         const ConntrackEntry& e = shared_.conntrack->entry(r);
-        SLUICE_TRACE(m, "  conntrack: %s direction of tracked flow %s", reply ? "reply" : "original",
-                     Describe(e.original, 0));
+        SLUICE_TRACE(m, "  conntrack: %s direction of tracked flow %s",
+                     reply ? "reply" : "original", Describe(e.original, 0));
       }
     } else if (pm.has_ports) {
       // A packet that will be forwarded with TTL 1 dies here, before it can
@@ -555,7 +568,6 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
         Drop(m, drop);
         continue;
       }
-
     }
     const bool stateless = r == ConntrackTable::kMiss;
     if (!stateless) {
@@ -608,7 +620,8 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
                      Ip(pm.key.dst_ip), Ip(p.subnet), p.subnet_length, Ip(p.public_ip));
       }
     } else {
-      k.port = static_cast<uint8_t>(rr.egress == Egress::kPods ? PortRole::kPods : PortRole::kUplink);
+      k.port =
+          static_cast<uint8_t>(rr.egress == Egress::kPods ? PortRole::kPods : PortRole::kUplink);
       k.ip = rr.next_hop;
       SLUICE_TRACE(m, "  route: %s -> %s port, next hop %s", Ip(pm.key.dst_ip),
                    rr.egress == Egress::kPods ? "pods (local pod subnet, cni0)" : "uplink",
@@ -639,8 +652,8 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
         arp_sent[narp++] = nkey[j].ip;
         SendArpRequest(port, nkey[j].ip, t);
       }
-      SLUICE_TRACE(m, "  neighbour: MAC of %s on %s unknown, ARP request sent",
-                   Ip(nkey[j].ip), PortRoleName(port));
+      SLUICE_TRACE(m, "  neighbour: MAC of %s on %s unknown, ARP request sent", Ip(nkey[j].ip),
+                   PortRoleName(port));
       Drop(m, k_neighbor_miss);
       continue;
     }
@@ -662,7 +675,8 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
         continue;
       }
       counters_.Add(k_vxlan_encapsulated);
-      SLUICE_TRACE(m, "  vxlan: encapsulated VNI %u, outer %s:%u -> %s:%u, inner MACs %s -> %s "
+      SLUICE_TRACE(m,
+                   "  vxlan: encapsulated VNI %u, outer %s:%u -> %s:%u, inner MACs %s -> %s "
                    "(VtepMACs), out of the uplink to %s",
                    p.vni, Ip(p.outer_src_ip), p.udp_src_port, Ip(p.outer_dst_ip), p.udp_dst_port,
                    Mac(p.inner_src_mac.data()), Mac(p.inner_dst_mac.data()),

@@ -111,8 +111,8 @@ class Worker {
   // Slow path for a conntrack miss. Returns a conntrack ref, or kMiss with
   // *drop set when the packet must be dropped, or kMiss with *drop ==
   // kCounterCount when the packet needs no NAT.
-  uint32_t NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry* svc,
-                   const TableSet& t, uint64_t now, Counter* drop);
+  uint32_t NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry* svc, const TableSet& t,
+                   uint64_t now, Counter* drop);
   uint32_t InsertWithSnat(rte_mbuf* m, ConntrackEntry& proto, uint64_t now, Counter* drop);
   void ApplyTranslation(rte_mbuf* m, PacketMeta* meta, uint32_t ref);
   void SendArpRequest(PortRole port, uint32_t target_ip, const TableSet& t);

@@ -13,9 +13,9 @@
 int main(int argc, char** argv) {
   testing::InitGoogleTest(&argc, argv);
   std::string prefix = "--file-prefix=sluice-test-" + std::to_string(getpid());
-  std::vector<std::string> args = {argv[0], "--no-huge", "--no-pci", "--no-shconf",
-                                   "--no-telemetry", "-m", "256", "--log-level=*:error",
-                                   "--lcores=0@(0-1)", prefix};
+  std::vector<std::string> args = {
+      argv[0], "--no-huge",           "--no-pci",         "--no-shconf", "--no-telemetry", "-m",
+      "256",   "--log-level=*:error", "--lcores=0@(0-1)", prefix};
   std::vector<char*> eal_argv;
   for (auto& a : args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {

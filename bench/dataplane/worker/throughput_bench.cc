@@ -13,8 +13,8 @@
 // median, min and max of --repeat runs.
 #include <rte_cycles.h>
 #include <rte_eal.h>
-#include <rte_ethdev.h>
 #include <rte_eth_ring.h>
+#include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
@@ -98,8 +98,8 @@ uint64_t Generate(const RingPorts& rp, int port_index, rte_mempool* pool,
     for (int p = 0; p < 2; ++p) {
       rte_mbuf* back[64];
       unsigned n;
-      while ((n = rte_ring_dequeue_burst(rp.tx[p], reinterpret_cast<void**>(back), 64,
-                                         nullptr)) != 0) {
+      while ((n = rte_ring_dequeue_burst(rp.tx[p], reinterpret_cast<void**>(back), 64, nullptr)) !=
+             0) {
         for (unsigned i = 0; i < n; ++i) {
           if (back[i]->refcnt != 1 || back[i]->nb_segs != 1) {
             rte_pktmbuf_free(back[i]);
@@ -360,13 +360,19 @@ int Main(int argc, char** argv) {
       continue;
     }
     ++i;
-    if (a == "--seconds") absl::SimpleAtod(v, &o.seconds);
-    else if (a == "--repeat") absl::SimpleAtoi(v, &o.repeat);
-    else if (a == "--flows") absl::SimpleAtoi(v, &o.flows);
-    else if (a == "--services") absl::SimpleAtoi(v, &o.services);
-    else if (a == "--out") o.out = v;
+    if (a == "--seconds")
+      absl::SimpleAtod(v, &o.seconds);
+    else if (a == "--repeat")
+      absl::SimpleAtoi(v, &o.repeat);
+    else if (a == "--flows")
+      absl::SimpleAtoi(v, &o.flows);
+    else if (a == "--services")
+      absl::SimpleAtoi(v, &o.services);
+    else if (a == "--out")
+      o.out = v;
     else {
-      std::fprintf(stderr, "usage: sluice-bench-throughput [--quick] [--seconds S] [--repeat N] "
+      std::fprintf(stderr,
+                   "usage: sluice-bench-throughput [--quick] [--seconds S] [--repeat N] "
                    "[--flows N] [--services N] [--out FILE]\n");
       return 2;
     }
@@ -376,8 +382,14 @@ int Main(int argc, char** argv) {
     o.repeat = 1;
     o.flows = std::min<uint32_t>(o.flows, 200000);
   }
-  std::vector<std::string> eal = {"sluice-bench-throughput", "--no-pci", "--no-telemetry",
-                                  "-l", "0-1", "--log-level=*:warning", "-m", "3072"};
+  std::vector<std::string> eal = {"sluice-bench-throughput",
+                                  "--no-pci",
+                                  "--no-telemetry",
+                                  "-l",
+                                  "0-1",
+                                  "--log-level=*:warning",
+                                  "-m",
+                                  "3072"};
   if (HugepagesAvailable()) {
     eal.push_back("--in-memory");
   } else {
@@ -440,11 +452,13 @@ int Main(int argc, char** argv) {
         "{\"name\": \"%s\", \"what\": \"%s\", \"services\": %u, \"flows\": %u, \"mpps\": %s, "
         "\"fraction_of_iofwd\": %.3f, \"cycles_per_packet\": %.1f, \"drops\": %u, "
         "\"drop_reasons_so_far\": %s}",
-        name, what, services, flows, StatsJson(m.established), m.established.median() / iofwd.median(),
-        rte_get_tsc_hz() / (m.established.median() * 1e6), m.drops, m.drop_reasons));
+        name, what, services, flows, StatsJson(m.established),
+        m.established.median() / iofwd.median(), rte_get_tsc_hz() / (m.established.median() * 1e6),
+        m.drops, m.drop_reasons));
     std::fprintf(stderr, "%-34s services %6u flows %8u: %.2f Mpps (%.0f%% of io fwd), drops %lu\n",
                  name, services, flows, m.established.median(),
-                 100 * m.established.median() / iofwd.median(), static_cast<unsigned long>(m.drops));
+                 100 * m.established.median() / iofwd.median(),
+                 static_cast<unsigned long>(m.drops));
   };
   std::vector<std::string> new_flows;
   std::vector<std::string> updates;
@@ -468,16 +482,17 @@ int Main(int argc, char** argv) {
     scenario("established_clusterip_dnat_vxlan", n, o.flows, m,
              "pod -> ClusterIP, DNAT + VXLAN encap to a remote node");
     if (main_size) {
-      new_flows.push_back(absl::StrFormat(
-          "{\"name\": \"tcp_first_packets\", \"services\": %u, \"flows\": %u, "
-          "\"flows_per_second\": %.0f}", n, o.flows, m.first_pass_flows_per_s));
+      new_flows.push_back(
+          absl::StrFormat("{\"name\": \"tcp_first_packets\", \"services\": %u, \"flows\": %u, "
+                          "\"flows_per_second\": %.0f}",
+                          n, o.flows, m.first_pass_flows_per_s));
       // New flows: every packet a fresh tuple (UDP, then TCP SYN).
       for (int proto = 0; proto < 2; ++proto) {
         const uint32_t k = std::min<uint32_t>(o.flows, 500000);
         Stats rate;
         for (int r = 0; r < o.repeat; ++r) {
-          const auto fresh = ToTemplates(PodToClusterIp(
-              k, n, proto == 0 ? kProtoUdp : kProtoTcp, 0x02, o.flows + (r + 1 + proto * 8) * k));
+          const auto fresh = ToTemplates(PodToClusterIp(k, n, proto == 0 ? kProtoUdp : kProtoTcp,
+                                                        0x02, o.flows + (r + 1 + proto * 8) * k));
           const uint64_t created0 = (*rt)->Total(k_conntrack_created);
           const uint64_t before = (*rt)->Processed();
           const uint64_t c0 = rte_get_tsc_cycles();
@@ -488,7 +503,8 @@ int Main(int argc, char** argv) {
         }
         new_flows.push_back(absl::StrFormat(
             "{\"name\": \"%s\", \"services\": %u, \"flows\": %u, \"mflows_per_second\": %s, "
-            "\"drops\": %u}", proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n,
+            "\"drops\": %u}",
+            proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n,
             std::min<uint32_t>(o.flows, 500000), StatsJson(rate), Drops(**rt)));
         std::fprintf(stderr, "%-34s services %6u: %.2f M new flows/s\n",
                      proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n, rate.median());
@@ -498,8 +514,8 @@ int Main(int argc, char** argv) {
       m = RunShape(**rt, rp, kUplink, pool, ToTemplates(np), o);
       scenario("established_nodeport_dnat_snat_vxlan", n, np_flows, m,
                "client -> NodePort, DNAT + masquerade + VXLAN encap");
-      m = RunShape(**rt, rp, kUplink, pool,
-                   ToTemplates(RepliesFor(np, &(*rt)->conntrack())), o, false);
+      m = RunShape(**rt, rp, kUplink, pool, ToTemplates(RepliesFor(np, &(*rt)->conntrack())), o,
+                   false);
       scenario("reply_vxlan_decap_reverse_nat", n, np_flows, m,
                "endpoint reply in VXLAN -> decap + reverse NAT -> uplink");
       m = RunShape(**rt, rp, kPods, pool, ToTemplates(PodsToInternet(np_flows)), o);
@@ -532,15 +548,16 @@ int Main(int argc, char** argv) {
   {
     rte_malloc_socket_stats before, after;
     rte_malloc_get_socket_stats(rte_socket_id(), &before);
-    rte_rcu_qsbr* qs = static_cast<rte_rcu_qsbr*>(rte_zmalloc("mq", rte_rcu_qsbr_get_memsize(1), 64));
+    rte_rcu_qsbr* qs =
+        static_cast<rte_rcu_qsbr*>(rte_zmalloc("mq", rte_rcu_qsbr_get_memsize(1), 64));
     rte_rcu_qsbr_init(qs, 1);
     ConntrackTable::Config c;
     c.capacity = 1 << 20;
     c.qsbr = qs;
     auto ct = ConntrackTable::Create(c);
     rte_malloc_get_socket_stats(rte_socket_id(), &after);
-    const double per = static_cast<double>(after.heap_allocsz_bytes - before.heap_allocsz_bytes) /
-                       c.capacity;
+    const double per =
+        static_cast<double>(after.heap_allocsz_bytes - before.heap_allocsz_bytes) / c.capacity;
     memory = absl::StrFormat(
         "{\"capacity\": %u, \"heap_bytes_per_flow\": %.1f, \"entry_bytes\": %zu, "
         "\"model_bytes_per_flow\": %zu}",

@@ -14,8 +14,8 @@ namespace {
 class NatRewriteTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    pool_ = rte_pktmbuf_pool_create("nat_pool", 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                    SOCKET_ID_ANY);
+    pool_ =
+        rte_pktmbuf_pool_create("nat_pool", 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     ASSERT_NE(pool_, nullptr);
   }
   void TearDown() override { rte_mempool_free(pool_); }

@@ -12,8 +12,8 @@ namespace {
 class VxlanTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    pool_ = rte_pktmbuf_pool_create("vxlan_pool", 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE,
-                                    SOCKET_ID_ANY);
+    pool_ =
+        rte_pktmbuf_pool_create("vxlan_pool", 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
     ASSERT_NE(pool_, nullptr);
   }
   void TearDown() override { rte_mempool_free(pool_); }

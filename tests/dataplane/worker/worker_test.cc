@@ -64,12 +64,12 @@ TEST_F(WorkerTest, NodePortSynIsDnatedMasqueradedAndEncapsulatedAsFlannelWould) 
   EXPECT_GE(outer.src_port, 32768);
   EXPECT_LT(outer.src_port, 61000);
   EXPECT_EQ(outer.udp_checksum, 0);
-  EXPECT_EQ(f[42], 0x08);                     // VXLAN I flag
+  EXPECT_EQ(f[42], 0x08);                              // VXLAN I flag
   EXPECT_EQ((f[46] << 16) | (f[47] << 8) | f[48], 1);  // VNI 1
   const ParsedFrame inner = ParseFrame(f, 50);
   EXPECT_EQ(inner.src_mac, Mac("0e:00:00:00:00:e4"));  // our VtepMAC
   EXPECT_EQ(inner.dst_mac, Mac("0e:00:00:00:00:e3"));  // node-227's VtepMAC
-  EXPECT_EQ(inner.src_ip, Ip("10.244.26.0"));  // flannel.1's address: MASQUERADE's choice
+  EXPECT_EQ(inner.src_ip, Ip("10.244.26.0"));          // flannel.1's address: MASQUERADE's choice
   EXPECT_GE(inner.src_port, 1024);
   EXPECT_EQ(inner.dst_ip, Ip(Example::kSshPod));
   EXPECT_EQ(inner.dst_port, 22);
@@ -280,9 +280,13 @@ TEST_F(WorkerTest, UnknownNextHopTriggersAnArpRequestAndCountsTheDrop) {
   EXPECT_EQ((a[38] << 24) | (a[39] << 16) | (a[40] << 8) | a[41], int(Ip("10.244.26.99")));
   EXPECT_EQ(node_.counter(k_neighbor_miss), 1u);
   // The answer teaches the MAC; the next packet goes through.
-  std::vector<uint8_t> reply = BuildArpRequest(Mac("0a:58:0a:f4:1a:63"), Ip("10.244.26.99"),
-                                               Ip("10.244.26.1"));
-  reply[0] = 0x02; reply[1] = 0x00; reply[2] = 0x0a; reply[3] = 0xf4; reply[4] = 0x1a;
+  std::vector<uint8_t> reply =
+      BuildArpRequest(Mac("0a:58:0a:f4:1a:63"), Ip("10.244.26.99"), Ip("10.244.26.1"));
+  reply[0] = 0x02;
+  reply[1] = 0x00;
+  reply[2] = 0x0a;
+  reply[3] = 0xf4;
+  reply[4] = 0x1a;
   reply[5] = 0x01;  // unicast to the pods port
   reply[21] = 2;    // opcode reply
   node_.Run(PortRole::kPods, {reply});
