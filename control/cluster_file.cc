@@ -1067,17 +1067,8 @@ absl::StatusOr<MacAddress> ParseMac(std::string_view std_text) {
   return mac;
 }
 
-std::string FormatIpv4(uint32_t ip) {
-  return absl::StrFormat("%u.%u.%u.%u", ip >> 24, (ip >> 16) & 0xff, (ip >> 8) & 0xff, ip & 0xff);
-}
-
 std::string FormatIpv4Prefix(const Ipv4Prefix& prefix) {
   return absl::StrCat(FormatIpv4(prefix.address), "/", static_cast<int>(prefix.length));
-}
-
-std::string FormatMac(const MacAddress& mac) {
-  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4],
-                         mac[5]);
 }
 
 #undef CF_RETURN_IF_ERROR

@@ -68,12 +68,8 @@ absl::StatusOr<Ipv4Prefix> ParseIpv4Prefix(std::string_view text);
 // Returns InvalidArgument when malformed.
 absl::StatusOr<MacAddress> ParseMac(std::string_view text);
 
-// "10.244.1.0" from a host-byte-order address.
-std::string FormatIpv4(uint32_t ip);
-// "10.244.1.0/24".
+// "10.244.1.0/24". (FormatIpv4 and FormatMac live in dataplane/common/types.h.)
 std::string FormatIpv4Prefix(const Ipv4Prefix& prefix);
-// "aa:bb:cc:dd:ee:ff", lower case.
-std::string FormatMac(const MacAddress& mac);
 
 }  // namespace sluice
 

@@ -63,10 +63,6 @@ ChosenEndpoints EndpointsFor(const ClusterModel& model, const SlicesByService& s
   return {pick(false), pick(true)};
 }
 
-std::string FormatIp(uint32_t ip) {
-  return absl::StrFormat("%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
@@ -74,7 +70,7 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   const FlannelLease* local = model.LocalLease();
   if (local == nullptr)
     return absl::FailedPreconditionError(absl::StrFormat(
-        "no flannel lease has PublicIP %s (this node's nodeIP)", FormatIp(model.node.node_ip)));
+        "no flannel lease has PublicIP %s (this node's nodeIP)", FormatIpv4(model.node.node_ip)));
   auto t = std::make_unique<TableSet>();
   t->generation = generation;
   NodeView& n = t->node;
@@ -160,7 +156,7 @@ absl::Status ApplyStaticNeighbors(const ClusterModel& model, NeighborTable& neig
   for (const NeighborEntry& e : model.node.neighbors)
     if (!neighbors.Set(e.port, e.ip, e.mac, /*is_static=*/true))
       return absl::ResourceExhaustedError(
-          absl::StrFormat("neighbour table full adding %s", FormatIp(e.ip)));
+          absl::StrFormat("neighbour table full adding %s", FormatIpv4(e.ip)));
   return absl::OkStatus();
 }
 

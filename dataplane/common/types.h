@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 namespace sluice {
 
@@ -19,6 +20,11 @@ using MacAddress = std::array<uint8_t, 6>;
 enum class PortRole : uint8_t { kUplink = 0, kPods = 1, kHost = 2 };
 inline constexpr int kPortRoleCount = 3;
 const char* PortRoleName(PortRole role);
+
+// "10.244.1.0" from a host-byte-order address; "aa:bb:cc:dd:ee:ff". For
+// messages and traces, never the per-packet path.
+std::string FormatIpv4(uint32_t ip);
+std::string FormatMac(const MacAddress& mac);
 
 inline constexpr uint8_t kProtoIcmp = 1;
 inline constexpr uint8_t kProtoTcp = 6;

@@ -45,16 +45,13 @@ absl::StatusOr<std::unique_ptr<OverlayTable>> OverlayTable::Build(std::vector<Vt
     const VtepPeer& peer = peers[i];
     uint32_t existing;
     if (rte_lpm_is_rule_present(t->lpm_, peer.subnet, peer.subnet_length, &existing) == 1)
-      return absl::InvalidArgumentError(
-          absl::StrFormat("overlay table: subnet %u.%u.%u.%u/%d leased twice", peer.subnet >> 24,
-                          (peer.subnet >> 16) & 255, (peer.subnet >> 8) & 255, peer.subnet & 255,
-                          peer.subnet_length));
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "overlay table: subnet %s/%d leased twice", FormatIpv4(peer.subnet), peer.subnet_length));
     if (rte_lpm_add(t->lpm_, peer.subnet, peer.subnet_length, i) != 0)
       return absl::ResourceExhaustedError("overlay table: rte_lpm_add failed");
     if (rte_hash_lookup(t->by_public_ip_, &peer.public_ip) >= 0)
       return absl::InvalidArgumentError(absl::StrFormat(
-          "overlay table: public IP %u.%u.%u.%u holds two leases", peer.public_ip >> 24,
-          (peer.public_ip >> 16) & 255, (peer.public_ip >> 8) & 255, peer.public_ip & 255));
+          "overlay table: public IP %s holds two leases", FormatIpv4(peer.public_ip)));
     if (rte_hash_add_key_data(t->by_public_ip_, &peer.public_ip,
                               reinterpret_cast<void*>(uintptr_t{i})) < 0)
       return absl::ResourceExhaustedError("overlay table: rte_hash full");

@@ -39,10 +39,10 @@ absl::StatusOr<std::unique_ptr<ServiceTable>> ServiceTable::Build(Builder builde
     std::memcpy(&bytes, &key, sizeof(bytes));
     auto [it, fresh] = seen.emplace(bytes, entry.name_index);
     if (!fresh)
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "service table: %s and %s both claim protocol %d port %d on address %u.%u.%u.%u",
-          builder.names[it->second], builder.names[entry.name_index], key.proto, key.port,
-          key.ip >> 24, (key.ip >> 16) & 255, (key.ip >> 8) & 255, key.ip & 255));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("service table: %s and %s both claim protocol %d port %d on address %s",
+                          builder.names[it->second], builder.names[entry.name_index], key.proto,
+                          key.port, FormatIpv4(key.ip)));
     t->entries_.push_back(entry);
   }
   // Data pointers go in only after entries_ stops growing.

@@ -16,14 +16,6 @@
 namespace sluice {
 namespace {
 
-std::string Ip(uint32_t ip) {
-  return absl::StrFormat("%u.%u.%u.%u", ip >> 24, (ip >> 16) & 255, (ip >> 8) & 255, ip & 255);
-}
-
-std::string Mac(const uint8_t* m) {
-  return absl::StrFormat("%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
-}
-
 std::string Describe(const FlowKey& k, uint8_t tcp_flags) {
   switch (k.proto) {
     case kProtoTcp: {
@@ -34,17 +26,18 @@ std::string Describe(const FlowKey& k, uint8_t tcp_flags) {
       if (tcp_flags & 0x01) flags += "FIN,";
       if (tcp_flags & 0x04) flags += "RST,";
       if (!flags.empty()) flags = " [" + flags.substr(0, flags.size() - 1) + "]";
-      return absl::StrFormat("TCP %s:%u -> %s:%u%s", Ip(k.src_ip), k.src_port, Ip(k.dst_ip),
-                             k.dst_port, flags);
+      return absl::StrFormat("TCP %s:%u -> %s:%u%s", FormatIpv4(k.src_ip), k.src_port,
+                             FormatIpv4(k.dst_ip), k.dst_port, flags);
     }
     case kProtoUdp:
-      return absl::StrFormat("UDP %s:%u -> %s:%u", Ip(k.src_ip), k.src_port, Ip(k.dst_ip),
-                             k.dst_port);
+      return absl::StrFormat("UDP %s:%u -> %s:%u", FormatIpv4(k.src_ip), k.src_port,
+                             FormatIpv4(k.dst_ip), k.dst_port);
     case kProtoIcmp:
-      return absl::StrFormat("ICMP %s -> %s (id %u)", Ip(k.src_ip), Ip(k.dst_ip),
+      return absl::StrFormat("ICMP %s -> %s (id %u)", FormatIpv4(k.src_ip), FormatIpv4(k.dst_ip),
                              k.src_port | k.dst_port);
     default:
-      return absl::StrFormat("IP proto %u %s -> %s", k.proto, Ip(k.src_ip), Ip(k.dst_ip));
+      return absl::StrFormat("IP proto %u %s -> %s", k.proto, FormatIpv4(k.src_ip),
+                             FormatIpv4(k.dst_ip));
   }
 }
 
@@ -193,8 +186,8 @@ void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, co
   // through Sluice.
   const bool owned = ingress == PortRole::kHost ? tip != sip : tip == OwnAddress(n, ingress);
   SLUICE_TRACE(m, "[%s in] ARP %s: who has %s? tell %s (%s)", PortRoleName(ingress),
-               op == RTE_ARP_OP_REQUEST ? "request" : "reply", Ip(tip), Ip(sip),
-               Mac(arp->arp_data.arp_sha.addr_bytes));
+               op == RTE_ARP_OP_REQUEST ? "request" : "reply", FormatIpv4(tip), FormatIpv4(sip),
+               FormatMac(*reinterpret_cast<const MacAddress*>(arp->arp_data.arp_sha.addr_bytes)));
   if (!to_us || !owned || (op != RTE_ARP_OP_REQUEST && op != RTE_ARP_OP_REPLY))
     return Drop(m, k_arp_not_for_us);
   if (sip != 0) {
@@ -202,7 +195,7 @@ void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, co
     std::memcpy(sha.data(), arp->arp_data.arp_sha.addr_bytes, 6);
     if (shared_.neighbors->Set(ingress, sip, sha, false)) {
       counters_.Add(k_arp_learned);
-      SLUICE_TRACE(m, "  neighbour learned: %s is at %s on %s", Ip(sip), Mac(sha.data()),
+      SLUICE_TRACE(m, "  neighbour learned: %s is at %s on %s", FormatIpv4(sip), FormatMac(sha),
                    PortRoleName(ingress));
     }
   }
@@ -221,7 +214,7 @@ void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, co
   arp->arp_data.arp_tip = arp->arp_data.arp_sip;
   arp->arp_data.arp_sip = Be32(tip);
   counters_.Add(k_arp_replied);
-  SLUICE_TRACE(m, "  ARP reply: %s is at %s", Ip(tip), Mac(our_mac.data()));
+  SLUICE_TRACE(m, "  ARP reply: %s is at %s", FormatIpv4(tip), FormatMac(our_mac));
   Enqueue(ingress, m);
 }
 
@@ -356,13 +349,13 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
       masq = true;
       masq_why = "external traffic with externalTrafficPolicy Cluster (KUBE-EXT -> KUBE-MARK-MASQ)";
     }
-    SLUICE_TRACE(m, "  service: %s, %s %s:%u (%s)", t.services->name(svc->name_index),
-                 KindName(svc->kind),
-                 svc->kind == ServiceEntryKind::kNodePort ? "node address" : Ip(meta.key.dst_ip),
-                 meta.key.dst_port,
-                 svc->kind == ServiceEntryKind::kNodePort
-                     ? "KUBE-NODEPORTS: destination is one of this node's addresses"
-                     : "KUBE-SERVICES");
+    SLUICE_TRACE(
+        m, "  service: %s, %s %s:%u (%s)", t.services->name(svc->name_index), KindName(svc->kind),
+        svc->kind == ServiceEntryKind::kNodePort ? "node address" : FormatIpv4(meta.key.dst_ip),
+        meta.key.dst_port,
+        svc->kind == ServiceEntryKind::kNodePort
+            ? "KUBE-NODEPORTS: destination is one of this node's addresses"
+            : "KUBE-SERVICES");
     if (count == 0) {
       *drop = k_service_no_endpoints;
       return ConntrackTable::kMiss;
@@ -370,7 +363,7 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
     const uint32_t pick = count == 1 ? 0 : static_cast<uint32_t>(rte_rand_max(count));
     const Endpoint& ep = t.services->endpoint(begin + pick);
     SLUICE_TRACE(m, "  endpoint: %s:%u, chosen at random among %u %s endpoint(s) (KUBE-SEP DNAT)",
-                 Ip(ep.ip), ep.port, count, which);
+                 FormatIpv4(ep.ip), ep.port, count, which);
     if (ep.ip == meta.key.src_ip) {
       masq = true;
       masq_why = "hairpin: the endpoint reaches its own Service";
@@ -400,7 +393,8 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
     SLUICE_TRACE(m,
                  "  masquerade: %s; source %s:%u -> %s:%u (address of the %s egress, "
                  "MASQUERADE --random-fully)",
-                 masq_why, Ip(meta.key.src_ip), meta.key.src_port, Ip(e.snat_ip), e.snat_port,
+                 masq_why, FormatIpv4(meta.key.src_ip), meta.key.src_port, FormatIpv4(e.snat_ip),
+                 e.snat_port,
                  rr.egress == Egress::kVxlan  ? "flannel.1"
                  : rr.egress == Egress::kPods ? "cni0"
                                               : "uplink");
@@ -470,8 +464,9 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       }
       counters_.Add(k_vxlan_decapsulated);
       SLUICE_TRACE(m, "  vxlan: from node %s (lease %s/%u), VNI %u, decapsulated: %s",
-                   Ip(t.overlay->peer(peer).public_ip), Ip(t.overlay->peer(peer).subnet),
-                   t.overlay->peer(peer).subnet_length, node.vni, Describe(pm.key, pm.tcp_flags));
+                   FormatIpv4(t.overlay->peer(peer).public_ip),
+                   FormatIpv4(t.overlay->peer(peer).subnet), t.overlay->peer(peer).subnet_length,
+                   node.vni, Describe(pm.key, pm.tcp_flags));
     }
     TrimToIpLength(m, pm);
     live[nlive++] = m;
@@ -591,7 +586,7 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
           std::memcpy(&eth->src_addr, node.port_mac[static_cast<int>(PortRole::kHost)].data(), 6);
         }
         SLUICE_TRACE(m, "  route: %s is this node's own address -> host port (kernel)",
-                     Ip(pm.key.dst_ip));
+                     FormatIpv4(pm.key.dst_ip));
         Enqueue(PortRole::kHost, m);
         continue;
       default:
@@ -617,15 +612,16 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       if (unlikely(tracer_ != nullptr)) {
         const VtepPeer& p = t.overlay->peer(rr.peer);
         SLUICE_TRACE(m, "  route: %s is in %s/%u, leased by node %s -> flannel.1 (VXLAN)",
-                     Ip(pm.key.dst_ip), Ip(p.subnet), p.subnet_length, Ip(p.public_ip));
+                     FormatIpv4(pm.key.dst_ip), FormatIpv4(p.subnet), p.subnet_length,
+                     FormatIpv4(p.public_ip));
       }
     } else {
       k.port =
           static_cast<uint8_t>(rr.egress == Egress::kPods ? PortRole::kPods : PortRole::kUplink);
       k.ip = rr.next_hop;
-      SLUICE_TRACE(m, "  route: %s -> %s port, next hop %s", Ip(pm.key.dst_ip),
+      SLUICE_TRACE(m, "  route: %s -> %s port, next hop %s", FormatIpv4(pm.key.dst_ip),
                    rr.egress == Egress::kPods ? "pods (local pod subnet, cni0)" : "uplink",
-                   Ip(rr.next_hop));
+                   FormatIpv4(rr.next_hop));
     }
     nkp[nout] = &nkey[nout];
     out[nout] = m;
@@ -652,8 +648,8 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
         arp_sent[narp++] = nkey[j].ip;
         SendArpRequest(port, nkey[j].ip, t);
       }
-      SLUICE_TRACE(m, "  neighbour: MAC of %s on %s unknown, ARP request sent", Ip(nkey[j].ip),
-                   PortRoleName(port));
+      SLUICE_TRACE(m, "  neighbour: MAC of %s on %s unknown, ARP request sent",
+                   FormatIpv4(nkey[j].ip), PortRoleName(port));
       Drop(m, k_neighbor_miss);
       continue;
     }
@@ -678,15 +674,15 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       SLUICE_TRACE(m,
                    "  vxlan: encapsulated VNI %u, outer %s:%u -> %s:%u, inner MACs %s -> %s "
                    "(VtepMACs), out of the uplink to %s",
-                   p.vni, Ip(p.outer_src_ip), p.udp_src_port, Ip(p.outer_dst_ip), p.udp_dst_port,
-                   Mac(p.inner_src_mac.data()), Mac(p.inner_dst_mac.data()),
-                   Mac(p.outer_dst_mac.data()));
+                   p.vni, FormatIpv4(p.outer_src_ip), p.udp_src_port, FormatIpv4(p.outer_dst_ip),
+                   p.udp_dst_port, FormatMac(p.inner_src_mac), FormatMac(p.inner_dst_mac),
+                   FormatMac(p.outer_dst_mac));
     } else {
       auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
       std::memcpy(&eth->dst_addr, mac[j].data(), 6);
       std::memcpy(&eth->src_addr, node.port_mac[static_cast<int>(port)].data(), 6);
       SLUICE_TRACE(m, "  out: %s port, %s -> %s", PortRoleName(port),
-                   Mac(node.port_mac[static_cast<int>(port)].data()), Mac(mac[j].data()));
+                   FormatMac(node.port_mac[static_cast<int>(port)]), FormatMac(mac[j]));
     }
     Enqueue(port, m);
   }
