@@ -17,6 +17,17 @@ def fmt_stats(s, unit=""):
     return "%.2f%s [%.2f-%.2f]" % (s["median"], unit, s["min"], s["max"])
 
 
+def us(stat):
+    """A kernel latency (microseconds stats) as text; restores that timed out
+    have a null median."""
+    if not stat:
+        return "n/a"
+    if stat.get("median") is None:
+        t = stat.get("timed_out_after_us")
+        return "timed out%s" % (" after %.0f s" % (t / 1e6) if t else "")
+    return "%.0f us" % stat["median"]
+
+
 def scenario(thr, name, services=None):
     for s in thr.get("scenarios", []):
         if s["name"] == name and (services is None or s["services"] == services):
@@ -107,14 +118,12 @@ def write(data, out_dir):
     for n, samples in sorted(upd.items()):
         line = "| one endpoint change applied to live tables, %d Services | p50 %.0f us, max %.0f us" % (
             n, samples[len(samples) // 2], samples[-1])
-        kr = None
         if kern:
             for r in kern.get("programming", []):
-                if r.get("services") == n:
-                    kr = r
-        if kr:
-            line += " (iptables-restore: one change %.0f us, full %.0f us)" % (
-                kr["one_change_us"]["median"], kr["full_restore_us"]["median"])
+                if r.get("services") != n:
+                    continue
+                line += "; iptables-restore (%s): one change %s, full %s" % (
+                    r.get("backend", "?"), us(r.get("one_change_us")), us(r.get("full_restore_us")))
         add(line + " | | |")
     add("")
     add("## Details")
@@ -200,11 +209,11 @@ def plot(thr, kern, out_dir):
                 label="Sluice reload, %d Services" % u["services"])
     if kern:
         for r in kern.get("programming", []):
-            xs = sorted(r.get("one_change_us", {}).get("runs", []))
+            xs = sorted(x for x in (r.get("one_change_us") or {}).get("runs", []) if x is not None)
             if xs:
                 ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post",
-                        linestyle="--", label="iptables-restore one change, %d Services" %
-                        r["services"])
+                        linestyle="--", label="iptables-restore (%s) one change, %d Services" %
+                        (r.get("backend", "?"), r["services"]))
     ax.set_xscale("log")
     ax.set_xlabel("microseconds")
     ax.set_ylabel("fraction of updates")

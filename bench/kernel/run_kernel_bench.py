@@ -24,7 +24,6 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -36,6 +35,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # run as root from the source tree: leave no __pycache__ behind
 sys.path.insert(0, HERE)
 import kube_proxy_rules as kpr  # noqa: E402
 
@@ -71,8 +71,11 @@ METHOD = (
     "sendmmsg batches of {batch}) on the client veth, the generator pinned with taskset to CPU "
     "{cpu}. A veth transmit queues the frame to the sending CPU's backlog and the softirq runs as "
     "the send returns, so the node's whole path (conntrack, nat, filter, routing, the second veth) "
-    "runs on that same core: the figures are single-core kernel forwarding rates, generator "
-    "included (the generator's own cost is a small part of each packet). 'established': {flows} "
+    "runs on that same core (each run records the softirq share of that CPU and of the others): "
+    "the figures are single-core kernel forwarding rates with the generator on the same core; "
+    "the baseline (a second client/node/pod set with no iptables rules, so no conntrack and no "
+    "NAT, the same packets routed to an endpoint address) is the apparatus's own ceiling. "
+    "'established': {flows} "
     "flows complete a real handshake first (SYN from the client, the SYN-ACK sent from the "
     "endpoint side to the reply tuple read from /proc/net/nf_conntrack, ACK), then the client "
     "sends pure ACKs cycling over the flows: conntrack ESTABLISHED, the nat table is not "
@@ -81,15 +84,19 @@ METHOD = (
     "creates a conntrack entry; conntrack is flushed (ctnetlink) before each new-flow run and "
     "nf_conntrack_max is raised so the table never fills. 'first'/'last' are the first and the "
     "last Service in KUBE-SERVICES. NodePort traffic goes to the node's address on the client "
-    "veth, port 30000+i of the last NodePort Service, from an off-cluster source (masqueraded "
-    "with --random-fully). Each figure is delivered packets / generator seconds, over {seconds} s "
-    "runs, repeated {repeat} times (median, min, max). Programming latency: wall time of one "
+    "veth, port 30000+i of the last NodePort Service (i = min(N,2000)-1), from an off-cluster "
+    "source (masqueraded with --random-fully). Each figure is delivered packets / generator "
+    "seconds over a {seconds} s run. Runs are interleaved in {repeat} rounds (established cases, "
+    "then new-flow cases), each round starting with a baseline run, so that the VM's speed "
+    "drifts hit all cases alike; every run also carries its ratio to its round's baseline. "
+    "Median, min, max over the rounds. Programming latency: wall time of one "
     "`iptables-restore --noflush --counters` run (through `ip netns exec`, whose overhead is "
     "reported separately) of the full rule set into an empty namespace (initial) and over the "
     "same rules (resync, what kube-proxy's periodic full sync does), and of the partial restore "
     "kube-proxy writes when one Service's endpoint changes (whole filter table and shared nat "
     "chains, the changed Service's chains, -X of the stale endpoint chain); a restore that runs "
-    "past {timeout} s is stopped and reported as timed out."
+    "past {timeout} s is stopped and reported as timed out (the resync is then skipped, and the "
+    "partial restores run against the traffic namespace, loaded in slices)."
 )
 
 
@@ -135,8 +142,13 @@ def cpu_noise(before, after, cpu):
     steal = d[7] / max(sum(d), 1)
     others = [delta(c) for c in after if c != cpu]
     busy = [1.0 - (o[3] + o[4] + o[7]) / max(sum(o), 1) for o in others]
-    return {"measuring_cpu_steal": round(steal, 3),
-            "other_cpus_busy": round(max(busy), 3) if busy else None}
+    user = [(o[0] + o[1]) / max(sum(o), 1) for o in others]
+    softirq = [o[6] / max(sum(o), 1) for o in others]
+    return {"measuring_cpu_softirq": round(d[6] / max(sum(d), 1), 3),
+            "other_cpus_softirq": round(max(softirq), 3) if softirq else None,
+            "measuring_cpu_steal": round(steal, 3),
+            "other_cpus_busy": round(max(busy), 3) if busy else None,
+            "other_cpus_user": round(max(user), 3) if user else None}
 
 
 def cpu_busy_fraction(cpu, interval=0.25):
@@ -264,12 +276,12 @@ class Namespaces:
 class Topology:
     """client --c0|c1-- node --n1|p0-- pod."""
 
-    def __init__(self, spaces, backend):
+    def __init__(self, spaces, backend, name):
         self.spaces = spaces
         self.backend = backend
-        self.client = spaces.add("client")
-        self.node = spaces.add("node")
-        self.pod = spaces.add("pod")
+        self.client = spaces.add(f"{name}-client")
+        self.node = spaces.add(f"{name}-node")
+        self.pod = spaces.add(f"{name}-pod")
         for ns in (self.client, self.node, self.pod):
             sysctl(ns, "net.ipv6.conf.all.disable_ipv6", 1)
             sysctl(ns, "net.ipv6.conf.default.disable_ipv6", 1)
@@ -309,13 +321,17 @@ class Topology:
 # ---------------------------------------------------------------- traffic
 
 class Blaster:
-    def __init__(self, binary, cpu, batch):
+    """Runs afp_blast in a namespace, pinned to `cpu`, optionally SCHED_FIFO (`rt_priority` > 0)
+    so that other processes on the machine cannot time-share the measuring CPU with it."""
+
+    def __init__(self, binary, cpu, batch, rt_priority):
         self.binary, self.cpu, self.batch = binary, cpu, batch
+        self.sched = ["chrt", "-f", str(rt_priority)] if rt_priority > 0 else []
 
     def send(self, ns, dev, src_mac, dst_mac, *, flags, seq, ack=0, flows=None, new_flows=False,
              tuples=None, saddr=None, daddr=None, sport=None, dport=None, seconds=None,
              packets=None):
-        cmd = ["ip", "netns", "exec", ns, "taskset", "-c", str(self.cpu), self.binary,
+        cmd = ["ip", "netns", "exec", ns, *self.sched, "taskset", "-c", str(self.cpu), self.binary,
                "--ifname", dev, "--src-mac", src_mac, "--dst-mac", dst_mac,
                "--tcp-flags", flags, "--seq", str(seq), "--ack", str(ack),
                "--batch", str(self.batch)]
@@ -335,18 +351,32 @@ class Blaster:
         return json.loads(run(cmd, timeout=timeout))
 
 
+def ack_kw(saddr, daddr, dport, flows):
+    """Pure ACKs of established connections (sport 10000.., seq/ack after the handshake)."""
+    return dict(flags="A", seq=CLIENT_SEQ + 1, ack=SERVER_SEQ + 1, saddr=saddr, daddr=daddr,
+                sport=10000, dport=dport, flows=flows)
+
+
+def syn_kw(saddr, daddr, dport):
+    """SYNs, each from a new source port (and every 64512 packets a new source address)."""
+    return dict(flags="S", seq=CLIENT_SEQ, saddr=saddr, daddr=daddr, sport=1024, dport=dport,
+                new_flows=True)
+
+
 class TrafficBench:
+    """Traffic through one Topology: handshakes, runs, the delivered counter."""
+
     def __init__(self, topo, blaster, args, workdir):
         self.topo, self.blaster, self.args, self.workdir = topo, blaster, args, workdir
 
-    def _client(self, **kw):
+    def client(self, **kw):
         t = self.topo
         return self.blaster.send(t.client, "c0", t.mac["c0"], t.mac["c1"], **kw)
 
-    def _measure(self, **kw):
+    def measure(self, **kw):
         rx0 = self.topo.pod_rx()
         times0 = cpu_times()
-        res = self._client(seconds=self.args.seconds, **kw)
+        res = self.client(seconds=self.args.seconds, **kw)
         times1 = cpu_times()
         time.sleep(0.05)  # let the last softirq batch land (it runs on the same CPU anyway)
         delivered = self.topo.pod_rx() - rx0
@@ -354,14 +384,25 @@ class TrafficBench:
                 "mpps": delivered / res["seconds"] / 1e6 if res["seconds"] > 0 else 0.0,
                 "noise": cpu_noise(times0, times1, self.args.cpu)}
 
-    def established(self, saddr, daddr, dport):
-        """Handshakes `flows` connections, then measures ACKs cycling over them."""
+    def measure_new_flows(self, **kw):
+        node = self.topo.node
+        ct_flush(node)
+        drops0 = ct_drop_stats(node)
+        r = self.measure(**kw)
+        r["conntrack_entries_after"] = ct_count(node)
+        drops1 = ct_drop_stats(node)
+        r["conntrack_drops"] = {k: drops1[k] - drops0[k] for k in drops0}
+        return r
+
+    def handshake(self, saddr, daddr, dport):
+        """Opens `flows` real TCP connections through the node: SYNs from the client, SYN-ACKs
+        from the endpoint side sent to the reply tuples conntrack expects (after DNAT and any
+        masquerade), ACKs. Returns how many conntrack entries reached ESTABLISHED."""
         t, k = self.topo, self.args.flows
-        ct_flush(t.node)
-        flow = dict(saddr=saddr, daddr=daddr, sport=10000, dport=dport, flows=k, packets=k)
-        self._client(flags="S", seq=CLIENT_SEQ, **flow)
+        syn = dict(saddr=saddr, daddr=daddr, sport=10000, dport=dport, flows=k, packets=k)
+        self.client(flags="S", seq=CLIENT_SEQ, **syn)
         replies = [reply for state, orig, reply in ct_entries(t.node)
-                   if orig[1] == daddr and orig[3] == dport and orig[0] == saddr]
+                   if orig[0] == saddr and orig[1] == daddr and orig[3] == dport]
         if not replies:
             raise BenchError(f"no conntrack entry for SYNs to {daddr}:{dport}: rules not working?")
         path = os.path.join(self.workdir, "reply_tuples.txt")
@@ -369,64 +410,78 @@ class TrafficBench:
             fp.writelines(f"{s} {d} {sp} {dp}\n" for s, d, sp, dp in replies)
         self.blaster.send(t.pod, "p0", t.mac["p0"], t.mac["n1"], flags="SA", seq=SERVER_SEQ,
                           ack=CLIENT_SEQ + 1, tuples=path, packets=len(replies))
-        self._client(flags="A", seq=CLIENT_SEQ + 1, ack=SERVER_SEQ + 1, **flow)
-        established = sum(1 for state, orig, _ in ct_entries(t.node)
-                          if state == "ESTABLISHED" and orig[1] == daddr and orig[3] == dport)
-        self._client(flags="A", seq=CLIENT_SEQ + 1, ack=SERVER_SEQ + 1, saddr=saddr, daddr=daddr,
-                     sport=10000, dport=dport, flows=k, seconds=0.2)  # warm-up, not counted
-        runs = [self._measure(flags="A", seq=CLIENT_SEQ + 1, ack=SERVER_SEQ + 1, saddr=saddr,
-                              daddr=daddr, sport=10000, dport=dport, flows=k)
-                for _ in range(self.args.repeat)]
-        return {"dst": f"{daddr}:{dport}", "src": saddr, "flows": k,
-                "flows_established": established, "mpps": stats([r["mpps"] for r in runs]),
-                "runs": runs}
+        self.client(packets=k, **ack_kw(saddr, daddr, dport, k))
+        return sum(1 for state, orig, _ in ct_entries(t.node) if state == "ESTABLISHED"
+                   and orig[0] == saddr and orig[1] == daddr and orig[3] == dport)
 
-    def plain_forwarding(self, daddr, dport):
-        """The floor of the apparatus: the same packets through a node namespace with no iptables
-        rules at all (no conntrack, no NAT), straight to an endpoint address."""
-        kw = dict(flags="A", seq=CLIENT_SEQ + 1, ack=SERVER_SEQ + 1, saddr=POD_CLIENT_SRC,
-                  daddr=daddr, sport=10000, dport=dport, flows=self.args.flows)
-        self._client(seconds=0.2, **kw)  # warm-up, not counted
-        runs = [self._measure(**kw) for _ in range(self.args.repeat)]
-        return {"dst": f"{daddr}:{dport}", "src": POD_CLIENT_SRC, "flows": self.args.flows,
-                "mpps": stats([r["mpps"] for r in runs]), "runs": runs}
 
-    def new_flows(self, saddr, daddr, dport):
-        t = self.topo
-        runs = []
-        for _ in range(self.args.repeat):
-            ct_flush(t.node)
-            drops0 = ct_drop_stats(t.node)
-            r = self._measure(flags="S", seq=CLIENT_SEQ, saddr=saddr, daddr=daddr, sport=1024,
-                              dport=dport, new_flows=True)
-            r["conntrack_entries_after"] = ct_count(t.node)
-            drops1 = ct_drop_stats(t.node)
-            r["conntrack_drops"] = {k: drops1[k] - drops0[k] for k in drops0}
-            runs.append(r)
-        ct_flush(t.node)
-        return {"dst": f"{daddr}:{dport}", "src": f"{saddr}+ (new source port/address per packet)",
-                "mpps": stats([r["mpps"] for r in runs]), "runs": runs}
+def traffic(bench, base, services):
+    """All traffic cases for one rule set, measured in interleaved rounds.
 
-    def all_cases(self, services):
-        first, last = services[0], services[-1]
-        nodeport_svc = [s for s in services if s.node_port][-1]
-        cases = {}
-        cases["clusterip_established_first"] = self.established(
-            POD_CLIENT_SRC, first.cluster_ip, first.port)
-        cases["clusterip_established_last"] = self.established(
-            POD_CLIENT_SRC, last.cluster_ip, last.port)
-        cases["clusterip_new_first"] = self.new_flows(POD_CLIENT_SRC, first.cluster_ip, first.port)
-        cases["clusterip_new_last"] = self.new_flows(POD_CLIENT_SRC, last.cluster_ip, last.port)
-        cases["nodeport_established_last"] = self.established(
-            EXTERNAL_SRC, NODE_CLIENT_SIDE_IP, nodeport_svc.node_port)
-        cases["nodeport_new_last"] = self.new_flows(
-            EXTERNAL_SRC, NODE_CLIENT_SIDE_IP, nodeport_svc.node_port)
-        for name, svc in (("clusterip_established_first", first), ("clusterip_new_first", first),
-                          ("clusterip_established_last", last), ("clusterip_new_last", last),
-                          ("nodeport_established_last", nodeport_svc),
-                          ("nodeport_new_last", nodeport_svc)):
-            cases[name]["service_index"] = services.index(svc)
-        return cases
+    The machine's speed drifts over tens of seconds (a shared VM), so instead of running each
+    case's repeats back to back, every round runs each case once, preceded by the baseline
+    (`base`: the same kind of packets through a node with no rules at all). A slow period then
+    hits all cases alike, and each run's ratio to its round's baseline cancels the drift.
+    Established cases share one conntrack table (their connections have distinct
+    destinations); new-flow runs flush it first, so they come after the established rounds.
+    """
+    first, last = services[0], services[-1]
+    nodeport = [s for s in services if s.node_port][-1]
+    k = bench.args.flows
+    endpoint = (kpr.endpoint_ip(0, 0), kpr.TARGET_PORT)
+    established = {
+        "clusterip_established_first": (first, POD_CLIENT_SRC, first.cluster_ip, first.port),
+        "clusterip_established_last": (last, POD_CLIENT_SRC, last.cluster_ip, last.port),
+        "nodeport_established_last": (nodeport, EXTERNAL_SRC, NODE_CLIENT_SIDE_IP,
+                                      nodeport.node_port),
+    }
+    new = {
+        "clusterip_new_first": (first, POD_CLIENT_SRC, first.cluster_ip, first.port),
+        "clusterip_new_last": (last, POD_CLIENT_SRC, last.cluster_ip, last.port),
+        "nodeport_new_last": (nodeport, EXTERNAL_SRC, NODE_CLIENT_SIDE_IP, nodeport.node_port),
+    }
+    cases = {}
+    for name, (svc, saddr, daddr, dport) in {**established, **new}.items():
+        cases[name] = {"dst": f"{daddr}:{dport}", "service_index": services.index(svc),
+                       "runs": []}
+        if name in established:
+            cases[name].update(src=saddr, flows=k)
+        else:
+            cases[name]["src"] = f"{saddr}+ (new source port/address per packet)"
+    baseline = {"dst": "%s:%d" % endpoint, "src": POD_CLIENT_SRC, "flows": k, "runs": []}
+    base_kw = ack_kw(POD_CLIENT_SRC, endpoint[0], endpoint[1], k)
+
+    ct_flush(bench.topo.node)
+    for name, (_, saddr, daddr, dport) in established.items():
+        cases[name]["flows_established"] = bench.handshake(saddr, daddr, dport)
+    base.client(seconds=0.2, **base_kw)  # warm-ups, not counted
+    for name, (_, saddr, daddr, dport) in established.items():
+        bench.client(seconds=0.2, **ack_kw(saddr, daddr, dport, k))
+
+    def round_of(rnd, phase, names, measure_case):
+        ref = base.measure(**base_kw)
+        ref.update(round=rnd, phase=phase)
+        baseline["runs"].append(ref)
+        for name in names:
+            r = measure_case(name)
+            r["round"] = rnd
+            r["relative_to_baseline"] = r["mpps"] / ref["mpps"] if ref["mpps"] else None
+            cases[name]["runs"].append(r)
+
+    for rnd in range(bench.args.repeat):
+        round_of(rnd, "established", established,
+                 lambda name: bench.measure(**ack_kw(*established[name][1:], k)))
+    for rnd in range(bench.args.repeat):
+        round_of(rnd, "new", new,
+                 lambda name: bench.measure_new_flows(**syn_kw(*new[name][1:])))
+    ct_flush(bench.topo.node)
+
+    for case in list(cases.values()) + [baseline]:
+        case["mpps"] = stats([r["mpps"] for r in case["runs"]])
+    for case in cases.values():
+        case["relative_to_baseline"] = stats([r["relative_to_baseline"] for r in case["runs"]
+                                              if r["relative_to_baseline"] is not None])
+    return cases, baseline
 
 
 # ---------------------------------------------------------------- rule loading and programming
@@ -533,15 +588,49 @@ def exec_overhead(spaces, backend):
 
 
 def rule_counts(services):
-    text = kpr.full_restore(services)
-    nat = text.split("*nat\n", 1)[1]
-    filt = text.split("*nat\n", 1)[0]
-    return {"nat_rules": nat.count("\n-A ") + nat.startswith("-A "),
-            "nat_chains": sum(1 for line in nat.splitlines() if line.startswith(":")),
-            "filter_rules": filt.count("\n-A "),
+    filt, nat = kpr.full_restore(services).split("*nat\n", 1)
+    def count(text, prefix):
+        return sum(1 for line in text.splitlines() if line.startswith(prefix))
+    return {"nat_rules": count(nat, "-A "), "nat_chains": count(nat, ":"),
+            "filter_rules": count(filt, "-A "),
             "large_cluster_mode": kpr.is_large_cluster(services),
             "kube_services_rules": len(services) + 1,
             "kube_nodeports_rules": sum(1 for s in services if s.node_port)}
+
+
+# ---------------------------------------------------------------- flat views
+
+SHAPES = {"clusterip_established_first": "established_first",
+          "clusterip_established_last": "established_last",
+          "clusterip_new_first": "new_first", "clusterip_new_last": "new_last",
+          "nodeport_established_last": "nodeport_established",
+          "nodeport_new_last": "nodeport_new"}
+
+
+def flat_views(report, backend):
+    """One row per (shape, N) and per N, for tables and plots; `results` holds the detail.
+    Programming rows are the traffic backend's; a timed-out restore has median null and
+    timed_out_after_us set."""
+    def us(st):
+        row = {k: (None if st.get(k) is None else st[k] * 1e6) for k in ("median", "min", "max")}
+        row["runs"] = [x * 1e6 for x in st.get("samples", [])]
+        row["timed_out_after_us"] = (st["timed_out_after_s"] * 1e6
+                                     if st.get("timed_out_after_s") else None)
+        return row
+    throughput, programming_rows = [], []
+    for entry in report["results"]:
+        for case, shape in SHAPES.items():
+            st = entry["traffic"][case]["mpps"]
+            throughput.append({"shape": shape, "case": case, "services": entry["services"],
+                               "mpps": st["median"], "mpps_stats": st})
+        prog = entry["programming"].get(backend)
+        if prog:
+            programming_rows.append({
+                "services": entry["services"], "backend": backend,
+                "one_change_us": us(prog["endpoint_change_partial_s"]),
+                "full_restore_us": us(prog["full_restore_initial_s"]),
+                "full_resync_us": us(prog["full_restore_resync_s"])})
+    return throughput, programming_rows
 
 
 # ---------------------------------------------------------------- environment
@@ -549,7 +638,7 @@ def rule_counts(services):
 def require_environment(args):
     if os.geteuid() != 0:
         sys.exit("run_kernel_bench: must run as root (network namespaces, veth, iptables)")
-    tools = ["ip", "taskset", "sysctl", "cc", RESTORE_TOOLS[args.backend], SAVE_TOOLS[args.backend]]
+    tools = ["ip", "taskset", "chrt", "sysctl", "cc", RESTORE_TOOLS[args.backend], SAVE_TOOLS[args.backend]]
     tools += [RESTORE_TOOLS[b] for b in args.programming_backends]
     missing = sorted({t for t in tools if shutil.which(t) is None})
     if missing:
@@ -597,7 +686,7 @@ def parse_args(argv):
                                             "way Sluice is.")
     p.add_argument("--out", help="JSON output file (default: stdout)")
     p.add_argument("--quick", action="store_true",
-                   help="100 and 10000 Services, 1 s runs, 1 repeat, 10 s restore cap (< ~60 s)")
+                   help="100 and 10000 Services, 1 s runs, 1 round, 5 s restore cap (< ~60 s)")
     p.add_argument("--services", help="comma-separated Service counts (default 100,1000,10000)")
     p.add_argument("--repeat", type=int, help="repeats of every measurement (default 3)")
     p.add_argument("--seconds", type=float, help="seconds per traffic run (default 2)")
@@ -605,15 +694,18 @@ def parse_args(argv):
     p.add_argument("--batch", type=int, default=64, help="frames per sendmmsg")
     p.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1,
                    help="CPU to pin the generator (and so the kernel path) to")
+    p.add_argument("--rt-priority", type=int, default=1,
+                   help="run the generator SCHED_FIFO at this priority so other processes "
+                        "cannot share its CPU during a run (0: normal scheduling)")
     p.add_argument("--backend", choices=sorted(RESTORE_TOOLS), default="nft",
                    help="iptables backend of the traffic namespace (default nft, Debian's default)")
     p.add_argument("--programming-backends", default="nft,legacy",
                    help="backends whose restore latency is timed (default nft,legacy)")
     p.add_argument("--restore-timeout", type=float,
-                   help="stop a restore that runs longer (default 60 s; 10 s with --quick)")
+                   help="stop a restore that runs longer (default 60 s; 5 s with --quick)")
     p.add_argument("--settle-limit", type=float,
                    help="longest wait for the measuring CPU to go idle before traffic "
-                        "(default 20 s; 5 s with --quick)")
+                        "(default 10 s; 2 s with --quick)")
     p.add_argument("--ct-flush-here", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     quick = args.quick
@@ -621,8 +713,8 @@ def parse_args(argv):
                                                          "100,1000,10000")).split(",")]
     args.repeat = args.repeat or (1 if quick else 3)
     args.seconds = args.seconds or (1.0 if quick else 2.0)
-    args.restore_timeout = args.restore_timeout or (10.0 if quick else 60.0)
-    args.settle_limit = args.settle_limit or (5.0 if quick else 20.0)
+    args.restore_timeout = args.restore_timeout or (5.0 if quick else 60.0)
+    args.settle_limit = args.settle_limit or (2.0 if quick else 10.0)
     args.programming_backends = [b for b in args.programming_backends.split(",") if b]
     for b in args.programming_backends:
         if b not in RESTORE_TOOLS:
@@ -639,8 +731,8 @@ def main(argv):
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGHUP, on_term)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_term)
 
     started = time.time()
     spaces = Namespaces()
@@ -655,6 +747,7 @@ def main(argv):
         "system": system_info(),
         "config": {"services": args.services, "repeat": args.repeat, "seconds": args.seconds,
                    "flows": args.flows, "batch": args.batch, "frame_bytes": 60, "cpu": args.cpu,
+                   "rt_priority": args.rt_priority,
                    "backend": args.backend, "programming_backends": args.programming_backends,
                    "restore_timeout_s": args.restore_timeout,
                    "nf_conntrack_max": max(CONNTRACK_MAX, ct_max_before),
@@ -668,27 +761,23 @@ def main(argv):
         "results": [],
     }
     try:
-        blaster = Blaster(build_blaster(workdir), args.cpu, args.batch)
+        blaster = Blaster(build_blaster(workdir), args.cpu, args.batch, args.rt_priority)
         with open(ct_max_path, "w") as fp:
             fp.write(str(max(CONNTRACK_MAX, ct_max_before)))
         for b in args.programming_backends:
             report["exec_overhead_s"][b] = exec_overhead(spaces, b)
-        log("baseline: forwarding with no iptables rules")
-        topo = Topology(spaces, args.backend)
-        settle(args.cpu, args.settle_limit)
-        report["baselines"] = {"forward_no_rules": TrafficBench(topo, blaster, args, workdir)
-                               .plain_forwarding(kpr.endpoint_ip(0, 0), kpr.TARGET_PORT)}
-        for ns in (topo.client, topo.node, topo.pod):
-            spaces.delete(ns)
+        # The baseline path (no rules in its node namespace) lives for the whole run.
+        base = TrafficBench(Topology(spaces, args.backend, "base"), blaster, args, workdir)
         for n in args.services:
             services = kpr.make_services(n)
             entry = {"services": n, "rules": rule_counts(services)}
             log(f"N={n}: traffic namespaces, rules ({args.backend})")
-            topo = Topology(spaces, args.backend)
+            topo = Topology(spaces, args.backend, "kube")
             entry["load_chunked_s"] = load_rules(topo.node, args.backend, services)
             entry["settle_wait_s"] = settle(args.cpu, args.settle_limit)
             log(f"N={n}: traffic (waited {entry['settle_wait_s']} s for CPU {args.cpu} to idle)")
-            entry["traffic"] = TrafficBench(topo, blaster, args, workdir).all_cases(services)
+            entry["traffic"], entry["baseline_forward_no_rules"] = traffic(
+                TrafficBench(topo, blaster, args, workdir), base, services)
             loaded = kube_rules(topo.node, args.backend)
             entry["programming"] = {}
             entry["chunked_load_matches_single_restore"] = None
@@ -710,10 +799,13 @@ def main(argv):
         log(f"error: {e}")
         return 1
     finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second ^C must not cut the cleanup short
         spaces.delete_all()
         with open(ct_max_path, "w") as fp:
             fp.write(str(ct_max_before))
         shutil.rmtree(workdir, ignore_errors=True)
+    report["throughput"], report["programming"] = flat_views(report, args.backend)
     report["elapsed_s"] = round(time.time() - started, 1)
     text = json.dumps(report, indent=2) + "\n"
     if args.out:
