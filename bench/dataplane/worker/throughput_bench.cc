@@ -328,6 +328,10 @@ struct Measured {
 Measured RunShape(NodeRuntime& rt, const RingPorts& rp, int port_index, rte_mempool* pool,
                   const std::vector<Template>& t, const Options& o, bool warm = true) {
   Measured m;
+  if (t.empty()) {
+    std::fprintf(stderr, "no packets for this scenario\n");
+    std::exit(1);
+  }
   if (warm) {
     const uint64_t before = rt.Processed();
     const uint64_t created0 = rt.Total(k_conntrack_created);
@@ -469,7 +473,11 @@ int Main(int argc, char** argv) {
     const bool main_size = n == o.services;
     NodeRuntime::Config rc;
     rc.workers = 1;
-    rc.conntrack_capacity = main_size ? o.flows * 2 + (1 << 18) : o.flows + (1 << 16);
+    // The same table size for every Service count, so that only the Service
+    // table differs between them: room for the established flows, the
+    // new-flow runs and the NodePort/egress flows.
+    const uint32_t new_flow_batch = std::min<uint32_t>(o.flows, 250000);
+    rc.conntrack_capacity = o.flows + 2 * o.repeat * new_flow_batch + 4 * 50000 + (1 << 16);
     ClusterModel model = testing::Node228Model(n);
     auto rt = NodeRuntime::Create(rc, model, ports, pool);
     if (!rt.ok()) {
@@ -488,7 +496,7 @@ int Main(int argc, char** argv) {
                           n, o.flows, m.first_pass_flows_per_s));
       // New flows: every packet a fresh tuple (UDP, then TCP SYN).
       for (int proto = 0; proto < 2; ++proto) {
-        const uint32_t k = std::min<uint32_t>(o.flows, 500000);
+        const uint32_t k = new_flow_batch;
         Stats rate;
         for (int r = 0; r < o.repeat; ++r) {
           const auto fresh = ToTemplates(PodToClusterIp(k, n, proto == 0 ? kProtoUdp : kProtoTcp,
@@ -505,7 +513,7 @@ int Main(int argc, char** argv) {
             "{\"name\": \"%s\", \"services\": %u, \"flows\": %u, \"mflows_per_second\": %s, "
             "\"drops\": %u}",
             proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n,
-            std::min<uint32_t>(o.flows, 500000), StatsJson(rate), Drops(**rt)));
+            new_flow_batch, StatsJson(rate), Drops(**rt)));
         std::fprintf(stderr, "%-34s services %6u: %.2f M new flows/s\n",
                      proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n, rate.median());
       }
