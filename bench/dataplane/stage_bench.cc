@@ -217,13 +217,14 @@ void BM_NatRewrite(benchmark::State& state) {
   PacketMeta meta[kBurstSize];
   for (uint16_t i = 0; i < kBurstSize; ++i) ParsePacket(b[i], 0, &meta[i]);
   uint32_t flip = 0;
+  const uint32_t endpoint = Ip("10.244.25.149"), masq = Ip("10.244.26.0");
   {
     CycleCounter cc(state);
     for (auto _ : state) {
       ++flip;
       for (uint16_t i = 0; i < kBurstSize; ++i) {
-        RewriteEndpoint(b[i], &meta[i], false, Ip("10.244.25.149") + (flip & 1), 22);
-        RewriteEndpoint(b[i], &meta[i], true, Ip("10.244.26.0"), 40000 + (flip & 1));
+        RewriteEndpoint(b[i], &meta[i], false, endpoint + (flip & 1), 22);
+        RewriteEndpoint(b[i], &meta[i], true, masq, 40000 + (flip & 1));
       }
       benchmark::DoNotOptimize(meta);
     }
@@ -236,11 +237,12 @@ void BM_SubnetLpm(benchmark::State& state) {
   auto t = BuildTableSet(Node228Model(), 1);
   if (!t.ok()) return state.SkipWithError("table build failed");
   uint32_t ip = Ip("10.244.0.0");
+  const uint32_t base = Ip("10.244.24.0");
   {
     CycleCounter cc(state);
     for (auto _ : state) {
       for (uint16_t i = 0; i < kBurstSize; ++i) {
-        ip = Ip("10.244.24.0") + ((ip * 2654435761u) & 0x3ff);
+        ip = base + ((ip * 2654435761u) & 0x3ff);
         benchmark::DoNotOptimize(RouteTo(**t, ip));
       }
     }

@@ -487,7 +487,12 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
   if (nk > 0) {
     uint32_t found[kBurstSize];
     shared_.conntrack->LookupBulk(keys, nk, found);
-    for (uint16_t j = 0; j < nk; ++j) ref[which[j]] = found[j];
+    for (uint16_t j = 0; j < nk; ++j) {
+      ref[which[j]] = found[j];
+      // The entry is read (translation) and written (last_seen) in stage 4;
+      // with a million flows it is rarely in cache.
+      if (found[j] != ConntrackTable::kMiss) rte_prefetch0(&shared_.conntrack->entry(found[j]));
+    }
   }
 
   // Stage 3: Services for the misses: exact (ClusterIP, externalIP, LB IP)
@@ -632,9 +637,38 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
   if (nout == 0) return;
 
   // Stage 5: neighbours in bulk, then L2 rewrite or VXLAN encapsulation.
+  // Most packets of a burst share a next hop (the gateway, a peer node):
+  // look each distinct one up once.
   MacAddress mac[kBurstSize];
   bool found[kBurstSize];
-  shared_.neighbors->LookupBulk(nkp, nout, mac, found);
+  uint16_t uniq_of[kBurstSize];
+  const NeighborKey* uniq[kBurstSize];
+  constexpr uint16_t kMaxDistinctHops = 8;
+  uint16_t nuniq = 0;
+  bool many = false;
+  for (uint16_t j = 0; j < nout && !many; ++j) {
+    uint16_t u = 0;
+    while (u < nuniq && std::memcmp(uniq[u], &nkey[j], sizeof(NeighborKey)) != 0) ++u;
+    if (u == nuniq) {
+      if (nuniq == kMaxDistinctHops) {
+        many = true;  // many distinct hops: plain bulk lookup below
+        break;
+      }
+      uniq[nuniq++] = &nkey[j];
+    }
+    uniq_of[j] = u;
+  }
+  if (!many) {
+    MacAddress umac[kMaxDistinctHops];
+    bool ufound[kMaxDistinctHops];
+    shared_.neighbors->LookupBulk(uniq, nuniq, umac, ufound);
+    for (uint16_t j = 0; j < nout; ++j) {
+      mac[j] = umac[uniq_of[j]];
+      found[j] = ufound[uniq_of[j]];
+    }
+  } else {
+    shared_.neighbors->LookupBulk(nkp, nout, mac, found);
+  }
   uint32_t arp_sent[kBurstSize];
   uint16_t narp = 0;
   for (uint16_t j = 0; j < nout; ++j) {
