@@ -306,7 +306,7 @@ void BM_PipelineEstablished(benchmark::State& state) {
     frames[i] = BuildFrame(s);
   }
   rte_mbuf* burst[kBurstSize];
-  rte_mbuf* out[2 * kBurstSize];
+  rte_mbuf* out[Worker::kTxCapacity];
   auto run_burst = [&](size_t first) {
     for (uint16_t i = 0; i < kBurstSize; ++i) {
       const auto& f = frames[(first + i) % flows];

@@ -75,8 +75,14 @@ absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Con
 
 ConntrackTable::~ConntrackTable() {
   if (slices_ != nullptr) {
-    for (uint16_t w = 0; w < config_.workers; ++w)
-      if (slices_[w].dq != nullptr) rte_rcu_qsbr_dq_delete(slices_[w].dq);
+    for (uint16_t w = 0; w < config_.workers; ++w) {
+      if (slices_[w].dq == nullptr) continue;
+      // Pending frees need a grace period first (workers are stopped by now).
+      if (rte_rcu_qsbr_dq_delete(slices_[w].dq) != 0) {
+        rte_rcu_qsbr_synchronize(config_.qsbr, RTE_QSBR_THRID_INVALID);
+        rte_rcu_qsbr_dq_delete(slices_[w].dq);
+      }
+    }
   }
   if (hash_ != nullptr) rte_hash_free(hash_);
   if (entries_ != nullptr) rte_free(entries_);
@@ -113,7 +119,7 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
   e.dnat_port = proto.dnat_port;
   e.snat_ip = proto.snat_ip;
   e.snat_port = proto.snat_port;
-  e.flags = static_cast<uint8_t>(proto.flags | ConntrackEntry::kInUse);
+  e.flags = proto.flags;
   e.owner = static_cast<uint8_t>(worker);
   e.state.store(0, std::memory_order_relaxed);
   e.last_seen.store(now, std::memory_order_relaxed);
@@ -122,12 +128,10 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
   void* data = nullptr;
   if (rte_hash_lookup_data(hash_, &proto.original, &data) >= 0) {
     rte_spinlock_unlock(&write_lock_);
-    e.flags = 0;
     return {InsertStatus::kExists, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data))};
   }
   if (rte_hash_lookup(hash_, &reply) >= 0) {
     rte_spinlock_unlock(&write_lock_);
-    e.flags = 0;
     return {InsertStatus::kReplyClash, kMiss};
   }
   // Reply key first: once the original key is visible, replies must already
@@ -135,7 +139,6 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
   if (rte_hash_add_key_data(hash_, &reply, reinterpret_cast<void*>(uintptr_t{index | kReplyBit})) !=
       0) {
     rte_spinlock_unlock(&write_lock_);
-    e.flags = 0;
     return {InsertStatus::kFull, kMiss};
   }
   if (rte_hash_add_key_data(hash_, &proto.original, reinterpret_cast<void*>(uintptr_t{index})) !=
@@ -143,17 +146,17 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
     // Roll back. No reader can hold the reply key's slot yet in a way that
     // matters: the entry was never reachable by its original tuple, and a
     // reply arriving now would be a reply to a flow that does not exist.
-    // The slot is still freed through the defer queue.
+    // The slot is still freed through the defer queue, and the entry keeps
+    // its fields until then for a reader that found the reply key.
     const int32_t pos = rte_hash_del_key(hash_, &reply);
     rte_spinlock_unlock(&write_lock_);
-    e.flags = 0;
-    DeferredFree d{index, -1, pos, worker};
     s.free_list.pop_back();
-    rte_rcu_qsbr_dq_enqueue(s.dq, &d);
+    Defer(worker, DeferredFree{index, -1, pos, worker});
     return {InsertStatus::kFull, kMiss};
   }
   rte_spinlock_unlock(&write_lock_);
   s.free_list.pop_back();
+  e.in_use = 1;
   s.in_use.fetch_add(1, std::memory_order_relaxed);
   return {InsertStatus::kCreated, index};
 }
@@ -189,12 +192,20 @@ void ConntrackTable::Remove(uint16_t worker, uint32_t index) {
   const int32_t pos_original = rte_hash_del_key(hash_, &e.original);
   const int32_t pos_reply = rte_hash_del_key(hash_, &reply);
   rte_spinlock_unlock(&write_lock_);
-  // Readers may still use the entry until the grace period ends; only the
-  // owner reads flags, so clearing kInUse now just stops the aging scan.
-  e.flags = 0;
-  DeferredFree d{index, pos_original, pos_reply, worker};
-  rte_rcu_qsbr_dq_enqueue(slices_[worker].dq, &d);
+  // Readers may still use the entry until the grace period ends, so its
+  // translation stays as it is; only the owner's aging mark goes.
+  e.in_use = 0;
+  Defer(worker, DeferredFree{index, pos_original, pos_reply, worker});
   slices_[worker].in_use.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void ConntrackTable::Defer(uint16_t worker, DeferredFree d) {
+  // The queue holds the whole slice, so this cannot fail; if it ever did,
+  // waiting for the grace period here and freeing at once is still safe.
+  if (rte_rcu_qsbr_dq_enqueue(slices_[worker].dq, &d) != 0) {
+    rte_rcu_qsbr_synchronize(config_.qsbr, worker);
+    FreeDeferred(this, &d, 1);
+  }
 }
 
 void ConntrackTable::FreeDeferred(void* table, void* elements, unsigned n) {
@@ -218,7 +229,7 @@ uint32_t ConntrackTable::Expire(uint16_t worker, uint64_t now, uint32_t budget) 
     const uint32_t i = s.cursor;
     s.cursor = (s.cursor + 1 == s.end) ? s.begin : s.cursor + 1;
     ConntrackEntry& e = entries_[i];
-    if (!(e.flags & ConntrackEntry::kInUse)) continue;
+    if (!e.in_use) continue;
     const uint64_t last = e.last_seen.load(std::memory_order_relaxed);
     if (now > last && now - last > TimeoutFor(e)) {
       Remove(worker, i);

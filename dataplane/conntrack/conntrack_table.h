@@ -49,7 +49,7 @@
 namespace sluice {
 
 struct ConntrackEntry {
-  enum Flags : uint8_t { kInUse = 1, kDnat = 2, kSnat = 4 };
+  enum Flags : uint8_t { kDnat = 2, kSnat = 4 };
   enum State : uint8_t { kSeenReply = 1, kFin = 2, kRst = 4 };
 
   FlowKey original;      // as the first packet arrived
@@ -57,8 +57,12 @@ struct ConntrackEntry {
   uint16_t dnat_port = 0;
   uint16_t snat_port = 0;  // the original direction's source becomes this
   uint32_t snat_ip = 0;
-  uint8_t flags = 0;
+  uint8_t flags = 0;  // written before the keys are visible, then constant
   uint8_t owner = 0;  // worker that created it and will expire it
+  // Owner-only: the entry is live (aging scans it). Separate from `flags`,
+  // which other workers read while an expired entry waits for its grace
+  // period and must keep translating until then.
+  uint8_t in_use = 0;
   std::atomic<uint8_t> state{0};
   std::atomic<uint64_t> last_seen{0};  // in the table's clock units
 
@@ -160,6 +164,7 @@ class ConntrackTable {
   };
   ConntrackTable() = default;
   static void FreeDeferred(void* table, void* elements, unsigned n);
+  void Defer(uint16_t worker, DeferredFree d);
   uint64_t TimeoutFor(const ConntrackEntry& e) const;
   void Remove(uint16_t worker, uint32_t index);
 

@@ -378,7 +378,15 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
     masq = true;
     masq_why = "flannel --ip-masq: pod traffic leaving the cluster network";
   }
-  if (svc == nullptr && !masq) return ConntrackTable::kMiss;
+  if (svc == nullptr && !masq) {
+    // No NAT. Still track the flow when its replies would otherwise meet a
+    // masquerade rule (a client outside the cluster reaching a pod
+    // directly): the kernel matches such replies to the connection and
+    // leaves them alone, and so must we.
+    if (rr.egress == Egress::kHost || !FlannelMasquerades(n, proto.dnat_ip, meta.key.src_ip))
+      return ConntrackTable::kMiss;
+    SLUICE_TRACE(m, "  conntrack: tracked without NAT so that its replies are not masqueraded");
+  }
   if (masq) {
     if (rr.egress == Egress::kNone) {
       *drop = k_no_route;
@@ -669,7 +677,7 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
   } else {
     shared_.neighbors->LookupBulk(nkp, nout, mac, found);
   }
-  uint32_t arp_sent[kBurstSize];
+  const NeighborKey* arp_sent[kBurstSize];
   uint16_t narp = 0;
   for (uint16_t j = 0; j < nout; ++j) {
     rte_mbuf* m = out[j];
@@ -677,9 +685,10 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
     const PortRole port = static_cast<PortRole>(nkey[j].port);
     if (!found[j]) {
       bool asked = false;
-      for (uint16_t a = 0; a < narp; ++a) asked |= arp_sent[a] == nkey[j].ip;
+      for (uint16_t a = 0; a < narp; ++a)
+        asked |= std::memcmp(arp_sent[a], &nkey[j], sizeof(NeighborKey)) == 0;
       if (!asked) {
-        arp_sent[narp++] = nkey[j].ip;
+        arp_sent[narp++] = &nkey[j];
         SendArpRequest(port, nkey[j].ip, t);
       }
       SLUICE_TRACE(m, "  neighbour: MAC of %s on %s unknown, ARP request sent",

@@ -99,12 +99,14 @@ class Worker {
   void Flush();
   uint16_t TakeTx(PortRole port, rte_mbuf** out);
 
+  // What one PollOnce can queue for one port (a burst from each port), and
+  // so the most TakeTx returns.
+  static constexpr uint16_t kTxCapacity = kPortRoleCount * kBurstSize;
+
   const WorkerCounters& counters() const { return counters_; }
   uint16_t id() const { return id_; }
 
  private:
-  static constexpr uint16_t kTxCapacity = 2 * kBurstSize;
-
   void Drop(rte_mbuf* m, Counter reason);
   void Enqueue(PortRole port, rte_mbuf* m);
   void HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, const TableSet& t);

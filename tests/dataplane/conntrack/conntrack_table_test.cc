@@ -111,6 +111,33 @@ TEST_F(ConntrackTableTest, FullSliceReportsFullAndIdleFlowsExpireAfterGracePerio
   rte_rcu_qsbr_thread_unregister(qsbr_, 0);
 }
 
+TEST_F(ConntrackTableTest, ExpiredEntryKeepsTranslatingUntilItsGracePeriodEnds) {
+  rte_rcu_qsbr_thread_register(qsbr_, 0);
+  rte_rcu_qsbr_thread_online(qsbr_, 0);
+  rte_rcu_qsbr_thread_register(qsbr_, 1);
+  rte_rcu_qsbr_thread_online(qsbr_, 1);
+  const FlowKey orig = Key(10, 20, 1000, 53, kProtoUdp);
+  auto r = Insert(0, orig, 30, 53, 40, 5000, 0);
+  ASSERT_EQ(r.status, ConntrackTable::InsertStatus::kCreated);
+  // Worker 1 found the entry in its burst; worker 0 expires it meanwhile.
+  const ConntrackEntry& seen_by_1 = ct_->entry(ct_->Lookup(orig));
+  EXPECT_EQ(ct_->Expire(0, 100, 64), 1u);
+  EXPECT_EQ(seen_by_1.flags, ConntrackEntry::kDnat | ConntrackEntry::kSnat);
+  EXPECT_EQ(seen_by_1.dnat_ip, 30u);
+  // Worker 1 has not passed a quiescent state: the entry is not reused even
+  // when worker 0 needs space.
+  rte_rcu_qsbr_quiescent(qsbr_, 0);
+  ct_->Expire(0, 100, 64);
+  auto fresh = Insert(0, Key(11, 20, 1000, 53, kProtoUdp), 31, 53, 40, 5001, 100);
+  ASSERT_EQ(fresh.status, ConntrackTable::InsertStatus::kCreated);
+  EXPECT_NE(fresh.ref, r.ref);
+  EXPECT_EQ(seen_by_1.dnat_ip, 30u);
+  for (uint16_t w : {0, 1}) {
+    rte_rcu_qsbr_thread_offline(qsbr_, w);
+    rte_rcu_qsbr_thread_unregister(qsbr_, w);
+  }
+}
+
 TEST_F(ConntrackTableTest, RepliedTcpFlowOutlivesUnrepliedTimeout) {
   const FlowKey orig = Key(10, 20, 1000, 80);
   auto r = Insert(0, orig, 30, 8080, 40, 5000, 0);

@@ -247,6 +247,49 @@ TEST_F(WorkerTest, PacketsOfANewFlowInOneBurstShareOneEntry) {
   EXPECT_EQ(node_.counter(k_conntrack_insert_raced), 0u);
 }
 
+TEST_F(WorkerTest, ExternalClientReachingAPodDirectlyGetsUnmasqueradedReplies) {
+  FrameSpec syn;
+  syn.src_mac = Mac("02:00:0a:0a:64:01");
+  syn.dst_mac = Mac("02:00:0a:0a:64:e4");
+  syn.src_ip = Ip(Example::kClient);
+  syn.dst_ip = Ip(Example::kWeb1);
+  syn.l4.src_port = 50000;
+  syn.l4.dst_port = 8080;
+  Outputs in = node_.Run(PortRole::kUplink, {BuildFrame(syn)}, 0);
+  ASSERT_EQ(in.pods().size(), 1u);
+  EXPECT_EQ(ParseFrame(in.pods()[0]).src_ip, Ip(Example::kClient));  // no NAT inbound
+  FrameSpec ack;
+  ack.src_mac = Mac("0a:58:0a:f4:1a:14");
+  ack.dst_mac = Mac("02:00:0a:f4:1a:01");
+  ack.src_ip = Ip(Example::kWeb1);
+  ack.dst_ip = Ip(Example::kClient);
+  ack.l4.src_port = 8080;
+  ack.l4.dst_port = 50000;
+  ack.l4.tcp_flags = 0x12;
+  Outputs out = node_.Run(PortRole::kPods, {BuildFrame(ack)}, 1);
+  ASSERT_EQ(out.uplink().size(), 1u);
+  const ParsedFrame p = ParseFrame(out.uplink()[0]);
+  EXPECT_EQ(p.src_ip, Ip(Example::kWeb1));  // the reply keeps the pod's address
+  EXPECT_EQ(p.src_port, 8080);
+  EXPECT_EQ(node_.counter(k_masquerade), 0u);
+  EXPECT_EQ(node_.counter(k_conntrack_hit_reply), 1u);
+}
+
+TEST_F(WorkerTest, ThreeBurstsForOnePortFitBeforeAFlush) {
+  for (PortRole in : {PortRole::kUplink, PortRole::kPods, PortRole::kUplink}) {
+    rte_mbuf* burst[kBurstSize];
+    for (uint16_t i = 0; i < kBurstSize; ++i)
+      burst[i] =
+          ToMbuf(node_.pool(), in == PortRole::kPods ? PodToRemotePodSyn() : ClientSynToNodePort());
+    node_.worker(0).ProcessBurst(in, burst, kBurstSize, 1);
+  }
+  rte_mbuf* tx[Worker::kTxCapacity];
+  const uint16_t n = node_.worker(0).TakeTx(PortRole::kUplink, tx);
+  EXPECT_EQ(n, 3 * kBurstSize);
+  for (uint16_t i = 0; i < n; ++i) rte_pktmbuf_free(tx[i]);
+  EXPECT_EQ(node_.counter(k_tx_full), 0u);
+}
+
 TEST_F(WorkerTest, NodePortPacketWithTtlOneDiesBeforeCreatingAFlow) {
   Outputs out = node_.Run(PortRole::kUplink, {FixtureByName("nodeport_ttl_1").build()});
   EXPECT_EQ(out.total(), 0u);
