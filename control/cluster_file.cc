@@ -299,17 +299,6 @@ absl::Status ParsePortRole(const json& v, const Loc& loc, PortRole* out) {
   return absl::OkStatus();
 }
 
-const char* PortLabel(PortRole role) {
-  switch (role) {
-    case PortRole::kUplink:
-      return "uplink";
-    case PortRole::kPods:
-      return "pods";
-    case PortRole::kHost:
-      return "host";
-  }
-  return "?";
-}
 
 absl::Status ParseNodePorts(const json& node, const Loc& loc, NodeSpec* out) {
   const json* ports = nullptr;
@@ -362,7 +351,7 @@ absl::Status ParseNeighbors(const json& node, const Loc& loc, NodeSpec* out) {
     const auto [it, inserted] = seen.emplace(std::make_pair(neighbor.port, neighbor.ip), i);
     if (!inserted) {
       return entry_loc.Error(absl::StrCat("duplicates neighbors[", it->second, "] (",
-                                          PortLabel(neighbor.port), " ", FormatIpv4(neighbor.ip),
+                                          PortRoleName(neighbor.port), " ", FormatIpv4(neighbor.ip),
                                           ")"));
     }
     out->neighbors.push_back(neighbor);
