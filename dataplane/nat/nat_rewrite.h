@@ -57,12 +57,6 @@ inline uint16_t* PseudoHeaderChecksum(rte_mbuf* m, const PacketMeta& meta) {
   return nullptr;
 }
 
-inline void FixUdpZero(rte_mbuf* m, const PacketMeta& meta, uint16_t* l4csum) {
-  // A UDP checksum that computes to 0 is sent as 0xffff (0 means "none").
-  if (meta.key.proto == kProtoUdp && l4csum != nullptr && *l4csum == 0) *l4csum = 0xffff;
-  (void)m;
-}
-
 // Rewrites the source (is_source) or destination address and port. For ICMP
 // echo the "port" is the identifier, on the side FlowKey puts it.
 inline void RewriteEndpoint(rte_mbuf* m, PacketMeta* meta, bool is_source, uint32_t new_ip,
@@ -98,7 +92,8 @@ inline void RewriteEndpoint(rte_mbuf* m, PacketMeta* meta, bool is_source, uint3
     if (l4csum != nullptr) *l4csum = ChecksumUpdate16(*l4csum, *port, new_port_be);
     *port = new_port_be;
   }
-  FixUdpZero(m, *meta, l4csum);
+  // A UDP checksum that computes to 0 is sent as 0xffff (0 means "none").
+  if (meta->key.proto == kProtoUdp && l4csum != nullptr && *l4csum == 0) *l4csum = 0xffff;
   if (is_source) {
     meta->key.src_ip = new_ip;
     if (port != nullptr) meta->key.src_port = new_port;

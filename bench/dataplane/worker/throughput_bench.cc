@@ -34,6 +34,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "app/node_runtime.h"
+#include "tests/fixtures/journey_fixtures.h"
 #include "tests/fixtures/node_harness.h"
 #include "tests/fixtures/packet_builder.h"
 
@@ -84,8 +85,7 @@ std::vector<Template> ToTemplates(const std::vector<std::vector<uint8_t>>& frame
 // every tx ring, for `seconds` or until `limit` packets were fed (0: none).
 // Returns packets fed.
 uint64_t Generate(const RingPorts& rp, int port_index, rte_mempool* pool,
-                  const std::vector<Template>& templates, double seconds, uint64_t limit,
-                  const std::atomic<bool>* worker_done = nullptr) {
+                  const std::vector<Template>& templates, double seconds, uint64_t limit) {
   // Room for every mbuf of the pool: the worker may add some (ARP requests).
   std::vector<rte_mbuf*> spare(rte_mempool_avail_count(pool) + kInFlight);
   if (rte_pktmbuf_alloc_bulk(pool, spare.data(), kInFlight) != 0) return 0;
@@ -94,7 +94,6 @@ uint64_t Generate(const RingPorts& rp, int port_index, rte_mempool* pool,
   uint64_t fed = 0;
   const uint64_t end = rte_get_tsc_cycles() + static_cast<uint64_t>(seconds * rte_get_tsc_hz());
   while (rte_get_tsc_cycles() < end && (limit == 0 || fed < limit)) {
-    if (worker_done != nullptr && worker_done->load()) break;
     for (int p = 0; p < 2; ++p) {
       rte_mbuf* back[64];
       unsigned n;
@@ -283,17 +282,8 @@ std::vector<std::vector<uint8_t>> RepliesFor(const std::vector<std::vector<uint8
     const uint32_t ref = ct->Lookup(k);
     if (ref == ConntrackTable::kMiss) continue;
     const ConntrackEntry& e = ct->entry(ref);
-    FrameSpec s;
-    s.src_mac = Mac("0e:00:00:00:00:e3");
-    s.dst_mac = Mac("0e:00:00:00:00:e4");
-    s.src_ip = e.dnat_ip;
-    s.dst_ip = e.snat_ip;
-    s.ttl = 63;
-    s.l4.src_port = e.dnat_port;
-    s.l4.dst_port = e.snat_port;
-    s.l4.tcp_flags = 0x10;
-    v.push_back(BuildVxlan(Mac("02:00:0a:0a:64:e3"), kUplinkMac, Ip(Example::kNode227),
-                           Ip(Example::kNode228), 40000, 1, BuildFrame(s)));
+    v.push_back(
+        testing::TcpViaNode227(e.dnat_ip, e.dnat_port, e.snat_ip, e.snat_port, 0x10, 1000, 1));
   }
   return v;
 }
@@ -512,8 +502,8 @@ int Main(int argc, char** argv) {
         new_flows.push_back(absl::StrFormat(
             "{\"name\": \"%s\", \"services\": %u, \"flows\": %u, \"mflows_per_second\": %s, "
             "\"drops\": %u}",
-            proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n,
-            new_flow_batch, StatsJson(rate), Drops(**rt)));
+            proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n, new_flow_batch, StatsJson(rate),
+            Drops(**rt)));
         std::fprintf(stderr, "%-34s services %6u: %.2f M new flows/s\n",
                      proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n, rate.median());
       }

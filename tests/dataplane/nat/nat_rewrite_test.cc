@@ -6,21 +6,13 @@
 
 #include "gtest/gtest.h"
 #include "tests/fixtures/journey_fixtures.h"
+#include "tests/fixtures/mbuf_pool_test.h"
 #include "tests/fixtures/packet_builder.h"
 
 namespace sluice::testing {
 namespace {
 
-class NatRewriteTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    pool_ =
-        rte_pktmbuf_pool_create("nat_pool", 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
-    ASSERT_NE(pool_, nullptr);
-  }
-  void TearDown() override { rte_mempool_free(pool_); }
-  rte_mempool* pool_ = nullptr;
-};
+using NatRewriteTest = MbufPoolTest;
 
 TEST_F(NatRewriteTest, RandomRewritesKeepEveryChecksumValid) {
   rte_srand(42);
@@ -47,8 +39,12 @@ TEST_F(NatRewriteTest, RandomRewritesKeepEveryChecksumValid) {
       ASSERT_EQ(VerifyChecksums(out), "") << "case " << proto_case << " #" << i;
       const ParsedFrame p = ParseFrame(out);
       EXPECT_EQ(i % 2 == 0 ? p.src_ip : p.dst_ip, ip);
-      if (proto_case < 2) EXPECT_EQ(i % 2 == 0 ? p.src_port : p.dst_port, port);
-      if (proto_case == 2 && i % 2 == 0) EXPECT_EQ(p.src_port, port);  // echo id
+      if (proto_case < 2) {
+        EXPECT_EQ(i % 2 == 0 ? p.src_port : p.dst_port, port);
+      }
+      if (proto_case == 2 && i % 2 == 0) {
+        EXPECT_EQ(p.src_port, port);  // echo id
+      }
       EXPECT_EQ(p.ttl, 63);
       rte_pktmbuf_free(m);
     }

@@ -4,19 +4,14 @@
 
 #include "gtest/gtest.h"
 #include "tests/fixtures/journey_fixtures.h"
+#include "tests/fixtures/mbuf_pool_test.h"
 #include "tests/fixtures/packet_builder.h"
 
 namespace sluice::testing {
 namespace {
 
-class PacketParserTest : public ::testing::Test {
+class PacketParserTest : public MbufPoolTest {
  protected:
-  void SetUp() override {
-    pool_ =
-        rte_pktmbuf_pool_create("parse_pool", 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
-    ASSERT_NE(pool_, nullptr);
-  }
-  void TearDown() override { rte_mempool_free(pool_); }
   PacketMeta Parse(const std::vector<uint8_t>& bytes) {
     rte_mbuf* m = ToMbuf(pool_, bytes);
     PacketMeta meta;
@@ -24,7 +19,6 @@ class PacketParserTest : public ::testing::Test {
     rte_pktmbuf_free(m);
     return meta;
   }
-  rte_mempool* pool_ = nullptr;
 };
 
 TEST_F(PacketParserTest, TcpSynYieldsItsFlowKey) {

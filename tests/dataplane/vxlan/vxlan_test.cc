@@ -4,21 +4,13 @@
 
 #include "gtest/gtest.h"
 #include "tests/fixtures/journey_fixtures.h"
+#include "tests/fixtures/mbuf_pool_test.h"
 #include "tests/fixtures/packet_builder.h"
 
 namespace sluice::testing {
 namespace {
 
-class VxlanTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    pool_ =
-        rte_pktmbuf_pool_create("vxlan_pool", 255, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
-    ASSERT_NE(pool_, nullptr);
-  }
-  void TearDown() override { rte_mempool_free(pool_); }
-  rte_mempool* pool_ = nullptr;
-};
+using VxlanTest = MbufPoolTest;
 
 TEST_F(VxlanTest, EncapThenDecapRestoresTheInnerFrame) {
   const auto inner = PodToRemotePodSyn();

@@ -38,7 +38,9 @@ TEST_F(WorkerTest, EveryFixtureGoesWhereItsTableSays) {
       const ParsedFrame p = ParseFrame(frame);
       if (p.ether_type == 0x0800) {
         EXPECT_EQ(VerifyChecksums(frame), "");
-        if (p.proto == kProtoUdp && p.dst_port == 8472) EXPECT_EQ(VerifyChecksums(frame, 64), "");
+        if (p.proto == kProtoUdp && p.dst_port == 8472) {
+          EXPECT_EQ(VerifyChecksums(frame, 64), "");
+        }
       }
     } else {
       EXPECT_EQ(out.total(), 0u);
@@ -84,23 +86,11 @@ TEST_F(WorkerTest, NodePortSynIsDnatedMasqueradedAndEncapsulatedAsFlannelWould) 
   EXPECT_EQ(node_.counter(k_vxlan_encapsulated), 1u);
 }
 
-// Builds what node-227 sends back for the pod: the reply VXLAN-encapsulated.
+// What node-227 sends back for the pod: the reply, VXLAN-encapsulated.
 std::vector<uint8_t> PodReplyVia227(const ParsedFrame& fwd_inner, uint8_t flags,
                                     const std::string& payload = "") {
-  FrameSpec s;
-  s.src_mac = Mac("0e:00:00:00:00:e3");
-  s.dst_mac = Mac("0e:00:00:00:00:e4");
-  s.src_ip = fwd_inner.dst_ip;
-  s.dst_ip = fwd_inner.src_ip;
-  s.ttl = 63;
-  s.l4.src_port = fwd_inner.dst_port;
-  s.l4.dst_port = fwd_inner.src_port;
-  s.l4.tcp_flags = flags;
-  s.l4.seq = 9000;
-  s.l4.ack = fwd_inner.seq + 1;
-  s.l4.payload = payload;
-  return BuildVxlan(Mac("02:00:0a:0a:64:e3"), Mac("02:00:0a:0a:64:e4"), Ip(Example::kNode227),
-                    Ip(Example::kNode228), 50000, 1, BuildFrame(s));
+  return TcpViaNode227(fwd_inner.dst_ip, fwd_inner.dst_port, fwd_inner.src_ip, fwd_inner.src_port,
+                       flags, 9000, fwd_inner.seq + 1, payload);
 }
 
 TEST_F(WorkerTest, RepliesToNodePortAreReverseTranslatedOnAnotherWorker) {
