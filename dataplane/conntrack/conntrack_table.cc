@@ -1,48 +1,121 @@
 #include "dataplane/conntrack/conntrack_table.h"
 
 #include <rte_errno.h>
-#include <rte_hash_crc.h>
+#include <rte_lcore.h>
 #include <rte_malloc.h>
+#include <rte_prefetch.h>
 
+#ifdef __SSE4_2__
+#include <nmmintrin.h>
+#else
+#include <rte_hash_crc.h>
+#endif
+
+#include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_format.h"
 
 namespace sluice {
+namespace {
+
+constexpr uint32_t kHashSeed = 0xffffffff;
+
+// Bytes allocated on all DPDK heaps (to measure what an opaque DPDK object
+// takes).
+size_t HeapAllocatedBytes() {
+  size_t total = 0;
+  for (unsigned i = 0; i < rte_socket_count(); ++i) {
+    rte_malloc_socket_stats st;
+    if (rte_malloc_get_socket_stats(rte_socket_id_by_idx(i), &st) == 0)
+      total += st.heap_allocsz_bytes;
+  }
+  return total;
+}
+
+size_t AllocatedBytes(const void* p) {
+  size_t size = 0;
+  return p != nullptr && rte_malloc_validate(p, &size) == 0 ? size : 0;
+}
+
+// The power of two nearest to `ideal` on a log scale, at least `min`.
+uint32_t NearestPowerOfTwo(uint64_t ideal, uint32_t min) {
+  uint64_t p = 1;
+  while (p * 2 <= ideal) p *= 2;
+  // ideal in [p, 2p): round up when ideal > p * sqrt(2).
+  if (ideal * ideal > 2 * p * p) p *= 2;
+  return p < min ? min : static_cast<uint32_t>(p);
+}
+
+}  // namespace
+
+uint32_t ConntrackTable::Hash(const FlowKey& key) {
+  uint64_t w[2];
+  std::memcpy(w, &key, sizeof(w));
+#ifdef __SSE4_2__
+  return static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(kHashSeed, w[0]), w[1]));
+#else
+  return rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], kHashSeed));
+#endif
+}
 
 absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Config& config) {
   if (config.capacity == 0 || config.workers == 0 || config.qsbr == nullptr)
     return absl::InvalidArgumentError("conntrack: capacity, workers and qsbr are required");
+  if (config.capacity >= kReplyBit)
+    return absl::InvalidArgumentError("conntrack: capacity must be below 2^31");
+  if (config.workers > 256)
+    return absl::InvalidArgumentError("conntrack: at most 256 workers (ConntrackEntry::owner)");
   static std::atomic<uint64_t> instance{0};
   const uint64_t id = instance.fetch_add(1);
   std::unique_ptr<ConntrackTable> t(new ConntrackTable());
   t->config_ = config;
   t->capacity_ = config.capacity;
-  t->entries_ = static_cast<ConntrackEntry*>(
-      rte_zmalloc_socket("conntrack", sizeof(ConntrackEntry) * config.capacity, 64, SOCKET_ID_ANY));
+
+  // Coarse clock: the largest power-of-two divisor that keeps a tick at or
+  // below a millisecond.
+  const uint64_t per_ms = config.ticks_per_second / 1000;
+  t->tick_shift_ = per_ms >= 2 ? 63 - __builtin_clzll(per_ms) : 0;
+  bool timeout_too_long = false;
+  auto ticks = [&](uint32_t seconds) {
+    const unsigned __int128 raw =
+        static_cast<unsigned __int128>(seconds) * config.ticks_per_second >> t->tick_shift_;
+    if (raw >= (unsigned __int128){1} << 31) timeout_too_long = true;
+    return static_cast<uint32_t>(raw);
+  };
+  const ConntrackTimeouts& to = config.timeouts;
+  t->timeout_ticks_ = {ticks(to.tcp_established_s),
+                       ticks(to.tcp_unreplied_s),
+                       ticks(to.tcp_fin_s),
+                       ticks(to.tcp_rst_s),
+                       ticks(to.udp_s),
+                       ticks(to.udp_replied_s),
+                       ticks(to.icmp_s)};
+  if (timeout_too_long)
+    return absl::InvalidArgumentError("conntrack: a timeout is 2^31 coarse ticks or longer");
+
+  const size_t entry_bytes = sizeof(ConntrackEntry) * size_t{config.capacity};
+  t->entries_ =
+      static_cast<ConntrackEntry*>(rte_zmalloc_socket("conntrack", entry_bytes, 64, SOCKET_ID_ANY));
   if (t->entries_ == nullptr)
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("conntrack: cannot allocate %u entries (%zu bytes)", config.capacity,
-                        sizeof(ConntrackEntry) * config.capacity));
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "conntrack: cannot allocate %u entries (%zu bytes)", config.capacity, entry_bytes));
   for (uint32_t i = 0; i < config.capacity; ++i) new (&t->entries_[i]) ConntrackEntry();
 
-  const std::string name = absl::StrFormat("ct%lu", id);
-  rte_hash_parameters p = {};
-  p.name = name.c_str();
-  // Two keys per flow, plus slack so that cuckoo placement rarely fails
-  // before the entry pool runs out.
-  p.entries = config.capacity * 2 + config.capacity / 4 + 64;
-  p.key_len = sizeof(FlowKey);
-  p.hash_func = rte_hash_crc;
-  p.socket_id = SOCKET_ID_ANY;
-  // Lock-free readers; we serialise writers ourselves (write_lock_), so the
-  // hash is single-writer from its point of view.
-  p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF;
-  t->hash_ = rte_hash_create(&p);
-  if (t->hash_ == nullptr)
+  // Two slots per flow at half load: capacity * 2 / (8 * 0.5) buckets.
+  const uint32_t buckets = NearestPowerOfTwo(config.capacity / 2, kMaxProbe);
+  t->bucket_mask_ = buckets - 1;
+  t->buckets_ = static_cast<Bucket*>(
+      rte_zmalloc_socket("conntrack_buckets", sizeof(Bucket) * size_t{buckets}, 64, SOCKET_ID_ANY));
+  t->overflow_count_ =
+      static_cast<uint8_t*>(rte_zmalloc_socket("conntrack_overflow", buckets, 64, SOCKET_ID_ANY));
+  t->free_ids_ = static_cast<uint32_t*>(rte_malloc_socket(
+      "conntrack_free", sizeof(uint32_t) * size_t{config.capacity}, 64, SOCKET_ID_ANY));
+  if (t->buckets_ == nullptr || t->overflow_count_ == nullptr || t->free_ids_ == nullptr)
     return absl::ResourceExhaustedError(
-        absl::StrFormat("conntrack: rte_hash_create: %s", rte_strerror(rte_errno)));
+        absl::StrFormat("conntrack: cannot allocate %u buckets", buckets));
 
   t->slices_.reset(new WorkerSlice[config.workers]);
   const uint32_t per = config.capacity / config.workers;
@@ -51,21 +124,31 @@ absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Con
     s.begin = w * per;
     s.end = (w + 1 == config.workers) ? config.capacity : s.begin + per;
     s.cursor = s.begin;
-    s.free_list.reserve(s.end - s.begin);
-    for (uint32_t i = s.end; i > s.begin; --i) s.free_list.push_back(i - 1);
+    // A stack; the lowest index is handed out first.
+    for (uint32_t i = s.begin; i < s.end; ++i) t->free_ids_[s.begin + (s.end - 1 - i)] = i;
+    s.free_count = s.end - s.begin;
+    // Entries wait on the queue for one grace period, a few worker loops;
+    // aging removes at most a few hundred per loop. A sixteenth of the slice
+    // (at least 1024, or the whole of a small slice) is ample; when it is
+    // full, aging pauses until the queue drains.
+    const uint32_t span = s.end - s.begin;
+    s.dq_size = std::max(std::min(span, 1024u), span / 16);
+    if (s.dq_size == 0) s.dq_size = 1;
     const std::string dq_name = absl::StrFormat("ctdq%lu_%u", id, w);
     rte_rcu_qsbr_dq_parameters dp = {};
     dp.name = dq_name.c_str();
     dp.flags = RTE_RCU_QSBR_DQ_MT_UNSAFE;  // only the owner worker uses it
-    // Every entry of the slice fits at once, so enqueue never fails.
-    dp.size = s.end - s.begin + 1;
-    dp.esize = sizeof(DeferredFree);
-    dp.trigger_reclaim_limit = 0;
-    dp.max_reclaim_size = 64;
+    dp.size = s.dq_size;
+    dp.esize = sizeof(uint32_t);  // the entry index
+    // No reclaim inside enqueue: Expire and Insert reclaim explicitly.
+    dp.trigger_reclaim_limit = s.dq_size + 1;
+    dp.max_reclaim_size = s.dq_size;
     dp.free_fn = &ConntrackTable::FreeDeferred;
     dp.p = t.get();
     dp.v = config.qsbr;
+    const size_t before = HeapAllocatedBytes();
     s.dq = rte_rcu_qsbr_dq_create(&dp);
+    t->dq_bytes_ += HeapAllocatedBytes() - before;
     if (s.dq == nullptr)
       return absl::ResourceExhaustedError(
           absl::StrFormat("conntrack: rte_rcu_qsbr_dq_create: %s", rte_strerror(rte_errno)));
@@ -84,157 +167,255 @@ ConntrackTable::~ConntrackTable() {
       }
     }
   }
-  if (hash_ != nullptr) rte_hash_free(hash_);
-  if (entries_ != nullptr) rte_free(entries_);
+  rte_free(free_ids_);
+  rte_free(overflow_count_);
+  rte_free(buckets_);
+  rte_free(entries_);
+}
+
+uint32_t ConntrackTable::Find(const FlowKey& key, uint32_t hash) const {
+  const uint64_t sig = SigBits(hash);
+  uint32_t b = hash & bucket_mask_;
+  for (uint32_t probe = 0; probe < kMaxProbe; ++probe) {
+    const Bucket& bucket = buckets_[b];
+    const uint64_t first = bucket.slot[0].load(std::memory_order_acquire);
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+      const uint64_t w = s == 0 ? first : bucket.slot[s].load(std::memory_order_acquire);
+      if ((w & kSigMask) == sig && KeyMatches(key, static_cast<uint32_t>(w)))
+        return static_cast<uint32_t>(w);
+    }
+    if (!(first & kOverflowBit)) break;
+    b = (b + 1) & bucket_mask_;
+  }
+  return kMiss;
 }
 
 void ConntrackTable::LookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* refs) const {
-  uint64_t hits = 0;
-  void* data[kBurstSize];
-  rte_hash_lookup_bulk_data(
-      hash_, reinterpret_cast<const void**>(const_cast<const FlowKey**>(keys)), n, &hits, data);
-  for (uint32_t i = 0; i < n; ++i)
-    refs[i] = (hits >> i) & 1 ? static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data[i])) : kMiss;
+  uint32_t hash[kBurstSize];
+  uint32_t candidate[kBurstSize];
+  uint32_t needs_more = 0;  // bit i: keys[i] may be elsewhere than candidate[i]
+
+  // Stage 1: hash, prefetch the home bucket.
+  for (uint32_t i = 0; i < n; ++i) {
+    hash[i] = Hash(*keys[i]);
+    rte_prefetch0(&buckets_[hash[i] & bucket_mask_]);
+  }
+  // Stage 2: match signatures in the home bucket, prefetch the first
+  // candidate's entry.
+  for (uint32_t i = 0; i < n; ++i) {
+    const Bucket& bucket = buckets_[hash[i] & bucket_mask_];
+    const uint64_t sig = SigBits(hash[i]);
+    uint64_t w[kSlotsPerBucket];
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s)
+      w[s] = bucket.slot[s].load(std::memory_order_acquire);
+    uint32_t match = 0;
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) match |= uint32_t{(w[s] & kSigMask) == sig} << s;
+    candidate[i] = kMiss;
+    if (match != 0) {
+      candidate[i] = static_cast<uint32_t>(w[__builtin_ctz(match)]);
+      rte_prefetch0(&entries_[candidate[i] & ~kReplyBit]);
+    }
+    if ((match & (match - 1)) != 0 || (w[0] & kOverflowBit)) needs_more |= 1u << i;
+  }
+  // Stage 3: full key compare; the rare rest on the scalar path.
+  for (uint32_t i = 0; i < n; ++i) {
+    if (candidate[i] != kMiss && KeyMatches(*keys[i], candidate[i]))
+      refs[i] = candidate[i];
+    else
+      refs[i] = (needs_more >> i) & 1 ? Find(*keys[i], hash[i]) : kMiss;
+  }
 }
 
-uint32_t ConntrackTable::Lookup(const FlowKey& key) const {
-  void* data = nullptr;
-  if (rte_hash_lookup_data(hash_, &key, &data) < 0) return kMiss;
-  return static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data));
+bool ConntrackTable::FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos) const {
+  uint32_t b = hash & bucket_mask_;
+  for (uint32_t d = 0; d < kMaxProbe; ++d) {
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+      if ((buckets_[b].slot[s].load(std::memory_order_relaxed) & kSigMask) != 0) continue;
+      if (taken != nullptr && taken->bucket == b && taken->slot == s) continue;
+      *pos = SlotPos{b, s, d};
+      return true;
+    }
+    b = (b + 1) & bucket_mask_;
+  }
+  return false;
+}
+
+void ConntrackTable::Publish(uint32_t hash, const SlotPos& pos, uint32_t ref) {
+  // Overflow bits first, so that a lookup starting after the slot store
+  // follows the chain to it.
+  uint32_t b = hash & bucket_mask_;
+  for (uint32_t d = 0; d < pos.distance; ++d) {
+    if (overflow_count_[b]++ == 0) {
+      std::atomic<uint64_t>& first = buckets_[b].slot[0];
+      first.store(first.load(std::memory_order_relaxed) | kOverflowBit, std::memory_order_release);
+    }
+    b = (b + 1) & bucket_mask_;
+  }
+  std::atomic<uint64_t>& slot = buckets_[pos.bucket].slot[pos.slot];
+  // Only slot 0 carries the bucket's overflow bit; keep it.
+  const uint64_t keep = slot.load(std::memory_order_relaxed) & kOverflowBit;
+  slot.store(keep | SigBits(hash) | ref, std::memory_order_release);
+}
+
+void ConntrackTable::Unpublish(const FlowKey& key, uint32_t ref) {
+  const uint32_t hash = Hash(key);
+  const uint64_t word = SigBits(hash) | ref;
+  uint32_t b = hash & bucket_mask_;
+  for (uint32_t d = 0; d < kMaxProbe; ++d) {
+    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
+      std::atomic<uint64_t>& slot = buckets_[b].slot[s];
+      const uint64_t w = slot.load(std::memory_order_relaxed);
+      if ((w & ~kOverflowBit) != word) continue;
+      slot.store(w & kOverflowBit, std::memory_order_release);
+      // Then the overflow bits the key had set, now that it is gone.
+      uint32_t p = hash & bucket_mask_;
+      for (uint32_t k = 0; k < d; ++k) {
+        if (--overflow_count_[p] == 0) {
+          std::atomic<uint64_t>& first = buckets_[p].slot[0];
+          first.store(first.load(std::memory_order_relaxed) & ~kOverflowBit,
+                      std::memory_order_release);
+        }
+        p = (p + 1) & bucket_mask_;
+      }
+      return;
+    }
+    b = (b + 1) & bucket_mask_;
+  }
 }
 
 ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const ConntrackEntry& proto,
                                                     uint64_t now) {
   WorkerSlice& s = slices_[worker];
-  if (s.free_list.empty()) {
+  if (s.free_count == 0) {
     // Give finished grace periods a chance before declaring the table full.
-    rte_rcu_qsbr_dq_reclaim(s.dq, 64, nullptr, nullptr, nullptr);
-    if (s.free_list.empty()) return {InsertStatus::kFull, kMiss};
+    Reclaim(worker);
+    if (s.free_count == 0) return {InsertStatus::kFull, kMiss};
   }
-  const FlowKey reply = proto.ReplyKey();
-  const uint32_t index = s.free_list.back();
+  // The entry on top of the free stack is unreachable (its grace period is
+  // over), so it is filled in before the lock; if the insert does not
+  // happen it simply stays free.
+  const uint32_t index = free_ids_[s.begin + s.free_count - 1];
   ConntrackEntry& e = entries_[index];
   e.original = proto.original;
-  e.dnat_ip = proto.dnat_ip;
-  e.dnat_port = proto.dnat_port;
-  e.snat_ip = proto.snat_ip;
-  e.snat_port = proto.snat_port;
+  e.reply = proto.reply;
+  e.rewrite[0] = proto.rewrite[0];
+  e.rewrite[1] = proto.rewrite[1];
+  e.route[0].store(0, std::memory_order_relaxed);
+  e.route[1].store(0, std::memory_order_relaxed);
+  e.last_seen.store(Tick(now), std::memory_order_relaxed);
+  e.state.store(0, std::memory_order_relaxed);
   e.flags = proto.flags;
   e.owner = static_cast<uint8_t>(worker);
-  e.state.store(0, std::memory_order_relaxed);
-  e.last_seen.store(now, std::memory_order_relaxed);
+  // A flow whose reply tuple is its own original (no NAT, same address and
+  // port on both ends) is indexed once; its replies look like originals.
+  const bool two_keys = !(proto.reply == proto.original);
+  const uint32_t hash_original = Hash(proto.original);
+  const uint32_t hash_reply = Hash(proto.reply);
 
   rte_spinlock_lock(&write_lock_);
-  void* data = nullptr;
-  if (rte_hash_lookup_data(hash_, &proto.original, &data) >= 0) {
+  const uint32_t existing = Find(proto.original, hash_original);
+  if (existing != kMiss) {
     rte_spinlock_unlock(&write_lock_);
-    return {InsertStatus::kExists, static_cast<uint32_t>(reinterpret_cast<uintptr_t>(data))};
+    return {InsertStatus::kExists, existing};
   }
-  if (rte_hash_lookup(hash_, &reply) >= 0) {
+  if (two_keys && Find(proto.reply, hash_reply) != kMiss) {
     rte_spinlock_unlock(&write_lock_);
     return {InsertStatus::kReplyClash, kMiss};
   }
-  // Reply key first: once the original key is visible, replies must already
-  // find the entry.
-  if (rte_hash_add_key_data(hash_, &reply, reinterpret_cast<void*>(uintptr_t{index | kReplyBit})) !=
-      0) {
+  SlotPos at_reply{}, at_original{};
+  if ((two_keys && !FindFree(hash_reply, nullptr, &at_reply)) ||
+      !FindFree(hash_original, two_keys ? &at_reply : nullptr, &at_original)) {
     rte_spinlock_unlock(&write_lock_);
     return {InsertStatus::kFull, kMiss};
   }
-  if (rte_hash_add_key_data(hash_, &proto.original, reinterpret_cast<void*>(uintptr_t{index})) !=
-      0) {
-    // Roll back. No reader can hold the reply key's slot yet in a way that
-    // matters: the entry was never reachable by its original tuple, and a
-    // reply arriving now would be a reply to a flow that does not exist.
-    // The slot is still freed through the defer queue, and the entry keeps
-    // its fields until then for a reader that found the reply key.
-    const int32_t pos = rte_hash_del_key(hash_, &reply);
-    rte_spinlock_unlock(&write_lock_);
-    s.free_list.pop_back();
-    Defer(worker, DeferredFree{index, -1, pos, worker});
-    return {InsertStatus::kFull, kMiss};
-  }
+  // Reply slot first: once the original tuple is visible, replies must
+  // already find the entry.
+  if (two_keys) Publish(hash_reply, at_reply, index | kReplyBit);
+  Publish(hash_original, at_original, index);
   rte_spinlock_unlock(&write_lock_);
-  s.free_list.pop_back();
+  --s.free_count;
   e.in_use = 1;
   s.in_use.fetch_add(1, std::memory_order_relaxed);
   return {InsertStatus::kCreated, index};
 }
 
-uint64_t ConntrackTable::TimeoutFor(const ConntrackEntry& e) const {
-  const ConntrackTimeouts& t = config_.timeouts;
+uint32_t ConntrackTable::TimeoutFor(const ConntrackEntry& e) const {
   const uint8_t st = e.state.load(std::memory_order_relaxed);
-  uint32_t seconds;
   switch (e.original.proto) {
     case kProtoTcp:
-      if (st & ConntrackEntry::kRst)
-        seconds = t.tcp_rst_s;
-      else if (st & ConntrackEntry::kFin)
-        seconds = t.tcp_fin_s;
-      else if (st & ConntrackEntry::kSeenReply)
-        seconds = t.tcp_established_s;
-      else
-        seconds = t.tcp_unreplied_s;
-      break;
+      if (st & ConntrackEntry::kRst) return timeout_ticks_.tcp_rst;
+      if (st & ConntrackEntry::kFin) return timeout_ticks_.tcp_fin;
+      if (st & ConntrackEntry::kSeenReply) return timeout_ticks_.tcp_established;
+      return timeout_ticks_.tcp_unreplied;
     case kProtoUdp:
-      seconds = (st & ConntrackEntry::kSeenReply) ? t.udp_replied_s : t.udp_s;
-      break;
+      return (st & ConntrackEntry::kSeenReply) ? timeout_ticks_.udp_replied : timeout_ticks_.udp;
     default:
-      seconds = t.icmp_s;
+      return timeout_ticks_.icmp;
   }
-  return uint64_t{seconds} * config_.ticks_per_second;
 }
 
-void ConntrackTable::Remove(uint16_t worker, uint32_t index) {
+bool ConntrackTable::Remove(uint16_t worker, uint32_t index) {
+  WorkerSlice& s = slices_[worker];
+  if (s.deferred == s.dq_size) {
+    Reclaim(worker);
+    if (s.deferred == s.dq_size) return false;
+  }
   ConntrackEntry& e = entries_[index];
-  const FlowKey reply = e.ReplyKey();
   rte_spinlock_lock(&write_lock_);
-  const int32_t pos_original = rte_hash_del_key(hash_, &e.original);
-  const int32_t pos_reply = rte_hash_del_key(hash_, &reply);
+  Unpublish(e.original, index);
+  if (!(e.reply == e.original)) Unpublish(e.reply, index | kReplyBit);
   rte_spinlock_unlock(&write_lock_);
   // Readers may still use the entry until the grace period ends, so its
-  // translation stays as it is; only the owner's aging mark goes.
+  // keys and flags stay as they are; only the owner's aging mark goes.
   e.in_use = 0;
-  Defer(worker, DeferredFree{index, pos_original, pos_reply, worker});
-  slices_[worker].in_use.fetch_sub(1, std::memory_order_relaxed);
+  s.in_use.fetch_sub(1, std::memory_order_relaxed);
+  uint32_t deferred = index;
+  if (rte_rcu_qsbr_dq_enqueue(s.dq, &deferred) == 0) {
+    ++s.deferred;
+  } else {
+    // Cannot happen (deferred < dq_size); if it did, waiting for the grace
+    // period here and freeing at once would still be safe.
+    rte_rcu_qsbr_synchronize(config_.qsbr, worker);
+    ++s.deferred;
+    FreeDeferred(this, &deferred, 1);
+  }
+  return true;
 }
 
-void ConntrackTable::Defer(uint16_t worker, DeferredFree d) {
-  // The queue holds the whole slice, so this cannot fail; if it ever did,
-  // waiting for the grace period here and freeing at once is still safe.
-  if (rte_rcu_qsbr_dq_enqueue(slices_[worker].dq, &d) != 0) {
-    rte_rcu_qsbr_synchronize(config_.qsbr, worker);
-    FreeDeferred(this, &d, 1);
-  }
+void ConntrackTable::Reclaim(uint16_t worker) {
+  WorkerSlice& s = slices_[worker];
+  if (s.deferred > 0) rte_rcu_qsbr_dq_reclaim(s.dq, s.dq_size, nullptr, nullptr, nullptr);
 }
 
 void ConntrackTable::FreeDeferred(void* table, void* elements, unsigned n) {
   auto* self = static_cast<ConntrackTable*>(table);
-  auto* d = static_cast<DeferredFree*>(elements);
+  const auto* index = static_cast<const uint32_t*>(elements);
   for (unsigned i = 0; i < n; ++i) {
-    rte_spinlock_lock(&self->write_lock_);
-    if (d[i].pos_original >= 0) rte_hash_free_key_with_position(self->hash_, d[i].pos_original);
-    if (d[i].pos_reply >= 0) rte_hash_free_key_with_position(self->hash_, d[i].pos_reply);
-    rte_spinlock_unlock(&self->write_lock_);
-    self->slices_[d[i].worker].free_list.push_back(d[i].index);
+    WorkerSlice& s = self->slices_[self->entries_[index[i]].owner];
+    self->free_ids_[s.begin + s.free_count++] = index[i];
+    --s.deferred;
   }
 }
 
 uint32_t ConntrackTable::Expire(uint16_t worker, uint64_t now, uint32_t budget) {
   WorkerSlice& s = slices_[worker];
-  rte_rcu_qsbr_dq_reclaim(s.dq, 64, nullptr, nullptr, nullptr);
+  Reclaim(worker);
+  const uint32_t tick = Tick(now);
   uint32_t expired = 0;
   const uint32_t span = s.end - s.begin;
   for (uint32_t n = 0; n < budget && n < span; ++n) {
     const uint32_t i = s.cursor;
-    s.cursor = (s.cursor + 1 == s.end) ? s.begin : s.cursor + 1;
     ConntrackEntry& e = entries_[i];
-    if (!e.in_use) continue;
-    const uint64_t last = e.last_seen.load(std::memory_order_relaxed);
-    if (now > last && now - last > TimeoutFor(e)) {
-      Remove(worker, i);
-      ++expired;
+    if (e.in_use) {
+      // Signed: a Touch from another worker's slightly later clock is not
+      // an idle time.
+      const int32_t idle = static_cast<int32_t>(tick - e.last_seen.load(std::memory_order_relaxed));
+      if (idle > static_cast<int32_t>(TimeoutFor(e))) {
+        if (!Remove(worker, i)) break;  // defer queue full: resume here next time
+        ++expired;
+      }
     }
+    s.cursor = (s.cursor + 1 == s.end) ? s.begin : s.cursor + 1;
   }
   return expired;
 }
@@ -246,15 +427,18 @@ uint64_t ConntrackTable::InUse() const {
   return n;
 }
 
+uint32_t ConntrackTable::OverflowedBuckets() const {
+  uint32_t n = 0;
+  for (uint32_t b = 0; b <= bucket_mask_; ++b)
+    n += (buckets_[b].slot[0].load(std::memory_order_relaxed) & kOverflowBit) != 0;
+  return n;
+}
+
 size_t ConntrackTable::BytesPerFlow() const {
-  // Entry + two rte_hash keys (key store slot: key + data pointer, rounded
-  // to 16 bytes) + two bucket slots (signature + key index, ~6 bytes, at the
-  // table's provisioned load) + the free-list and defer-queue slots.
-  const size_t key_slot = ((sizeof(FlowKey) + sizeof(void*) + 15) / 16) * 16;
-  const double hash_slots_per_flow =
-      static_cast<double>(config_.capacity * 2 + config_.capacity / 4 + 64) / config_.capacity;
-  return sizeof(ConntrackEntry) + static_cast<size_t>(hash_slots_per_flow * (key_slot + 8)) +
-         sizeof(uint32_t) + sizeof(DeferredFree);
+  const size_t total = AllocatedBytes(entries_) + AllocatedBytes(buckets_) +
+                       AllocatedBytes(overflow_count_) + AllocatedBytes(free_ids_) + dq_bytes_ +
+                       sizeof(WorkerSlice) * config_.workers;
+  return (total + capacity_ - 1) / capacity_;
 }
 
 }  // namespace sluice

@@ -3,80 +3,148 @@
 // directions of every flow indexed, so that a flow's two directions may be
 // handled by different workers (no RSS or flow steering is assumed).
 //
-// Layout: a preallocated array of ConntrackEntry, referenced by 32-bit
-// index, and one rte_hash holding two keys per entry: the original tuple and
-// the reply tuple (as it arrives, after the peer swapped addresses). The
-// hash value is the entry index, with kReplyBit set for the reply key.
+// Layout (as VPP's bihash and HDSLB's per-core connection hash):
+//  - entries_: a preallocated array of 64-byte ConntrackEntry, one cache
+//    line each, referenced by 32-bit index.
+//  - buckets_: a power-of-two array of 64-byte buckets of 8 slots. A slot is
+//    one 64-bit word: bits 0-31 the ref (entry index, | kReplyBit for the
+//    reply tuple), bits 32-47 a 16-bit signature (0 = empty slot), bit 63 of
+//    slot 0 the bucket's overflow bit. Every flow takes two slots (original
+//    and reply tuple). The bucket count is the power of two nearest to
+//    capacity / 2, i.e. 35-71% (typically 50%) of the slots in use when the
+//    entry pool is full.
+//  - One CRC32 (SSE4.2) of the 16-byte FlowKey gives the bucket (low bits)
+//    and the signature (high 16 bits; they share bits with the bucket index
+//    once there are more than 2^16 buckets, so a bucket holds fewer distinct
+//    signatures, which costs only an extra entry compare now and then).
+//  - A key lives in its home bucket or, when that is full, in one of the next
+//    kMaxProbe - 1 buckets (linear probing). Every bucket a key was placed
+//    past has its overflow bit set; a lookup moves to the next bucket only
+//    when the bit is set. The writer keeps per bucket the count of keys
+//    placed past it (overflow_count_) and clears the bit when it drops to
+//    zero, so deletes never leave long probe chains behind. Keys are never
+//    moved once placed (unlike cuckoo hashing), so a reader never misses a
+//    key that stays in the table.
+//  - LookupBulk runs in stages across the burst: hash every key and prefetch
+//    its bucket; match signatures and prefetch the candidate entry; compare
+//    the full key with the entry's original or reply tuple. Keys that need
+//    more (a second signature match, an overflowed bucket) finish on the
+//    scalar path.
+//
+// Memory: BytesPerFlow() (entries + buckets + overflow counts + free lists
+// + defer queues, from what was allocated): 64 + 32 + 0.5 + 4 + ~1.5 = 103
+// bytes at capacity 2^20; 93 to 115 as the bucket count's power-of-two
+// rounding falls (was 208 with rte_hash).
+//
+// Speed (bench/dataplane/stage_bench.cc, burst 32, TSC cycles per packet,
+// medians of 3, this 2-core VM, --no-huge; rte_hash is the previous table,
+// kept as bench/dataplane/conntrack/rte_hash_conntrack.h):
+//   TODO(bench): figures
 //
 // Concurrency contract:
-//  - Lookups (LookupBulk, Lookup, entry()) are lock-free (rte_hash
-//    RW_CONCURRENCY_LF) and may run on any worker at any time.
-//  - Inserts and deletes are serialised by one spinlock. They happen only on
-//    the slow path (a flow's first packet) and in aging, never for packets of
-//    established flows. Under the lock Insert re-checks both tuples, so two
-//    workers racing on the first packets of one flow end up sharing the
-//    entry the first one created (kExists), and a reply tuple is never
-//    claimed twice (kReplyClash).
+//  - Lookups (LookupBulk, Lookup, ReplyTupleInUse, entry()) are lock-free
+//    and may run on any worker at any time, between two of its QSBR
+//    quiescent states. A ref stays valid (its entry is not reused) until the
+//    worker that obtained it reports a quiescent state.
+//  - Inserts and deletes are serialised by one spinlock (write_lock_). They
+//    happen only on the slow path (a flow's first packet) and in aging, never
+//    for packets of established flows. Under the lock Insert re-checks both
+//    tuples, so two workers racing on the first packets of one flow end up
+//    sharing the entry the first one created (kExists), and a reply tuple is
+//    never claimed twice (kReplyClash).
 //  - Entry indices are partitioned: worker w allocates only from its own
 //    slice and is the only one that expires and frees entries of that slice,
 //    so free lists need no synchronisation.
-//  - An entry's fields are written before its keys are inserted; rte_hash's
-//    release-store on insert and acquire on lookup make them visible. After
-//    insertion only last_seen and state change (relaxed atomics; a reader may
-//    see a slightly old value, which only shifts an expiry by one packet).
-//  - Deletion: the owner removes both keys, then puts the entry and the two
-//    key slots on its RCU defer queue; they are reused only after every
-//    worker has reported a quiescent state, so a reader that found the entry
-//    during its burst keeps a valid entry until the burst ends.
-//  - Accepted race: a packet handled by another worker at the very moment
-//    the owner expires an idle flow is translated by the old entry; the next
-//    packet creates a new flow. This happens only at the timeout boundary.
+//  - Publication: an entry's fields are written before its slots; slots are
+//    written with single 64-bit release stores and read with acquire loads,
+//    so a reader that sees a slot sees the entry's keys, flags and rewrites.
+//    The reply slot is published first: once the original tuple finds the
+//    entry, replies find it too. Insert finds free slots for both tuples
+//    before it publishes either, so it fails (kFull) with nothing written
+//    and has no rollback to do.
+//  - After insertion only last_seen, state and route change, all atomics.
+//    Touch stores last_seen only when the coarse tick (~1 ms) moved forward
+//    and sets state bits only when one is new, so two workers handling the
+//    two directions of a flow do not write its cache line per packet.
+//  - Deletion (owner only): under the lock both slots are cleared with
+//    atomic stores and the overflow bits along their probe paths are
+//    updated; then the entry index goes on the owner's rte_rcu_qsbr defer
+//    queue and returns to the free list only after every worker reported a
+//    quiescent state. Slots are reused at once; entries only after the grace
+//    period.
+//
+// Accepted races, and why each is safe:
+//  - A reader loads a slot while the writer clears it: the load returns the
+//    old word (the reader finds the entry being deleted, which stays intact
+//    and keeps translating until the reader's next quiescent state) or the
+//    cleared one (a miss, as if the lookup ran just after the delete).
+//  - A slot is cleared and reused for another key between a reader's load
+//    and its entry compare: signature and ref come from one 64-bit load, so
+//    they always belong together; the entry they name is not reused before
+//    the reader's grace period ends, so the full-key compare against it is
+//    exact. A reader never trusts a signature without that compare.
+//  - A reader scans a bucket while a key is inserted into it or past it: it
+//    may miss the new key (the lookup is ordered before the insert) but never
+//    sees a half-written slot. The overflow bit is set before the slot past
+//    it is published, and cleared only after the last key placed past the
+//    bucket is gone, so a lookup that starts after Insert returns always
+//    follows the chain to the key.
+//  - A reader finds an expired entry while a new flow with the same tuple is
+//    created: it translates that packet with the old entry (and its Touch
+//    goes to the old entry), once, at the timeout boundary.
+//  - A packet handled by another worker at the very moment the owner expires
+//    an idle flow is translated by the old entry; the next packet creates a
+//    new flow. This happens only at the timeout boundary.
+//  - Touch and Expire race on last_seen/state (relaxed atomics): the owner
+//    may expire a flow whose packet another worker just saw; that is the
+//    previous race again. Touches with slightly older clocks (other workers'
+//    TSC reads) never move last_seen backwards.
+//  - last_seen is a 32-bit tick compared by signed wrap-safe difference:
+//    correct as long as the owner looks at an entry at least every 2^31
+//    ticks (~25 days at 1 ms); aging scans every entry far more often.
 #ifndef SLUICE_DATAPLANE_CONNTRACK_CONNTRACK_TABLE_H_
 #define SLUICE_DATAPLANE_CONNTRACK_CONNTRACK_TABLE_H_
 
-#include <rte_hash.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_spinlock.h>
 
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "dataplane/common/types.h"
 
 namespace sluice {
 
-struct ConntrackEntry {
+// One tracked flow, one cache line. The translation is derived from the keys:
+// a packet of the original direction leaves as reply.Reversed(), a reply
+// leaves as original.Reversed() (each only in the fields kDnat/kSnat say).
+struct alignas(64) ConntrackEntry {
   enum Flags : uint8_t { kDnat = 2, kSnat = 4 };
   enum State : uint8_t { kSeenReply = 1, kFin = 2, kRst = 4 };
-
-  FlowKey original;      // as the first packet arrived
-  uint32_t dnat_ip = 0;  // the original direction's destination becomes this
-  uint16_t dnat_port = 0;
-  uint16_t snat_port = 0;  // the original direction's source becomes this
-  uint32_t snat_ip = 0;
+  // Per direction (0: original, 1: reply) incremental checksum deltas for the
+  // rewrite that direction gets (one's-complement sums, precomputed by the
+  // caller at creation; the table only stores them).
+  struct Rewrite {
+    uint16_t ip_csum_delta = 0;
+    uint16_t l4_csum_delta = 0;
+  };
+  FlowKey original;  // as the first packet arrived
+  FlowKey reply;     // the tuple replies arrive with
+  Rewrite rewrite[2];
+  // Per direction, an egress decision cached by the worker (opaque to the
+  // table; 0 = none). Written rarely (once per table generation) by
+  // whichever worker handles that direction.
+  std::atomic<uint64_t> route[2]{};
+  std::atomic<uint32_t> last_seen{0};  // coarse ticks (ConntrackTable::Tick)
+  std::atomic<uint8_t> state{0};
   uint8_t flags = 0;  // written before the keys are visible, then constant
   uint8_t owner = 0;  // worker that created it and will expire it
-  // Owner-only: the entry is live (aging scans it). Separate from `flags`,
-  // which other workers read while an expired entry waits for its grace
-  // period and must keep translating until then.
-  uint8_t in_use = 0;
-  std::atomic<uint8_t> state{0};
-  std::atomic<uint64_t> last_seen{0};  // in the table's clock units
-
-  // The tuple replies arrive with.
-  FlowKey ReplyKey() const {
-    FlowKey k;
-    k.src_ip = dnat_ip;
-    k.dst_ip = snat_ip;
-    k.src_port = dnat_port;
-    k.dst_port = snat_port;
-    k.proto = original.proto;
-    return k;
-  }
+  uint8_t in_use =
+      0;  // owner-only aging mark (flags stay valid for readers until the grace period ends)
 };
+static_assert(sizeof(ConntrackEntry) == 64);
 
 // Idle timeouts, as the kernel's nf_conntrack defaults.
 struct ConntrackTimeouts {
@@ -93,6 +161,9 @@ class ConntrackTable {
  public:
   static constexpr uint32_t kMiss = UINT32_MAX;
   static constexpr uint32_t kReplyBit = 1u << 31;
+  static constexpr uint32_t kSlotsPerBucket = 8;
+  // Buckets a key may be placed in, its home bucket included.
+  static constexpr uint32_t kMaxProbe = 8;
 
   struct Config {
     uint32_t capacity = 1 << 20;  // flows
@@ -101,21 +172,27 @@ class ConntrackTable {
     uint64_t ticks_per_second = 1;  // unit of `now` arguments (TSC Hz in workers)
     ConntrackTimeouts timeouts;
   };
-  // Errors: InvalidArgument for a zero capacity/workers or no qsbr,
-  // ResourceExhausted when DPDK memory is short.
+  // Errors: InvalidArgument for a zero capacity/workers, no qsbr, a capacity
+  // of 2^31 or more, more than 256 workers or a timeout of 2^31 ticks or
+  // more; ResourceExhausted when DPDK memory is short.
   static absl::StatusOr<std::unique_ptr<ConntrackTable>> Create(const Config& config);
   ~ConntrackTable();
   ConntrackTable(const ConntrackTable&) = delete;
   ConntrackTable& operator=(const ConntrackTable&) = delete;
 
   // refs[i] = entry index (| kReplyBit when keys[i] is a reply tuple) or kMiss.
-  // n <= kBurstSize.
+  // n <= kBurstSize. Any worker, lock-free.
   void LookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* refs) const;
-  uint32_t Lookup(const FlowKey& key) const;
+  uint32_t Lookup(const FlowKey& key) const { return Find(key, Hash(key)); }
   ConntrackEntry& entry(uint32_t ref) { return entries_[ref & ~kReplyBit]; }
   const ConntrackEntry& entry(uint32_t ref) const { return entries_[ref & ~kReplyBit]; }
 
-  // Records a packet of a tracked flow (any worker).
+  // The table's coarse clock: `now` (in ticks_per_second units) shifted so
+  // that one tick is about a millisecond (no shift below 2000 ticks/s).
+  uint32_t Tick(uint64_t now) const { return static_cast<uint32_t>(now >> tick_shift_); }
+
+  // Records a packet of a tracked flow (any worker). Writes the entry only
+  // when the coarse tick moved forward or a state bit is new.
   void Touch(uint32_t ref, uint8_t tcp_flags, uint64_t now) {
     ConntrackEntry& e = entry(ref);
     uint8_t bits = 0;
@@ -124,7 +201,9 @@ class ConntrackTable {
     if (tcp_flags & 0x04) bits |= ConntrackEntry::kRst;
     if (bits != 0 && (e.state.load(std::memory_order_relaxed) & bits) != bits)
       e.state.fetch_or(bits, std::memory_order_relaxed);
-    e.last_seen.store(now, std::memory_order_relaxed);
+    const uint32_t tick = Tick(now);
+    if (static_cast<int32_t>(tick - e.last_seen.load(std::memory_order_relaxed)) > 0)
+      e.last_seen.store(tick, std::memory_order_relaxed);
   }
 
   enum class InsertStatus { kCreated, kExists, kFull, kReplyClash };
@@ -132,46 +211,97 @@ class ConntrackTable {
     InsertStatus status;
     uint32_t ref;  // kCreated: new entry; kExists: the entry another worker made
   };
-  // Slow path, worker `worker` only. `proto` holds original and translations.
+  // Slow path, worker `worker` only. `proto` holds original, reply, flags and
+  // rewrites. kExists: the original tuple is tracked already (ref is its
+  // entry); kReplyClash: another flow receives replies on proto.reply; kFull:
+  // the worker's slice has no free entry, or a tuple's probe window is full.
   InsertResult Insert(uint16_t worker, const ConntrackEntry& proto, uint64_t now);
 
-  // Whether some flow already receives replies on this tuple.
+  // Whether some flow already receives replies on this tuple (any worker).
   bool ReplyTupleInUse(const FlowKey& reply) const { return Lookup(reply) != kMiss; }
 
   // Owner worker only: expires up to `budget` of its idle entries (scanning
   // round-robin) and reclaims what finished its grace period. Returns the
-  // number expired.
+  // number expired. Stops early when the defer queue is full (entries wait
+  // for their grace period faster than workers report quiescent states).
   uint32_t Expire(uint16_t worker, uint64_t now, uint32_t budget);
 
   // Entries in use (approximate while workers run).
   uint64_t InUse() const;
   uint32_t capacity() const { return capacity_; }
-  // Bytes of memory per tracked flow, both directions indexed.
+  uint32_t bucket_count() const { return bucket_mask_ + 1; }
+  // Bytes of memory per tracked flow, both directions indexed: everything the
+  // table allocated (rte_malloc sizes, defer queues as measured at Create)
+  // divided by capacity, rounded up.
   size_t BytesPerFlow() const;
 
+  // The CRC32 both the bucket and the signature come from (for tests that
+  // need keys to collide).
+  static uint32_t Hash(const FlowKey& key);
+  // Buckets whose overflow bit is set (for tests; a snapshot while writers
+  // run).
+  uint32_t OverflowedBuckets() const;
+
  private:
-  struct DeferredFree {
-    uint32_t index;
-    int32_t pos_original;
-    int32_t pos_reply;
-    uint32_t worker;
+  struct alignas(64) Bucket {
+    std::atomic<uint64_t> slot[kSlotsPerBucket];
   };
+  static_assert(sizeof(Bucket) == 64);
+  static_assert((kMaxProbe - 1) * kSlotsPerBucket <= UINT8_MAX, "overflow_count_ is 8 bits");
   struct alignas(64) WorkerSlice {
-    std::vector<uint32_t> free_list;  // indices ready for reuse
-    rte_rcu_qsbr_dq* dq = nullptr;
     uint32_t begin = 0, end = 0, cursor = 0;
+    uint32_t free_count = 0;  // free_ids_[begin, begin + free_count) are free
+    uint32_t dq_size = 0;     // defer queue capacity
+    uint32_t deferred = 0;    // indices on the defer queue
+    rte_rcu_qsbr_dq* dq = nullptr;
     std::atomic<uint64_t> in_use{0};
   };
+  // Where a key sits, or a free slot for it.
+  struct SlotPos {
+    uint32_t bucket;
+    uint32_t slot;
+    uint32_t distance;  // buckets past the home bucket
+  };
+  static constexpr uint64_t kOverflowBit = uint64_t{1} << 63;
+  static constexpr uint64_t kSigMask = uint64_t{0xffff} << 32;
+  static uint64_t SigBits(uint32_t hash) {
+    const uint32_t sig = hash >> 16;
+    return uint64_t{sig != 0 ? sig : 1} << 32;
+  }
+
   ConntrackTable() = default;
+  uint32_t Find(const FlowKey& key, uint32_t hash) const;
+  bool KeyMatches(const FlowKey& key, uint32_t ref) const {
+    const ConntrackEntry& e = entry(ref);
+    return (ref & kReplyBit ? e.reply : e.original) == key;
+  }
+  // Writer side, under write_lock_.
+  bool FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos) const;
+  void Publish(uint32_t hash, const SlotPos& pos, uint32_t ref);
+  void Unpublish(const FlowKey& key, uint32_t ref);
+  // Owner-only deletion of one entry: clears both slots and defers the index.
+  // False (nothing done) when the defer queue is full. Also the hook for
+  // deleting a chosen flow before it times out.
+  bool Remove(uint16_t worker, uint32_t index);
+  void Reclaim(uint16_t worker);
   static void FreeDeferred(void* table, void* elements, unsigned n);
-  void Defer(uint16_t worker, DeferredFree d);
-  uint64_t TimeoutFor(const ConntrackEntry& e) const;
-  void Remove(uint16_t worker, uint32_t index);
+  uint32_t TimeoutFor(const ConntrackEntry& e) const;
 
   Config config_;
   uint32_t capacity_ = 0;
+  uint32_t bucket_mask_ = 0;
+  uint32_t tick_shift_ = 0;
+  // Idle timeouts in ticks, by ConntrackTimeouts field.
+  struct {
+    uint32_t tcp_established, tcp_unreplied, tcp_fin, tcp_rst, udp, udp_replied, icmp;
+  } timeout_ticks_{};
   ConntrackEntry* entries_ = nullptr;
-  rte_hash* hash_ = nullptr;
+  Bucket* buckets_ = nullptr;
+  // Per bucket, the keys placed past it (at most (kMaxProbe - 1) * 8 = 56);
+  // writer only.
+  uint8_t* overflow_count_ = nullptr;
+  uint32_t* free_ids_ = nullptr;  // per slice free stacks, capacity entries
+  size_t dq_bytes_ = 0;           // heap taken by the defer queues
   rte_spinlock_t write_lock_ = RTE_SPINLOCK_INITIALIZER;
   std::unique_ptr<WorkerSlice[]> slices_;
 };

@@ -256,8 +256,11 @@ void Worker::ApplyTranslation(rte_mbuf* m, PacketMeta* meta, uint32_t ref) {
     if (e.flags & ConntrackEntry::kSnat)
       RewriteEndpoint(m, meta, false, e.original.src_ip, e.original.src_port);
   } else {
-    if (e.flags & ConntrackEntry::kDnat) RewriteEndpoint(m, meta, false, e.dnat_ip, e.dnat_port);
-    if (e.flags & ConntrackEntry::kSnat) RewriteEndpoint(m, meta, true, e.snat_ip, e.snat_port);
+    // The original direction leaves as the reply tuple reversed.
+    if (e.flags & ConntrackEntry::kDnat)
+      RewriteEndpoint(m, meta, false, e.reply.src_ip, e.reply.src_port);
+    if (e.flags & ConntrackEntry::kSnat)
+      RewriteEndpoint(m, meta, true, e.reply.dst_ip, e.reply.dst_port);
   }
 }
 
@@ -282,8 +285,8 @@ uint32_t Worker::InsertWithSnat(rte_mbuf* m, ConntrackEntry& proto, uint64_t now
   for (int attempt = 0; attempt < (snat ? kMaxAttempts : 1); ++attempt) {
     if (snat) {
       if (slots == 0) break;
-      proto.snat_port = static_cast<uint16_t>(first + rte_rand_max(slots) * w);
-      if (ct.ReplyTupleInUse(proto.ReplyKey())) continue;
+      proto.reply.dst_port = static_cast<uint16_t>(first + rte_rand_max(slots) * w);
+      if (ct.ReplyTupleInUse(proto.reply)) continue;
     }
     const ConntrackTable::InsertResult r = ct.Insert(id_, proto, now);
     switch (r.status) {
@@ -319,10 +322,9 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
   const NodeView& n = t.node;
   ConntrackEntry proto;
   proto.original = meta.key;
-  proto.dnat_ip = meta.key.dst_ip;
-  proto.dnat_port = meta.key.dst_port;
-  proto.snat_ip = meta.key.src_ip;
-  proto.snat_port = meta.key.src_port;
+  // Replies come from the (possibly translated) destination to the
+  // (possibly masqueraded) source.
+  proto.reply = meta.key.Reversed();
   bool masq = false;
   const char* masq_why = "";
   if (svc != nullptr) {
@@ -368,13 +370,13 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
       masq = true;
       masq_why = "hairpin: the endpoint reaches its own Service";
     }
-    proto.dnat_ip = ep.ip;
-    proto.dnat_port = ep.port;
+    proto.reply.src_ip = ep.ip;
+    proto.reply.src_port = ep.port;
     proto.flags |= ConntrackEntry::kDnat;
   }
-  const RouteResult rr = RouteTo(t, proto.dnat_ip);
+  const RouteResult rr = RouteTo(t, proto.reply.src_ip);
   if (!masq && rr.egress != Egress::kHost &&
-      FlannelMasquerades(n, meta.key.src_ip, proto.dnat_ip)) {
+      FlannelMasquerades(n, meta.key.src_ip, proto.reply.src_ip)) {
     masq = true;
     masq_why = "flannel --ip-masq: pod traffic leaving the cluster network";
   }
@@ -383,7 +385,7 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
     // masquerade rule (a client outside the cluster reaching a pod
     // directly): the kernel matches such replies to the connection and
     // leaves them alone, and so must we.
-    if (rr.egress == Egress::kHost || !FlannelMasquerades(n, proto.dnat_ip, meta.key.src_ip))
+    if (rr.egress == Egress::kHost || !FlannelMasquerades(n, proto.reply.src_ip, meta.key.src_ip))
       return ConntrackTable::kMiss;
     SLUICE_TRACE(m, "  conntrack: tracked without NAT so that its replies are not masqueraded");
   }
@@ -392,7 +394,7 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
       *drop = k_no_route;
       return ConntrackTable::kMiss;
     }
-    proto.snat_ip = MasqueradeAddress(n, rr.egress);
+    proto.reply.dst_ip = MasqueradeAddress(n, rr.egress);
     proto.flags |= ConntrackEntry::kSnat;
   }
   const uint32_t ref = InsertWithSnat(m, proto, now, drop);
@@ -401,8 +403,8 @@ uint32_t Worker::NewFlow(rte_mbuf* m, const PacketMeta& meta, const ServiceEntry
     SLUICE_TRACE(m,
                  "  masquerade: %s; source %s:%u -> %s:%u (address of the %s egress, "
                  "MASQUERADE --random-fully)",
-                 masq_why, FormatIpv4(meta.key.src_ip), meta.key.src_port, FormatIpv4(e.snat_ip),
-                 e.snat_port,
+                 masq_why, FormatIpv4(meta.key.src_ip), meta.key.src_port,
+                 FormatIpv4(e.reply.dst_ip), e.reply.dst_port,
                  rr.egress == Egress::kVxlan  ? "flannel.1"
                  : rr.egress == Egress::kPods ? "cni0"
                                               : "uplink");

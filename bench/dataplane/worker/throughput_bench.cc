@@ -282,8 +282,8 @@ std::vector<std::vector<uint8_t>> RepliesFor(const std::vector<std::vector<uint8
     const uint32_t ref = ct->Lookup(k);
     if (ref == ConntrackTable::kMiss) continue;
     const ConntrackEntry& e = ct->entry(ref);
-    v.push_back(
-        testing::TcpViaNode227(e.dnat_ip, e.dnat_port, e.snat_ip, e.snat_port, 0x10, 1000, 1));
+    v.push_back(testing::TcpViaNode227(e.reply.src_ip, e.reply.src_port, e.reply.dst_ip,
+                                       e.reply.dst_port, 0x10, 1000, 1));
   }
   return v;
 }
