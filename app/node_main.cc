@@ -129,8 +129,7 @@ int main(int argc, char** argv) {
                  o.workers + 1, rte_lcore_count());
     return 2;
   }
-  rte_mempool* pool = rte_pktmbuf_pool_create("sluice_pool", 32767, 256, 0,
-                                              RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  rte_mempool* pool = sluice::CreatePacketPool("sluice_pool", 32767, 256, rte_socket_id());
   if (pool == nullptr) {
     std::fprintf(stderr, "sluice-node: cannot allocate packet buffers: %s\n",
                  rte_strerror(rte_errno));
@@ -203,11 +202,13 @@ int main(int argc, char** argv) {
     if (o.stats_interval != 0 && now - last_stats >= o.stats_interval) {
       last_stats = now;
       rt.PrintCounters(stdout);
+      rt.PrintStageStats(stdout);
       std::fflush(stdout);
     }
   }
   rt.StopAndJoin();
   rt.PrintCounters(stdout);
+  rt.PrintStageStats(stdout);
   for (int r = 0; r < sluice::kPortRoleCount; ++r) {
     if (!ports.present[r]) continue;
     rte_eth_dev_stop(ports.port_id[r]);

@@ -161,12 +161,40 @@ std::string NodeRuntime::CountersJson() const {
                          absl::StrJoin(workers, ",\n  "));
 }
 
+std::vector<NodeStats> NodeRuntime::StageStats() const {
+  std::vector<NodeStats> total;
+  for (const auto& s : slots_) {
+    const std::vector<NodeStats> w = s->worker->Stats();
+    if (total.empty()) {
+      total = w;
+      continue;
+    }
+    for (size_t i = 0; i < w.size() && i < total.size(); ++i) {
+      total[i].calls += w[i].calls;
+      total[i].packets += w[i].packets;
+      total[i].cycles += w[i].cycles;
+    }
+  }
+  return total;
+}
+
+void NodeRuntime::PrintStageStats(FILE* out) const {
+  std::fprintf(out, "\n%-22s %12s %12s %10s %12s\n", "stage (graph node)", "calls", "packets",
+               "pkts/call", "cycles/pkt");
+  for (const NodeStats& n : StageStats()) {
+    if (n.calls == 0) continue;
+    std::fprintf(out, "%-22s %12lu %12lu %10.1f %12.1f\n", n.node.c_str(),
+                 static_cast<unsigned long>(n.calls), static_cast<unsigned long>(n.packets),
+                 static_cast<double>(n.packets) / n.calls,
+                 n.packets ? static_cast<double>(n.cycles) / n.packets : 0.0);
+  }
+}
+
 std::vector<Tracer::Line> NodeRuntime::TakeTrace() {
   std::vector<Tracer::Line> lines;
   for (auto& s : slots_) {
     if (!s->tracer) continue;
-    for (auto& l : s->tracer->lines()) lines.push_back(std::move(l));
-    s->tracer->lines().clear();
+    for (auto& l : s->tracer->TakeLines(publisher_->Current())) lines.push_back(std::move(l));
   }
   std::stable_sort(lines.begin(), lines.end(),
                    [](const Tracer::Line& a, const Tracer::Line& b) { return a.seq < b.seq; });

@@ -62,6 +62,10 @@ class NodeRuntime {
   uint64_t Total(Counter c) const;
   ConntrackTable& conntrack() { return *conntrack_; }
   void PrintCounters(FILE* out) const;
+  // Per-stage breakdown from the workers' graph statistics: calls, packets,
+  // packets per call and TSC cycles per packet of each node, over all workers.
+  void PrintStageStats(FILE* out) const;
+  std::vector<NodeStats> StageStats() const;
   std::string CountersJson() const;
   // Trace lines of all workers, in packet order (after StopAndJoin).
   std::vector<Tracer::Line> TakeTrace();

@@ -181,8 +181,7 @@ int RunReplay(const ReplayOptions& o) {
   static const rte_mbuf_dynfield kSeqField = {"sluice_replay_seq", sizeof(uint64_t),
                                               alignof(uint64_t), 0};
   const int seq_offset = rte_mbuf_dynfield_register(&kSeqField);
-  rte_mempool* pool = rte_pktmbuf_pool_create("replay_pool", 16383, 256, 0,
-                                              RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  rte_mempool* pool = CreatePacketPool("replay_pool", 16383, 256, rte_socket_id());
   if (pool == nullptr || seq_offset < 0) {
     std::fprintf(stderr, "%s: cannot allocate packet buffers: %s\n", o.program.c_str(),
                  rte_strerror(rte_errno));
@@ -319,6 +318,7 @@ int RunReplay(const ReplayOptions& o) {
     }
   }
   rt.PrintCounters(stdout);
+  rt.PrintStageStats(stdout);
   if (!o.counters_json.empty()) {
     std::ofstream f(o.counters_json);
     f << rt.CountersJson();

@@ -27,8 +27,7 @@ namespace {
 using namespace sluice::testing;
 
 rte_mempool* Pool() {
-  static rte_mempool* pool =
-      rte_pktmbuf_pool_create("micro_pool", 4095, 0, 0, RTE_MBUF_DEFAULT_BUF_SIZE, SOCKET_ID_ANY);
+  static rte_mempool* pool = sluice::CreatePacketPool("micro_pool", 4095, 0, SOCKET_ID_ANY);
   return pool;
 }
 

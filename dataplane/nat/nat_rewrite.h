@@ -103,6 +103,84 @@ inline void RewriteEndpoint(rte_mbuf* m, PacketMeta* meta, bool is_source, uint3
   }
 }
 
+// One's-complement sum of the 16-bit word changes old -> new (memory order)
+// that turn packet tuple `in` into `out`, for the IPv4 header checksum and
+// the L4 checksum (pseudo-header addresses and ports for TCP and UDP; the
+// identifier only for ICMP echo, whose checksum has no pseudo-header).
+// Computed once per flow direction when the flow is created (VPP nat44-ed's
+// per-session checksum deltas); applied by ApplyRewrite.
+struct RewriteDeltas {
+  uint16_t ip = 0;
+  uint16_t l4 = 0;
+};
+
+inline uint16_t FoldChecksum(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+inline RewriteDeltas ComputeRewriteDeltas(const FlowKey& in, const FlowKey& out) {
+  auto word_diff32 = [](uint32_t old_host, uint32_t new_host) {
+    const uint32_t o = Be32(old_host), n = Be32(new_host);
+    return uint32_t{static_cast<uint16_t>(~o)} + static_cast<uint16_t>(~(o >> 16)) + (n & 0xffff) +
+           (n >> 16);
+  };
+  auto word_diff16 = [](uint16_t old_host, uint16_t new_host) {
+    return uint32_t{static_cast<uint16_t>(~Be16(old_host))} + Be16(new_host);
+  };
+  const uint32_t ip = word_diff32(in.src_ip, out.src_ip) + word_diff32(in.dst_ip, out.dst_ip);
+  const uint32_t ports =
+      word_diff16(in.src_port, out.src_port) + word_diff16(in.dst_port, out.dst_port);
+  RewriteDeltas d;
+  d.ip = FoldChecksum(ip);
+  d.l4 = in.proto == kProtoIcmp ? FoldChecksum(ports) : FoldChecksum(ip + ports);
+  return d;
+}
+
+// HC' = ~(~HC + delta) (RFC 1624 eqn. 3).
+inline uint16_t ApplyChecksumDelta(uint16_t csum, uint16_t delta) {
+  return static_cast<uint16_t>(~FoldChecksum(uint32_t{static_cast<uint16_t>(~csum)} + delta));
+}
+
+// Rewrites the packet's tuple (meta->key, as parsed) to `out` with the
+// precomputed deltas of ComputeRewriteDeltas(meta->key, out).
+inline void ApplyRewrite(rte_mbuf* m, PacketMeta* meta, const FlowKey& out,
+                         const RewriteDeltas& d) {
+  rte_ipv4_hdr* ip = Ipv4Header(m, *meta);
+  ip->src_addr = Be32(out.src_ip);
+  ip->dst_addr = Be32(out.dst_ip);
+  ip->hdr_checksum = ApplyChecksumDelta(ip->hdr_checksum, d.ip);
+  switch (meta->key.proto) {
+    case kProtoTcp: {
+      auto* tcp = rte_pktmbuf_mtod_offset(m, rte_tcp_hdr*, meta->l4_offset);
+      tcp->src_port = Be16(out.src_port);
+      tcp->dst_port = Be16(out.dst_port);
+      tcp->cksum = ApplyChecksumDelta(tcp->cksum, d.l4);
+      break;
+    }
+    case kProtoUdp: {
+      auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, meta->l4_offset);
+      udp->src_port = Be16(out.src_port);
+      udp->dst_port = Be16(out.dst_port);
+      if (udp->dgram_cksum != 0) {
+        const uint16_t c = ApplyChecksumDelta(udp->dgram_cksum, d.l4);
+        udp->dgram_cksum = c == 0 ? 0xffff : c;  // 0 means "no checksum"
+      }
+      break;
+    }
+    case kProtoIcmp: {
+      auto* icmp = rte_pktmbuf_mtod_offset(m, rte_icmp_hdr*, meta->l4_offset);
+      icmp->icmp_ident = Be16(meta->is_icmp_echo_reply ? out.dst_port : out.src_port);
+      icmp->icmp_cksum = ApplyChecksumDelta(icmp->icmp_cksum, d.l4);
+      break;
+    }
+    default:
+      break;
+  }
+  meta->key = out;
+}
+
 // Forwarding as a router: false when the TTL would reach 0 (the caller drops
 // with ttl_exceeded).
 inline bool DecrementTtl(rte_mbuf* m, const PacketMeta& meta) {

@@ -4,8 +4,7 @@
 // the node's own addresses go to the host, and the rest follows the uplink's
 // connected subnet or default gateway.
 //
-// Also the two masquerade rule sets, kube-proxy's and flannel's --ip-masq,
-// since the address a masqueraded flow gets is the egress device's.
+// Masquerade and other Kubernetes policy is in dataplane/policy/.
 //
 // Pure functions over one TableSet; no state.
 #ifndef SLUICE_DATAPLANE_ROUTE_ROUTE_H_
@@ -64,33 +63,24 @@ inline RouteResult RouteTo(const TableSet& t, uint32_t dst) {
   return r;
 }
 
+// Destinations no router forwards (martians): 0.0.0.0/8, 127.0.0.0/8,
+// multicast 224.0.0.0/4 (no Sluice feature forwards multicast yet), the
+// limited broadcast, and the directed broadcasts of the node's subnets
+// (uplink, this node's pod subnet, the cluster network). Never routed to the
+// gateway: they are dropped as martian_destination.
+inline bool IsMartianDestination(const NodeView& n, uint32_t dst) {
+  const uint32_t first = dst >> 24;
+  if (first == 0 || first == 127 || (dst >> 28) == 0xe || dst == 0xffffffffu) return true;
+  auto directed = [dst](uint32_t net, uint32_t mask) {
+    return mask != 0 && (~mask) > 1 && (dst & mask) == (net & mask) && (dst | mask) == ~0u;
+  };
+  return directed(n.node_ip, n.uplink_net_mask) || directed(n.pod_net, n.pod_mask) ||
+         directed(n.cluster_net, n.cluster_mask);
+}
+
 // The L2 next hop on the uplink towards a peer's PublicIP.
 inline uint32_t UplinkNextHop(const NodeView& n, uint32_t ip) {
   return (((ip ^ n.node_ip) & n.uplink_net_mask) == 0 || n.gateway_ip == 0) ? ip : n.gateway_ip;
-}
-
-// MASQUERADE uses the egress device's primary address.
-inline uint32_t MasqueradeAddress(const NodeView& n, Egress e) {
-  switch (e) {
-    case Egress::kPods:
-      return n.pods_gateway_ip;  // cni0
-    case Egress::kVxlan:
-      return n.vxlan_ip;  // flannel.1
-    default:
-      return n.node_ip;
-  }
-}
-
-// flannel's FLANNEL-POSTRTG chain (--ip-masq), for flows kube-proxy did not
-// mark: RETURN -s podCIDR -d clusterCIDR; RETURN -s clusterCIDR -d podCIDR;
-// RETURN ! -s clusterCIDR -d podCIDR; MASQUERADE -s clusterCIDR
-// ! -d 224.0.0.0/4; MASQUERADE ! -s clusterCIDR -d clusterCIDR.
-inline bool FlannelMasquerades(const NodeView& n, uint32_t src, uint32_t dst) {
-  const bool src_cluster = n.InClusterNetwork(src);
-  if (n.InPodNetwork(src) && n.InClusterNetwork(dst)) return false;
-  if (n.InPodNetwork(dst)) return false;  // both "-d podCIDR" RETURN rules
-  if (src_cluster) return (dst >> 28) != 0xe;
-  return n.InClusterNetwork(dst);
 }
 
 }  // namespace sluice

@@ -59,11 +59,12 @@ bool NeighborTable::Set(PortRole port, uint32_t ip, const MacAddress& mac, bool 
   rte_spinlock_lock(&write_lock_);
   void* old = nullptr;
   bool ok = true;
-  if (rte_hash_lookup_data(hash_, &key, &old) >= 0 &&
-      (reinterpret_cast<uintptr_t>(old) & kStaticBit) != 0 && !is_static) {
+  const bool exists = rte_hash_lookup_data(hash_, &key, &old) >= 0;
+  if (exists && (reinterpret_cast<uintptr_t>(old) & kStaticBit) != 0 && !is_static) {
     ok = true;  // a static entry wins over what ARP says
-  } else {
+  } else if (!exists || reinterpret_cast<uintptr_t>(old) != value) {
     ok = rte_hash_add_key_data(hash_, &key, reinterpret_cast<void*>(uintptr_t{value})) == 0;
+    if (ok) version_.fetch_add(1, std::memory_order_release);
   }
   rte_spinlock_unlock(&write_lock_);
   return ok;

@@ -17,6 +17,7 @@
 #include <rte_hash.h>
 #include <rte_spinlock.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
@@ -44,6 +45,9 @@ class NeighborTable {
   // Bulk lookup of n <= kBurstSize keys; found[i] false on a miss.
   void LookupBulk(const NeighborKey* const* keys, uint32_t n, MacAddress* macs, bool* found) const;
   bool Lookup(PortRole port, uint32_t ip, MacAddress* mac) const;
+  // Bumped (release) whenever an entry is added or its MAC changes, so that
+  // caches holding a MAC (per-peer VXLAN headers) know to look again.
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
  private:
   NeighborTable() = default;
@@ -51,6 +55,7 @@ class NeighborTable {
   static constexpr uint64_t kValidBit = uint64_t{1} << 63;
   rte_hash* hash_ = nullptr;
   rte_spinlock_t write_lock_ = RTE_SPINLOCK_INITIALIZER;
+  std::atomic<uint64_t> version_{1};
 };
 
 }  // namespace sluice

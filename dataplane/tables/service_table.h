@@ -83,6 +83,7 @@ class ServiceTable {
 
   const Endpoint& endpoint(uint32_t i) const { return endpoints_[i]; }
   const std::string& name(uint32_t i) const { return names_[i]; }
+  size_t names_size() const { return names_.size(); }
   size_t size() const { return entries_.size(); }
 
  private:

@@ -47,6 +47,9 @@ struct NodeView {
   MacAddress vtep_mac{};
   uint32_t vni = 1;
   uint16_t vxlan_port = 8472;
+  // The node kernel's ephemeral ports (net.ipv4.ip_local_port_range), which
+  // masquerade never hands out.
+  uint16_t local_port_lo = 32768, local_port_hi = 60999;
 
   bool InClusterNetwork(uint32_t ip) const { return (ip & cluster_mask) == cluster_net; }
   bool InPodNetwork(uint32_t ip) const { return (ip & pod_mask) == pod_net; }

@@ -376,7 +376,9 @@ def t_sluice_node_reload(ctx):
           if line.startswith("tx_uplink ")]
     if len(tx) < 4 or not all(b > a for a, b in zip(tx, tx[1:])):
         raise AssertionError("tx_uplink did not keep growing: %s" % tx)
-    drops = [line for line in stdout.split("-- drops (reason)")[-1].splitlines()[1:]
+    # The drop block ends at the first blank line (the stage table follows).
+    block = stdout.split("-- drops (reason)")[-1].split("\n\n")[0]
+    drops = [line for line in block.splitlines()[1:]
              if line.strip() and not line.startswith("(none)")]
     if drops:
         raise AssertionError("drops: %s" % drops)

@@ -398,8 +398,7 @@ int Main(int argc, char** argv) {
     return 1;
   }
   rte_srand(1);
-  rte_mempool* pool = rte_pktmbuf_pool_create("bench_pool", 32767, 256, 0,
-                                              RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+  rte_mempool* pool = CreatePacketPool("bench_pool", 32767, 256, rte_socket_id());
   RingPorts rp;
   WorkerPorts ports;
   std::string error;

@@ -328,5 +328,175 @@ TEST_F(WorkerTest, UnknownNextHopTriggersAnArpRequestAndCountsTheDrop) {
   EXPECT_EQ(ParseFrame(after.pods()[0]).dst_mac, Mac("0a:58:0a:f4:1a:63"));
 }
 
+uint64_t StagePackets(Worker& w, const char* node) {
+  for (const NodeStats& n : w.Stats())
+    if (n.node == node) return n.packets;
+  ADD_FAILURE() << "no node " << node;
+  return 0;
+}
+
+TEST_F(WorkerTest, MasqueradePortsStayOutOfTheKernelEphemeralRange) {
+  const NodeView& n = node_.tables().node;
+  ASSERT_EQ(n.local_port_lo, 32768);
+  ASSERT_EQ(n.local_port_hi, 60999);
+  std::set<uint16_t> ports;
+  for (uint16_t w = 0; w < 2; ++w) {
+    for (uint16_t i = 0; i < 300; ++i) {
+      FrameSpec s;
+      s.src_mac = Mac("0a:58:0a:f4:1a:14");
+      s.dst_mac = Mac("02:00:0a:f4:1a:01");
+      s.src_ip = Ip(Example::kWeb1);
+      s.dst_ip = Ip("93.184.216.34");
+      s.l4.src_port = static_cast<uint16_t>(20000 + w * 1000 + i);
+      s.l4.dst_port = 443;
+      Outputs out = node_.Run(PortRole::kPods, {BuildFrame(s)}, w);
+      ASSERT_EQ(out.uplink().size(), 1u);
+      const uint16_t port = ParseFrame(out.uplink()[0]).src_port;
+      EXPECT_TRUE(port < 32768 || port > 60999) << port;
+      EXPECT_GE(port, 1024);
+      EXPECT_EQ(port % 2, w);  // each worker's own share
+      ports.insert(port);
+    }
+  }
+  EXPECT_GT(ports.size(), 500u);  // random, not one port reused
+  // Both sides of the excluded range are used.
+  EXPECT_LT(*ports.begin(), 32768);
+  EXPECT_GT(*ports.rbegin(), 60999);
+}
+
+// Outer IPv4 header of a VXLAN frame with TOS `tos`, checksum recomputed.
+void SetOuterTos(std::vector<uint8_t>& f, uint8_t tos) {
+  f[15] = tos;
+  f[24] = f[25] = 0;
+  uint32_t sum = 0;
+  for (int i = 14; i < 34; i += 2) sum += (f[i] << 8) | f[i + 1];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  f[24] = static_cast<uint8_t>(~sum >> 8);
+  f[25] = static_cast<uint8_t>(~sum);
+}
+
+TEST_F(WorkerTest, EcnFollowsTheKernelsTunnelRules) {
+  // Encapsulation copies ECN, CE leaving as ECT(0); DSCP stays inside.
+  for (const auto& [inner_tos, outer_ecn] :
+       std::vector<std::pair<uint8_t, uint8_t>>{{0x00, 0}, {0x01, 1}, {0x02, 2}, {0xb8 | 3, 2}}) {
+    FrameSpec s;
+    s.src_mac = Mac("0a:58:0a:f4:1a:14");
+    s.dst_mac = Mac("02:00:0a:f4:1a:01");
+    s.src_ip = Ip(Example::kWeb1);
+    s.dst_ip = Ip(Example::kWeb2);
+    s.tos = inner_tos;
+    s.l4.src_port = static_cast<uint16_t>(42000 + inner_tos);
+    s.l4.dst_port = 8080;
+    Outputs out = node_.Run(PortRole::kPods, {BuildFrame(s)});
+    ASSERT_EQ(out.uplink().size(), 1u);
+    EXPECT_EQ(ParseFrame(out.uplink()[0]).tos, outer_ecn) << int(inner_tos);
+    EXPECT_EQ(ParseFrame(out.uplink()[0], 50).tos, inner_tos);
+    EXPECT_EQ(VerifyChecksums(out.uplink()[0]), "");
+  }
+  // Decapsulation (RFC 6040): outer CE marks an ECN-capable inner packet CE,
+  // and drops a Not-ECT one.
+  FrameSpec in;
+  in.src_mac = Mac("0e:00:00:00:00:e3");
+  in.dst_mac = Mac("0e:00:00:00:00:e4");
+  in.src_ip = Ip(Example::kWeb2);
+  in.dst_ip = Ip(Example::kWeb1);
+  in.ttl = 63;
+  in.l4.src_port = 8080;
+  in.l4.dst_port = 43000;
+  in.l4.tcp_flags = 0x10;
+  for (uint8_t inner_ecn : {0, 1, 2, 3}) {
+    in.tos = inner_ecn;
+    std::vector<uint8_t> f =
+        BuildVxlan(Mac("02:00:0a:0a:64:e3"), Mac("02:00:0a:0a:64:e4"), Ip(Example::kNode227),
+                   Ip(Example::kNode228), 40000, 1, BuildFrame(in));
+    SetOuterTos(f, 0x03);
+    const uint64_t before = node_.counter(k_vxlan_ecn_ce_not_ect);
+    Outputs out = node_.Run(PortRole::kUplink, {f});
+    if (inner_ecn == 0) {
+      EXPECT_EQ(out.total(), 0u);
+      EXPECT_EQ(node_.counter(k_vxlan_ecn_ce_not_ect), before + 1);
+      continue;
+    }
+    ASSERT_EQ(out.pods().size(), 1u) << int(inner_ecn);
+    EXPECT_EQ(ParseFrame(out.pods()[0]).tos & 3, 3);
+    EXPECT_EQ(VerifyChecksums(out.pods()[0]), "");
+  }
+}
+
+TEST_F(WorkerTest, EveryReceivedPacketIsAccountedForByOneCounter) {
+  // rx = what left (less what Sluice made itself: ARP requests) + drops +
+  // ARP replies consumed.
+  std::vector<uint8_t> arp_reply =
+      BuildArpRequest(Mac("02:00:0a:0a:64:01"), Ip(Example::kGateway), Ip(Example::kNode228));
+  std::copy_n(Mac("02:00:0a:0a:64:e4").begin(), 6, arp_reply.begin());
+  arp_reply[21] = 2;
+  node_.Run(PortRole::kUplink, {arp_reply});
+  for (const JourneyFixture& f : JourneyFixtures()) node_.Run(f.ingress, {f.build()});
+  uint64_t drops = 0;
+  for (int c = 0; c < kCounterCount; ++c)
+    if (CounterInfoOf(static_cast<Counter>(c)).kind == CounterKind::kDrop)
+      drops += node_.counter(static_cast<Counter>(c));
+  EXPECT_EQ(node_.counter(k_arp_reply_consumed), 1u);
+  EXPECT_EQ(node_.counter(k_rx_packets), node_.counter(k_tx_packets) -
+                                             node_.counter(k_arp_requests_sent) + drops +
+                                             node_.counter(k_arp_reply_consumed));
+}
+
+TEST_F(WorkerTest, EstablishedPacketsUseTheFlowsCachedEgressUntilAReload) {
+  Worker& w = node_.worker(0);
+  node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
+  EXPECT_EQ(StagePackets(w, kNewFlowNode), 1u);
+  EXPECT_EQ(StagePackets(w, kRouteNode), 1u);
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(node_.Run(PortRole::kUplink, {ClientSynToNodePort()}).uplink().size(), 1u);
+  EXPECT_EQ(StagePackets(w, kNatNode), 4u);
+  EXPECT_EQ(StagePackets(w, kRouteNode), 1u);  // cached
+  EXPECT_EQ(StagePackets(w, kVxlanEncapNode), 4u);
+  node_.Reload(Node228Model());  // a new generation: decided again, once
+  for (int i = 0; i < 2; ++i)
+    ASSERT_EQ(node_.Run(PortRole::kUplink, {ClientSynToNodePort()}).uplink().size(), 1u);
+  EXPECT_EQ(StagePackets(w, kRouteNode), 2u);
+  EXPECT_EQ(StagePackets(w, kServiceNode), 1u);
+  for (const NodeStats& n : w.Stats())
+    if (n.packets > 0) EXPECT_GT(n.cycles, 0u) << n.node;
+}
+
+TEST_F(WorkerTest, TraceRecordsTellTheNodePortJourney) {
+  Tracer tracer(0, -1);
+  node_.worker(0).SetTracer(&tracer);
+  node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
+  node_.worker(0).SetTracer(nullptr);
+  std::string text;
+  for (const Tracer::Line& l : tracer.TakeLines(&node_.tables())) text += l.text + "\n";
+  for (const char* want :
+       {"[uplink in] TCP 172.100.0.6:51234 -> 10.10.100.228:8014 [SYN], TTL ",
+        "service: ai/tzp-pytorch-2:ssh, NodePort node address:8014",
+        "endpoint: 10.244.25.149:22, chosen at random among 1 ready endpoint(s)",
+        "masquerade: external traffic with externalTrafficPolicy Cluster",
+        "-> 10.244.26.0:", "nat: now TCP 10.244.26.0:",
+        "route: 10.244.25.149 is in 10.244.25.0/24, leased by node 10.10.100.227",
+        "vxlan: encapsulated VNI 1, outer 10.10.100.228:",
+        "inner MACs 0e:00:00:00:00:e4 -> 0e:00:00:00:00:e3"})
+    EXPECT_NE(text.find(want), std::string::npos) << want << "\n" << text;
+  // The flow's first packet is not also reported as a hit on its own entry.
+  EXPECT_EQ(text.find("conntrack: original direction"), std::string::npos) << text;
+  EXPECT_TRUE(tracer.records().empty());
+}
+
+TEST_F(WorkerTest, PerPeerVxlanHeaderFollowsTheNextHopsMac) {
+  Outputs a = node_.Run(PortRole::kPods, {PodToRemotePodSyn()});
+  ASSERT_EQ(a.uplink().size(), 1u);
+  EXPECT_EQ(ParseFrame(a.uplink()[0]).dst_mac, Mac("02:00:0a:0a:64:e3"));
+  // node-227's MAC changes (a NIC swap): the prebuilt header must not keep
+  // the old one.
+  ASSERT_TRUE(node_.neighbors().Set(PortRole::kUplink, Ip(Example::kNode227),
+                                    Mac("02:00:0a:0a:99:e3"), true));
+  Outputs b = node_.Run(PortRole::kPods, {PodToRemotePodSyn()});
+  ASSERT_EQ(b.uplink().size(), 1u);
+  EXPECT_EQ(ParseFrame(b.uplink()[0]).dst_mac, Mac("02:00:0a:0a:99:e3"));
+  EXPECT_EQ(VerifyChecksums(b.uplink()[0]), "");
+  EXPECT_EQ(VerifyChecksums(b.uplink()[0], 64), "");
+}
+
 }  // namespace
 }  // namespace sluice::testing

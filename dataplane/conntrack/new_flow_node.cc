@@ -1,0 +1,187 @@
+// new_flow: the slow path of a flow's first packet. Looks the flow up once
+// more (an earlier packet of this burst, or another worker, may have created
+// it since the bulk lookup), then applies kube-proxy's and flannel's policy
+// (dataplane/policy/): endpoint choice, masquerade and its address, and
+// creates the connection with everything its packets will need precomputed:
+// both tuples, the checksum deltas of both directions and the original
+// direction's egress.
+// In: service. Out: nat (tracked), route (needs no connection after all),
+// drop. Drops: ttl_exceeded (a flow is never created by a packet that dies
+// here, as the kernel never confirms such a connection),
+// service_no_endpoints, no_route, conntrack_full, conntrack_reply_clash,
+// snat_ports_exhausted.
+#include <rte_random.h>
+
+#include "dataplane/graph/context.h"
+#include "dataplane/graph/nodes.h"
+#include "dataplane/nat/nat_rewrite.h"
+#include "dataplane/policy/kube_policy.h"
+#include "dataplane/route/route_cache.h"
+#include "dataplane/vxlan/vxlan.h"
+
+namespace sluice {
+namespace {
+
+enum Edge : rte_edge_t { kToNat, kToRoute, kToDrop };
+
+// Inserts `e`, picking the masquerade port when it is SNATed: a random port
+// of the original port's class outside the kernel's ephemeral range, and of
+// this worker's share (ports congruent to its id), so workers never hand
+// out the same port. Returns the ref or kMiss with *drop set.
+uint32_t Insert(WorkerContext* ctx, rte_mbuf* m, ConntrackEntry& e, Counter* drop) {
+  ConntrackTable& ct = *ctx->shared.conntrack;
+  const bool snat = e.flags & ConntrackEntry::kSnat;
+  PortSpan spans[2];
+  const int nspans =
+      MasqueradePortSpans(ctx->tables->node, e.original.proto, e.original.src_port, spans);
+  const uint32_t w = ctx->shared.workers;
+  uint32_t first[2], slots[2], total = 0;
+  for (int s = 0; s < nspans; ++s) {
+    first[s] = spans[s].lo + ((ctx->id + w - spans[s].lo % w) % w);
+    slots[s] = first[s] > spans[s].hi ? 0 : (spans[s].hi - first[s]) / w + 1;
+    total += slots[s];
+  }
+  constexpr int kMaxAttempts = 32;
+  for (int attempt = 0; attempt < (snat ? kMaxAttempts : 1); ++attempt) {
+    if (snat) {
+      if (total == 0) break;
+      uint32_t r = static_cast<uint32_t>(rte_rand_max(total));
+      const int s = r < slots[0] ? 0 : 1;
+      if (s == 1) r -= slots[0];
+      e.reply.dst_port = static_cast<uint16_t>(first[s] + r * w);
+      if (ct.ReplyTupleInUse(e.reply)) continue;
+    }
+    for (int d = 0; d < 2; ++d) {
+      const RewriteDeltas rd = ComputeRewriteDeltas(
+          d == 0 ? e.original : e.reply, d == 0 ? e.reply.Reversed() : e.original.Reversed());
+      e.rewrite[d].ip_csum_delta = rd.ip;
+      e.rewrite[d].l4_csum_delta = rd.l4;
+    }
+    const ConntrackTable::InsertResult r = ct.Insert(ctx->id, e, ctx->now);
+    switch (r.status) {
+      case ConntrackTable::InsertStatus::kCreated:
+        ctx->counters.Add(k_conntrack_created);
+        if (e.flags & ConntrackEntry::kDnat) ctx->counters.Add(k_service_dnat);
+        if (snat) ctx->counters.Add(k_masquerade);
+        SLUICE_TRACE(ctx, m, kConntrackNew);
+        return r.ref;
+      case ConntrackTable::InsertStatus::kExists:
+        ctx->counters.Add(k_conntrack_insert_raced);
+        SLUICE_TRACE(ctx, m, kConntrackRaced);
+        return r.ref;
+      case ConntrackTable::InsertStatus::kFull:
+        *drop = k_conntrack_full;
+        return ConntrackTable::kMiss;
+      case ConntrackTable::InsertStatus::kReplyClash:
+        if (!snat) {
+          *drop = k_conntrack_reply_clash;
+          return ConntrackTable::kMiss;
+        }
+        break;  // another port
+    }
+  }
+  *drop = snat ? k_snat_ports_exhausted : k_conntrack_reply_clash;
+  return ConntrackTable::kMiss;
+}
+
+// Returns the edge; fills pp->ct_ref.
+rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
+  const TableSet& t = *ctx->tables;
+  const NodeView& n = t.node;
+  const FlowKey& k = pp->meta.key;
+  if (Ipv4Header(m, pp->meta)->time_to_live <= 1 &&
+      (pp->svc != nullptr || !n.IsLocalAddress(k.dst_ip))) {
+    MarkDrop(m, k_ttl_exceeded);
+    return kToDrop;
+  }
+  ConntrackEntry e;
+  e.original = k;
+  e.reply = k.Reversed();  // src: the endpoint; dst: the (masqueraded) source
+  MasqueradeReason masq = MasqueradeReason::kNone;
+  if (const ServiceEntry* svc = pp->svc; svc != nullptr) {
+    SLUICE_TRACE(ctx, m, kService, .a8 = static_cast<uint8_t>(svc->kind), .a = svc->name_index,
+                 .key = &k);
+    const EndpointChoice c = ChooseEndpoints(n, *svc, k.src_ip);
+    if (c.count == 0) {
+      MarkDrop(m, k_service_no_endpoints);
+      return kToDrop;
+    }
+    const uint32_t pick = c.count == 1 ? 0 : static_cast<uint32_t>(rte_rand_max(c.count));
+    const Endpoint& ep = t.services->endpoint(c.begin + pick);
+    SLUICE_TRACE(ctx, m, kEndpoint, .a8 = static_cast<uint8_t>(c.set), .a16 = ep.port, .a = ep.ip,
+                 .b = c.count);
+    masq = IsHairpin(k.src_ip, ep.ip) ? MasqueradeReason::kHairpin : c.masquerade;
+    e.reply.src_ip = ep.ip;
+    e.reply.src_port = ep.port;
+    e.flags |= ConntrackEntry::kDnat;
+    pp->routed = 0;  // the destination changed
+  }
+  const RouteResult rr = pp->routed
+                             ? RouteResult{static_cast<Egress>(pp->egress), pp->next_hop, pp->peer}
+                             : RouteTo(t, e.reply.src_ip);
+  if (masq == MasqueradeReason::kNone && FlannelMasquerades(n, k.src_ip, e.reply.src_ip, rr.egress))
+    masq = MasqueradeReason::kFlannelIpMasq;
+  if (pp->svc == nullptr && masq == MasqueradeReason::kNone) {
+    if (!TrackedWithoutNat(n, k.src_ip, k.dst_ip, rr.egress)) {
+      pp->stateless = 1;
+      return kToRoute;
+    }
+    SLUICE_TRACE(ctx, m, kTrackedNoNat);
+  }
+  if (masq != MasqueradeReason::kNone) {
+    if (rr.egress == Egress::kNone) {
+      MarkDrop(m, k_no_route);
+      return kToDrop;
+    }
+    e.reply.dst_ip = MasqueradeAddress(n, rr.egress);
+    e.flags |= ConntrackEntry::kSnat;
+  }
+  const uint16_t sport =
+      rr.egress == Egress::kVxlan ? VxlanSourcePort(VxlanInnerHash(e.reply.Reversed())) : 0;
+  e.route[0].store(
+      EncodeRouteCache(t.generation, rr.egress, rr.peer,
+                       rr.egress == Egress::kUplink && rr.next_hop != e.reply.src_ip, sport),
+      std::memory_order_relaxed);
+  Counter drop = kCounterCount;
+  pp->ct_ref = Insert(ctx, m, e, &drop);
+  if (pp->ct_ref == ConntrackTable::kMiss) {
+    MarkDrop(m, drop);
+    return kToDrop;
+  }
+  pp->created = 1;
+  if (masq != MasqueradeReason::kNone) {
+    const ConntrackEntry& made = ctx->shared.conntrack->entry(pp->ct_ref);
+    SLUICE_TRACE(ctx, m, kMasquerade, .a8 = static_cast<uint8_t>(masq), .a16 = made.reply.dst_port,
+                 .a = made.reply.dst_ip, .b = static_cast<uint32_t>(rr.egress), .key = &k);
+  }
+  return kToNat;
+}
+
+uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+  WorkerContext* ctx = Ctx(node);
+  const ConntrackTable& ct = *ctx->shared.conntrack;
+  for (uint16_t i = 0; i < n; ++i) {
+    auto* m = static_cast<rte_mbuf*>(objs[i]);
+    PacketPriv* pp = Priv(m);
+    pp->ct_ref = ct.Lookup(pp->meta.key);
+    rte_edge_t e;
+    if (pp->ct_ref != ConntrackTable::kMiss) {
+      ctx->counters.Add((pp->ct_ref & ConntrackTable::kReplyBit) ? k_conntrack_hit_reply
+                                                                 : k_conntrack_hit_original);
+      e = kToNat;
+    } else {
+      e = NewFlow(ctx, m, pp);
+    }
+    rte_node_enqueue_x1(graph, node, e, m);
+  }
+  return n;
+}
+
+}  // namespace
+
+const GraphNodeSpec& NewFlowNodeSpec() {
+  static const GraphNodeSpec spec{kNewFlowNode, &Process, false, {kNatNode, kRouteNode, kDropNode}};
+  return spec;
+}
+
+}  // namespace sluice

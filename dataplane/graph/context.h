@@ -1,0 +1,123 @@
+// The per-worker state every graph node reaches through its node context,
+// and the two helpers all nodes use: the edge-run enqueue and the drop mark.
+//
+// A WorkerContext belongs to one worker lcore: only that lcore's graph walk
+// reads or writes it (the control thread reads `counters` racily, which is
+// fine for counters). Shared tables are reached through `shared` and follow
+// their own contracts; `tables` is the generation loaded once per walk and
+// must not be held across the quiescent report that follows the walk.
+#ifndef SLUICE_DATAPLANE_GRAPH_CONTEXT_H_
+#define SLUICE_DATAPLANE_GRAPH_CONTEXT_H_
+
+#include <rte_graph.h>
+#include <rte_graph_worker.h>
+#include <rte_mbuf.h>
+#include <rte_mempool.h>
+#include <rte_rcu_qsbr.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "dataplane/common/counters.h"
+#include "dataplane/common/packet_priv.h"
+#include "dataplane/common/types.h"
+#include "dataplane/conntrack/conntrack_table.h"
+#include "dataplane/graph/trace.h"
+#include "dataplane/tables/neighbor_table.h"
+#include "dataplane/tables/table_set.h"
+
+namespace sluice {
+
+// Everything node-wide a worker uses; not owned.
+struct WorkerShared {
+  TablePublisher* tables = nullptr;
+  ConntrackTable* conntrack = nullptr;
+  NeighborTable* neighbors = nullptr;
+  rte_rcu_qsbr* qsbr = nullptr;
+  uint16_t workers = 1;
+};
+
+struct WorkerPorts {
+  bool present[kPortRoleCount] = {false, false, false};
+  uint16_t port_id[kPortRoleCount] = {0, 0, 0};
+  uint16_t queue = 0;  // this worker's rx and tx queue on every port
+};
+
+// Per-peer VXLAN outer header, built once per (table generation, neighbour
+// table version) and copied into every packet to that peer (VPP's
+// vxlan4-encap rewrite string).
+struct alignas(64) VxlanPeerHeader {
+  uint64_t generation = 0;  // 0: never built
+  uint64_t neighbor_version = 0;
+  bool resolved = false;      // the next hop's MAC is known
+  uint32_t next_hop = 0;      // L2 next hop on the uplink towards the peer
+  uint16_t ip_csum_base = 0;  // outer IPv4 checksum with total length and ID 0
+  uint8_t bytes[50];          // Ethernet + IPv4 + UDP + VXLAN
+  uint8_t inner_macs[12];     // the peer's VtepMAC, then ours
+};
+inline constexpr uint32_t kMaxVxlanPeers = 8192;
+
+struct WorkerContext {
+  uint16_t id = 0;
+  WorkerShared shared;
+  WorkerPorts ports;
+  rte_mempool* pool = nullptr;  // ARP requests
+  Tracer* tracer = nullptr;     // null: tracing off
+
+  // Loaded by the worker loop before each walk.
+  const TableSet* tables = nullptr;
+  uint64_t now = 0;
+
+  // A burst handed in by ProcessBurst (tests, benchmarks) instead of port rx.
+  rte_mbuf** inject = nullptr;
+  uint16_t inject_count = 0;
+  PortRole inject_port = PortRole::kUplink;
+
+  uint16_t ip_id = 0;  // outer IPv4 ID of VXLAN packets
+  WorkerCounters counters;
+
+  // Output of the tx node; sent by Worker::Flush (or taken by tests).
+  static constexpr uint16_t kTxCapacity = RTE_GRAPH_BURST_SIZE;
+  rte_mbuf* tx[kPortRoleCount][kTxCapacity];
+  uint16_t tx_count[kPortRoleCount] = {0, 0, 0};
+
+  VxlanPeerHeader* peer_headers = nullptr;  // kMaxVxlanPeers, rte_zmalloc'd
+};
+
+// The WorkerContext of the graph a node belongs to (set by the nodes' init).
+inline WorkerContext* Ctx(const rte_node* node) {
+  WorkerContext* c;
+  std::memcpy(&c, node->ctx, sizeof(c));
+  return c;
+}
+
+// Marks `m` for the drop node with `reason`.
+inline void MarkDrop(rte_mbuf* m, Counter reason) { Priv(m)->drop = reason; }
+
+// Enqueues objs[0..n) to their edges next[0..n), one enqueue per run of
+// equal edges; a whole stream bound for one edge is moved, not copied.
+inline void EnqueueByEdge(rte_graph* graph, rte_node* node, void** objs, const rte_edge_t* next,
+                          uint16_t n) {
+  if (n == 0) return;
+  uint16_t start = 0;
+  for (uint16_t i = 1; i <= n; ++i) {
+    if (i < n && next[i] == next[start]) continue;
+    if (start == 0 && i == n && objs == node->objs && n == node->idx) {
+      rte_node_next_stream_move(graph, node, next[0]);
+      return;
+    }
+    rte_node_enqueue(graph, node, next[start], objs + start, i - start);
+    start = i;
+  }
+}
+
+// Records a trace event when tracing is on.
+#define SLUICE_TRACE(ctx, m, event, ...)                                     \
+  do {                                                                       \
+    if (unlikely((ctx)->tracer != nullptr))                                  \
+      (ctx)->tracer->Record((m), TraceEvent::event, TraceArgs{__VA_ARGS__}); \
+  } while (0)
+
+}  // namespace sluice
+
+#endif  // SLUICE_DATAPLANE_GRAPH_CONTEXT_H_

@@ -1,0 +1,65 @@
+// nat: packets of tracked flows. Records the packet on its entry (coarse
+// last-seen, TCP state bits), rewrites its tuple with the entry's
+// precomputed checksum deltas (original direction: to the endpoint and the
+// masquerade source; reply direction: back to the original tuple), and takes
+// the flow direction's cached egress when it is of the current table
+// generation.
+// In: conntrack (hits), new_flow. Out: ttl (egress cached), route. Drops: none.
+#include "dataplane/graph/context.h"
+#include "dataplane/graph/nodes.h"
+#include "dataplane/nat/nat_rewrite.h"
+#include "dataplane/route/route_cache.h"
+
+namespace sluice {
+namespace {
+
+enum Edge : rte_edge_t { kToTtl, kToRoute };
+
+rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
+  ConntrackTable& ct = *ctx->shared.conntrack;
+  const uint32_t ref = pp->ct_ref;
+  const int dir = (ref & ConntrackTable::kReplyBit) ? 1 : 0;
+  ConntrackEntry& e = ct.entry(ref);
+  if (!pp->created)
+    SLUICE_TRACE(ctx, m, kConntrackHit, .a8 = static_cast<uint8_t>(dir), .key = &e.original);
+  ct.Touch(ref, pp->meta.tcp_flags, ctx->now);
+  if (e.flags & (ConntrackEntry::kDnat | ConntrackEntry::kSnat)) {
+    const ConntrackEntry::Rewrite& rw = e.rewrite[dir];
+    ApplyRewrite(m, &pp->meta, dir == 0 ? e.reply.Reversed() : e.original.Reversed(),
+                 RewriteDeltas{rw.ip_csum_delta, rw.l4_csum_delta});
+    SLUICE_TRACE(ctx, m, kNat, .a16 = pp->meta.tcp_flags, .key = &pp->meta.key);
+  }
+  const uint64_t route = e.route[dir].load(std::memory_order_relaxed);
+  if (!RouteCacheValid(route, ctx->tables->generation)) return kToRoute;
+  const NodeView& n = ctx->tables->node;
+  const Egress eg = RouteCacheEgress(route);
+  pp->egress = static_cast<uint8_t>(eg);
+  pp->vxlan_sport = RouteCacheSport(route);
+  if (eg == Egress::kVxlan) {
+    pp->peer = RouteCachePeer(route);
+  } else {
+    pp->tx_port = static_cast<uint8_t>(eg == Egress::kPods ? PortRole::kPods : PortRole::kUplink);
+    pp->next_hop = RouteCacheViaGateway(route) ? n.gateway_ip : pp->meta.key.dst_ip;
+  }
+  return kToTtl;
+}
+
+uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+  WorkerContext* ctx = Ctx(node);
+  rte_edge_t next[RTE_GRAPH_BURST_SIZE];
+  for (uint16_t i = 0; i < n; ++i) {
+    auto* m = static_cast<rte_mbuf*>(objs[i]);
+    next[i] = Translate(ctx, m, Priv(m));
+  }
+  EnqueueByEdge(graph, node, objs, next, n);
+  return n;
+}
+
+}  // namespace
+
+const GraphNodeSpec& NatNodeSpec() {
+  static const GraphNodeSpec spec{kNatNode, &Process, false, {kTtlNode, kRouteNode}};
+  return spec;
+}
+
+}  // namespace sluice

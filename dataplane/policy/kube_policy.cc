@@ -1,0 +1,33 @@
+#include "dataplane/policy/kube_policy.h"
+
+namespace sluice {
+
+const char* MasqueradeReasonText(MasqueradeReason r) {
+  switch (r) {
+    case MasqueradeReason::kNone:
+      return "none";
+    case MasqueradeReason::kOffClusterToClusterIp:
+      return "source outside the cluster network reaching a ClusterIP";
+    case MasqueradeReason::kExternalPolicyCluster:
+      return "external traffic with externalTrafficPolicy Cluster (KUBE-EXT -> KUBE-MARK-MASQ)";
+    case MasqueradeReason::kHairpin:
+      return "hairpin: the endpoint reaches its own Service";
+    case MasqueradeReason::kFlannelIpMasq:
+      return "flannel --ip-masq: pod traffic leaving the cluster network";
+  }
+  return "?";
+}
+
+const char* EndpointSetText(EndpointSet s) {
+  switch (s) {
+    case EndpointSet::kAll:
+      return "ready";
+    case EndpointSet::kLocalInternal:
+      return "node-local (internalTrafficPolicy Local)";
+    case EndpointSet::kLocalExternal:
+      return "node-local (externalTrafficPolicy Local, client address kept)";
+  }
+  return "?";
+}
+
+}  // namespace sluice

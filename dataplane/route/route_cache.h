@@ -1,0 +1,60 @@
+// A flow direction's egress decision, cached in its conntrack entry
+// (ConntrackEntry::route[direction]) so that established packets are not
+// routed again: egress, VXLAN peer index or "via the gateway", and the
+// outer UDP source port, tagged with the table generation it was computed
+// in. A packet whose cached generation is not the current one is routed
+// afresh and the cache rewritten (once per generation and direction).
+//
+// Layout of the 64-bit word: [63:33] generation (low 31 bits), [32:17]
+// VXLAN source port, [16:13] Egress, [12:0] peer index (kVxlan) or bit 0 =
+// via the gateway (kUplink). 0 means "nothing cached". Only kPods, kUplink
+// and kVxlan are cached.
+#ifndef SLUICE_DATAPLANE_ROUTE_ROUTE_CACHE_H_
+#define SLUICE_DATAPLANE_ROUTE_ROUTE_CACHE_H_
+
+#include <cstdint>
+
+#include "dataplane/route/route.h"
+
+namespace sluice {
+
+inline constexpr uint32_t kRouteCacheMaxPeers = 1u << 13;
+
+inline uint64_t RouteCacheGenerationBits(uint64_t generation) {
+  return (generation & 0x7fffffffu) << 33;
+}
+
+// 0 when the decision cannot be cached.
+inline uint64_t EncodeRouteCache(uint64_t generation, Egress e, uint32_t peer, bool via_gateway,
+                                 uint16_t sport) {
+  uint64_t low;
+  switch (e) {
+    case Egress::kVxlan:
+      if (peer >= kRouteCacheMaxPeers) return 0;
+      low = peer;
+      break;
+    case Egress::kUplink:
+      low = via_gateway ? 1 : 0;
+      break;
+    case Egress::kPods:
+      low = 0;
+      break;
+    default:
+      return 0;
+  }
+  return RouteCacheGenerationBits(generation) | (uint64_t{sport} << 17) |
+         (uint64_t{static_cast<uint8_t>(e)} << 13) | low;
+}
+
+// Whether `word` holds a decision made in `generation`.
+inline bool RouteCacheValid(uint64_t word, uint64_t generation) {
+  return word != 0 && (word >> 33) == (generation & 0x7fffffffu);
+}
+inline Egress RouteCacheEgress(uint64_t word) { return static_cast<Egress>((word >> 13) & 0xf); }
+inline uint32_t RouteCachePeer(uint64_t word) { return word & (kRouteCacheMaxPeers - 1); }
+inline bool RouteCacheViaGateway(uint64_t word) { return word & 1; }
+inline uint16_t RouteCacheSport(uint64_t word) { return static_cast<uint16_t>(word >> 17); }
+
+}  // namespace sluice
+
+#endif  // SLUICE_DATAPLANE_ROUTE_ROUTE_CACHE_H_

@@ -1,0 +1,98 @@
+// vxlan_encap: encapsulates for a remote node as flannel.1 would (vxlan.h):
+// copies the peer's prebuilt outer header (Ethernet, IPv4, UDP, VXLAN; built
+// once per table generation and neighbour-table version, VPP vxlan4-encap
+// style) and patches the lengths, the IP ID, the inner ECN bits, the IP
+// checksum (incrementally from the header's base checksum) and the flow's
+// UDP source port. When the next hop towards the peer is not resolved yet,
+// the packet goes on to the neighbour node, which resolves and fills the
+// outer destination MAC.
+// In: ttl. Out: tx, neighbor, drop. Drops: no_headroom, no_route (a peer
+// index beyond the per-worker header cache; table builds refuse such maps).
+#include "dataplane/graph/context.h"
+#include "dataplane/graph/nodes.h"
+#include "dataplane/nat/nat_rewrite.h"
+#include "dataplane/route/route.h"
+#include "dataplane/vxlan/vxlan.h"
+
+namespace sluice {
+namespace {
+
+enum Edge : rte_edge_t { kToTx, kToNeighbor, kToDrop };
+
+void BuildHeader(WorkerContext* ctx, uint32_t peer_index, uint64_t version, VxlanPeerHeader* h) {
+  const TableSet& t = *ctx->tables;
+  const NodeView& n = t.node;
+  const VtepPeer& peer = t.overlay->peer(peer_index);
+  h->generation = t.generation;
+  h->neighbor_version = version;
+  h->next_hop = UplinkNextHop(n, peer.public_ip);
+  MacAddress mac{};
+  h->resolved = ctx->shared.neighbors->Lookup(PortRole::kUplink, h->next_hop, &mac);
+  VxlanEncapParams p;
+  p.outer_src_ip = n.node_ip;
+  p.outer_dst_ip = peer.public_ip;
+  p.outer_src_mac = n.port_mac[static_cast<int>(PortRole::kUplink)];
+  p.outer_dst_mac = mac;
+  p.inner_src_mac = n.vtep_mac;
+  p.inner_dst_mac = peer.vtep_mac;
+  p.vni = n.vni;
+  p.udp_dst_port = n.vxlan_port;
+  p.udp_src_port = 0;
+  p.ip_id = 0;
+  VxlanBuildOuterHeader(p, h->bytes, &h->ip_csum_base);
+  std::memcpy(h->inner_macs, peer.vtep_mac.data(), 6);
+  std::memcpy(h->inner_macs + 6, n.vtep_mac.data(), 6);
+}
+
+rte_edge_t Encapsulate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t version) {
+  if (unlikely(pp->peer >= kMaxVxlanPeers)) {
+    MarkDrop(m, k_no_route);
+    return kToDrop;
+  }
+  VxlanPeerHeader* h = &ctx->peer_headers[pp->peer];
+  if (unlikely(h->generation != ctx->tables->generation || h->neighbor_version != version))
+    BuildHeader(ctx, pp->peer, version, h);
+  if (!VxlanEncapsulateWithHeader(m, pp->meta, h->bytes, h->ip_csum_base, h->inner_macs,
+                                  ctx->ip_id++, pp->vxlan_sport)) {
+    MarkDrop(m, k_no_headroom);
+    return kToDrop;
+  }
+  pp->tx_port = static_cast<uint8_t>(PortRole::kUplink);
+  if (unlikely(ctx->tracer != nullptr)) {
+    const NodeView& n = ctx->tables->node;
+    const VtepPeer& peer = ctx->tables->overlay->peer(pp->peer);
+    SLUICE_TRACE(ctx, m, kVxlanEncap, .a16 = pp->vxlan_sport, .a = n.vni, .b = n.node_ip,
+                 .c = peer.public_ip, .d = n.vxlan_port, .mac0 = n.vtep_mac.data(),
+                 .mac1 = peer.vtep_mac.data(), .mac2 = h->bytes);
+  }
+  if (!h->resolved) {
+    pp->next_hop = h->next_hop;
+    return kToNeighbor;
+  }
+  return kToTx;
+}
+
+uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+  WorkerContext* ctx = Ctx(node);
+  const uint64_t version = ctx->shared.neighbors->version();
+  rte_edge_t next[RTE_GRAPH_BURST_SIZE];
+  uint64_t encapsulated = 0;
+  for (uint16_t i = 0; i < n; ++i) {
+    auto* m = static_cast<rte_mbuf*>(objs[i]);
+    next[i] = Encapsulate(ctx, m, Priv(m), version);
+    encapsulated += next[i] != kToDrop;
+  }
+  ctx->counters.Add(k_vxlan_encapsulated, encapsulated);
+  EnqueueByEdge(graph, node, objs, next, n);
+  return n;
+}
+
+}  // namespace
+
+const GraphNodeSpec& VxlanEncapNodeSpec() {
+  static const GraphNodeSpec spec{
+      kVxlanEncapNode, &Process, false, {kTxNode, kNeighborNode, kDropNode}};
+  return spec;
+}
+
+}  // namespace sluice
