@@ -61,6 +61,12 @@ class NodeRuntime {
   // fine: each is a single aligned 64-bit word).
   uint64_t Total(Counter c) const;
   ConntrackTable& conntrack() { return *conntrack_; }
+  // Worker `w` (0..workers-1), for a benchmark or tool that drives the loop
+  // itself on the calling lcore instead of Launch() (sluice-bench-throughput
+  // interleaves a traffic generator with it): Start() on that lcore, then
+  // PollOnce() in a loop, then Stop(). Never while launched; one lcore at a
+  // time per worker.
+  Worker& worker(uint16_t w) { return *slots_[w]->worker; }
   void PrintCounters(FILE* out) const;
   // Per-stage breakdown from the workers' graph statistics: calls, packets,
   // packets per call and TSC cycles per packet of each node, over all workers.

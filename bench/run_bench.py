@@ -7,8 +7,10 @@ by side and writes bench/results/<date>/ (report.md, raw JSON, PNG plots).
 Steps: reserve 2 MB hugepages when running as root and none are free (the
 tables then sit on hugepages, as on a production node); per-stage
 micro-benchmarks (Google Benchmark, pinned to one core, repeated); one worker
-lcore end to end (sluice-bench-throughput); kube-proxy's iptables rules in the
-kernel (bench/kernel/run_kernel_bench.py); then the report.
+lcore end to end in cycles per packet, against the swap forwarder, with the
+generator on the other lcore and interleaved on the worker's own
+(sluice-bench-throughput, ~4 minutes, --quick under 1); kube-proxy's iptables
+rules in the kernel (bench/kernel/run_kernel_bench.py); then the report.
 """
 import argparse
 import datetime
@@ -79,7 +81,7 @@ def micro(build, out_dir, quick):
 def throughput(build, out_dir, quick):
     out = os.path.join(out_dir, "throughput.json")
     cmd = [os.path.join(build, "bench", "sluice-bench-throughput"), "--out", out]
-    cmd += ["--quick"] if quick else ["--seconds", "2", "--repeat", "3"]
+    cmd += ["--quick"] if quick else ["--seconds", "1", "--repeat", "3"]
     run(cmd, 900)
     with open(out) as f:
         return json.load(f)

@@ -1,33 +1,80 @@
-// sluice-bench-throughput: packets per second through one worker lcore.
+// sluice-bench-throughput: TSC cycles per packet of one worker lcore, end to
+// end, against a forwarder that does the memory work every forwarder must.
 //
-// The worker runs Sluice's real loop (NodeRuntime, Worker::PollOnce) on
-// net_ring ports. A generator on the main lcore keeps the rx ring full of
-// pre-built packets and recycles what the worker transmits, restoring each
-// packet's bytes from its template (a copy of < 128 bytes), so the worker's
-// figure is the pipeline's cost, not the generator's. The same setup with a
-// worker that only forwards (rx burst -> tx burst, testpmd's io mode) gives
-// the limit of this I/O path; every figure is also reported as a fraction of
-// it.
+// The worker runs Sluice's real loop (NodeRuntime's workers, Worker::PollOnce)
+// on net_ring ports. A generator keeps the rx ring full by restoring each
+// packet from a template (template index i of a precomputed sequence, so that
+// drawing flows is not in the timed loop) and recycles what was transmitted.
 //
-// Output: JSON on stdout (or --out FILE), one object per scenario with the
-// median, min and max of --repeat runs.
+// The limit is the swap forwarder on the same ports and generator: it reads
+// each packet's Ethernet and IPv4 headers, swaps its MAC and IP addresses,
+// writes them back, and transmits. io forwarding (rx burst -> tx burst, no
+// packet touched) is an extra row that shows the ring ports' own cost; it is
+// not a limit. Every Sluice figure is also given as a fraction of the swap
+// forwarder's (forwarder cycles / Sluice cycles).
+//
+// The generator's cost is not the worker's, so each figure is taken two ways:
+//  (a) other_lcore: the generator on the main lcore, the worker's loop on the
+//      worker lcore. The worker finds every packet (and its mbuf) last
+//      written by the other core, so it pays a cross-core transfer per line.
+//  (b) same_lcore: one loop on the worker's lcore refills the rx ring from the
+//      templates (keeping --lag packets queued), runs the worker's PollOnce
+//      (or a forwarder), and recycles what was transmitted. The same loop with
+//      a null worker (each rx burst moved to the tx ring untouched, by ring
+//      calls, no ethdev call) is the generator's cost; "worker alone" is loop
+//      minus generator per packet, taken pairwise over the repeats.
+// (b) is the one that resembles a NIC: a NIC's DMA with DDIO leaves the packet
+// in the LLC, and its driver writes the mbuf on the worker's own core, so the
+// worker never finds its packets modified in another core's private caches as
+// in (a). With --lag packets queued, each packet was restored that many
+// packets before the worker reads it, enough to have pushed its lines out of
+// L1/L2 towards the L3 as DMA would leave them. (a) overstates what a NIC
+// costs the worker; with no lag, (b) would understate it (L1-hot packets).
+//
+// cycles/packet = TSC Hz * seconds / packets on the measuring lcore, where the
+// seconds are those of the loop iterations that moved packets: in (a) the
+// worker's polls that found work (polls of an empty ring wait for the
+// generator), in (b) the whole loop. An iteration longer than 250 us was
+// preempted (the machine's cores are shared with other work) and is left out;
+// the share of time left out is reported as preempted_fraction.
+//
+// Rows: established pod -> ClusterIP DNAT + VXLAN at --small-flows (cache
+// resident) and --flows (DRAM) flows, uniform and Zipf(0.99) popularity;
+// NodePort + masquerade + VXLAN and its reply path (decap + reverse NAT) at
+// both flow counts; egress masquerade; new flows (UDP, TCP SYN) in cycles per
+// flow; 100 / 10k / 100k Services; two workers, each flow's original
+// direction on worker 0 and its reply direction on worker 1, each with the
+// generator interleaved on its own lcore (a generator lcore per worker would
+// need more cores than the machine may have); programming latency; memory per
+// connection. A per-stage breakdown ("stage_breakdown") is reserved for
+// NodeRuntime to fill; it is empty until NodeRuntime reports stages.
+//
+// Output: JSON on stdout (or --out FILE); each figure is the median of
+// --repeat runs with min and max.
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
+#include <rte_ip.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_mbuf.h>
+#include <rte_prefetch.h>
 #include <rte_random.h>
 #include <rte_ring.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <numeric>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
@@ -42,164 +89,597 @@ namespace sluice::bench {
 namespace {
 
 using testing::BuildFrame;
-using testing::BuildVxlan;
 using testing::Example;
 using testing::FrameSpec;
 using testing::Ip;
 using testing::Mac;
 
-constexpr unsigned kMaxFrame = 128;
-constexpr unsigned kInFlight = 4096;
+constexpr unsigned kQueues = 2;         // one per worker of the two-worker rows
+constexpr unsigned kRingSize = 16384;   // each rx and tx ring
+constexpr unsigned kInFlight = 8192;    // mbufs a generator starts with
+constexpr unsigned kGenBurst = 64;      // what a generator enqueues at a time
+constexpr unsigned kTemplateAhead = 8;  // templates prefetched ahead
+constexpr size_t kSequenceLength = 1 << 22;
 
-struct Template {
-  uint8_t bytes[kMaxFrame];
+// One frame to restore; a whole number of cache lines, length first so that
+// a short frame is one line.
+struct alignas(64) Template {
   uint16_t len;
+  uint8_t bytes[126];
 };
 
-struct Options {
-  double seconds = 2.0;
-  int repeat = 3;
-  uint32_t flows = 1 << 20;
-  uint32_t services = 10000;
-  bool quick = false;
-  std::string out;
+enum class Popularity { kOnce, kUniform, kZipf };
+const char* PopularityName(Popularity p) {
+  return p == Popularity::kOnce ? "each once" : p == Popularity::kUniform ? "uniform" : "zipf0.99";
+}
+
+// What a generator feeds: templates, and the template index of each packet
+// (cycled; fed once through for kOnce).
+struct Traffic {
+  std::vector<Template> templates;
+  std::vector<uint32_t> sequence;
+  Popularity popularity = Popularity::kOnce;
+  uint32_t flows() const { return static_cast<uint32_t>(templates.size()); }
 };
 
-// Ring ports for the uplink and the pods side; one queue each.
-struct RingPorts {
-  rte_ring* ring[2];  // rx and tx of a port are separate rings
-  rte_ring* tx[2];
-  uint16_t port[2];
-};
-
-std::vector<Template> ToTemplates(const std::vector<std::vector<uint8_t>>& frames) {
-  std::vector<Template> t(frames.size());
-  for (size_t i = 0; i < frames.size(); ++i) {
-    t[i].len = static_cast<uint16_t>(frames[i].size());
-    std::memcpy(t[i].bytes, frames[i].data(), frames[i].size());
+// Templates from frames[begin, begin + count), with a sequence drawn from
+// `popularity`. Zipf ranks are mapped to flows through a random permutation,
+// so that the popular flows' conntrack entries are not neighbours.
+Traffic MakeTraffic(const std::vector<std::vector<uint8_t>>& frames, size_t begin, size_t count,
+                    Popularity popularity, uint64_t seed) {
+  Traffic t;
+  t.popularity = popularity;
+  count = std::min(count, frames.size() - std::min(begin, frames.size()));
+  t.templates.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    const auto& f = frames[begin + i];
+    if (f.size() > sizeof(t.templates[i].bytes)) {
+      std::fprintf(stderr, "frame of %zu bytes does not fit a template\n", f.size());
+      std::exit(1);
+    }
+    t.templates[i].len = static_cast<uint16_t>(f.size());
+    std::memcpy(t.templates[i].bytes, f.data(), f.size());
+  }
+  std::mt19937_64 rng(seed);
+  if (popularity == Popularity::kOnce) {
+    t.sequence.resize(count);
+    std::iota(t.sequence.begin(), t.sequence.end(), 0);
+  } else if (popularity == Popularity::kUniform) {
+    t.sequence.resize(kSequenceLength);
+    for (auto& s : t.sequence) s = static_cast<uint32_t>(rng() % count);
+  } else {
+    std::vector<double> cdf(count);
+    double sum = 0;
+    for (size_t k = 0; k < count; ++k) cdf[k] = sum += std::pow(static_cast<double>(k + 1), -0.99);
+    std::vector<uint32_t> flow_of_rank(count);
+    std::iota(flow_of_rank.begin(), flow_of_rank.end(), 0);
+    std::shuffle(flow_of_rank.begin(), flow_of_rank.end(), rng);
+    std::uniform_real_distribution<double> u(0, sum);
+    t.sequence.resize(kSequenceLength);
+    for (auto& s : t.sequence) {
+      const size_t rank = std::lower_bound(cdf.begin(), cdf.end(), u(rng)) - cdf.begin();
+      s = flow_of_rank[std::min(rank, count - 1)];
+    }
   }
   return t;
 }
 
-// Feeds `templates` into the rx ring of `port_index` and recycles mbufs from
-// every tx ring, for `seconds` or until `limit` packets were fed (0: none).
-// Returns packets fed.
-uint64_t Generate(const RingPorts& rp, int port_index, rte_mempool* pool,
-                  const std::vector<Template>& templates, double seconds, uint64_t limit) {
-  // Room for every mbuf of the pool: the worker may add some (ARP requests).
-  std::vector<rte_mbuf*> spare(rte_mempool_avail_count(pool) + kInFlight);
-  if (rte_pktmbuf_alloc_bulk(pool, spare.data(), kInFlight) != 0) return 0;
-  size_t nspare = kInFlight;
-  size_t next = 0;
-  uint64_t fed = 0;
-  const uint64_t end = rte_get_tsc_cycles() + static_cast<uint64_t>(seconds * rte_get_tsc_hz());
-  while (rte_get_tsc_cycles() < end && (limit == 0 || fed < limit)) {
-    for (int p = 0; p < 2; ++p) {
-      rte_mbuf* back[64];
-      unsigned n;
-      while ((n = rte_ring_dequeue_burst(rp.tx[p], reinterpret_cast<void**>(back), 64, nullptr)) !=
-             0) {
-        for (unsigned i = 0; i < n; ++i) {
-          if (back[i]->refcnt != 1 || back[i]->nb_segs != 1) {
-            rte_pktmbuf_free(back[i]);
-            rte_mbuf* fresh = rte_pktmbuf_alloc(pool);
-            if (fresh == nullptr) continue;
-            back[i] = fresh;
-          }
-          if (nspare == spare.size())
-            rte_pktmbuf_free(back[i]);
-          else
-            spare[nspare++] = back[i];
-        }
-      }
+// Ring ports for the uplink and the pods side, kQueues queues each; rx and
+// tx of a queue are separate rings.
+struct RingPorts {
+  rte_ring* rx[2][kQueues];
+  rte_ring* tx[2][kQueues];
+  uint16_t port[2];
+};
+
+// Restores packets from a Traffic into the rx ring of one port queue and
+// takes back what any port transmitted on that queue. Used by one lcore.
+class Generator {
+ public:
+  Generator(const RingPorts& rp, int port, uint16_t queue, rte_mempool* pool, const Traffic& t)
+      : rx_(rp.rx[port][queue]),
+        tx_{rp.tx[0][queue], rp.tx[1][queue]},
+        pool_(pool),
+        t_(t),
+        spare_(rte_mempool_avail_count(pool) + kInFlight) {
+    ok_ = rte_pktmbuf_alloc_bulk(pool, spare_.data(), kInFlight) == 0;
+    nspare_ = ok_ ? kInFlight : 0;
+  }
+  ~Generator() {
+    if (nspare_ != 0) rte_pktmbuf_free_bulk(spare_.data(), static_cast<unsigned>(nspare_));
+  }
+  bool ok() const { return ok_; }
+  // kOnce traffic: every template was fed.
+  bool exhausted() const {
+    return t_.popularity == Popularity::kOnce && pos_ == t_.sequence.size();
+  }
+  uint64_t fed() const { return fed_; }
+
+  // Restores up to kGenBurst packets, enqueues them, and stops when the rx
+  // ring holds `depth`. Returns how many were enqueued.
+  unsigned Refill(unsigned depth) {
+    unsigned want = kGenBurst;
+    if (depth < kRingSize) {
+      const unsigned queued = rte_ring_count(rx_);
+      want = queued >= depth ? 0 : std::min(want, depth - queued);
     }
-    // Packets the worker dropped went back to the pool: top up.
-    if (nspare < 64 && nspare + 64 <= spare.size()) {
-      const unsigned want = 64;
-      if (rte_pktmbuf_alloc_bulk(pool, &spare[nspare], want) == 0) nspare += want;
-    }
-    unsigned burst = std::min<size_t>(nspare, 64);
-    if (limit != 0) burst = std::min<uint64_t>(burst, limit - fed);
-    rte_mbuf* out[64];
-    for (unsigned i = 0; i < burst; ++i) {
-      rte_mbuf* m = spare[--nspare];
-      const Template& t = templates[next];
-      next = next + 1 == templates.size() ? 0 : next + 1;
+    if (t_.popularity == Popularity::kOnce)
+      want = std::min<size_t>(want, t_.sequence.size() - pos_);
+    if (nspare_ < want && nspare_ + kGenBurst <= spare_.size() &&
+        rte_pktmbuf_alloc_bulk(pool_, &spare_[nspare_], kGenBurst) == 0)
+      nspare_ += kGenBurst;  // the worker dropped some: they went back to the pool
+    want = std::min<size_t>(want, nspare_);
+    rte_mbuf* out[kGenBurst];
+    const Template* tpl = t_.templates.data();
+    const uint32_t* seq = t_.sequence.data();
+    const size_t len = t_.sequence.size();
+    for (unsigned i = 0; i < want; ++i) {
+      size_t ahead = pos_ + kTemplateAhead;
+      if (ahead >= len) ahead -= len;
+      rte_prefetch0(&tpl[seq[ahead]]);
+      const Template& t = tpl[seq[pos_]];
+      if (++pos_ == len && t_.popularity != Popularity::kOnce) pos_ = 0;
+      rte_mbuf* m = spare_[--nspare_];
       m->data_off = RTE_PKTMBUF_HEADROOM;
-      m->data_len = m->pkt_len = t.len;
+      m->data_len = t.len;
+      m->pkt_len = t.len;
+      m->ol_flags = 0;
+      m->packet_type = 0;
       std::memcpy(rte_pktmbuf_mtod(m, void*), t.bytes, t.len);
       out[i] = m;
     }
-    const unsigned sent =
-        rte_ring_enqueue_burst(rp.ring[port_index], reinterpret_cast<void**>(out), burst, nullptr);
-    for (unsigned i = sent; i < burst; ++i) spare[nspare++] = out[i];
-    fed += sent;
+    const unsigned sent = rte_ring_enqueue_burst(rx_, reinterpret_cast<void**>(out), want, nullptr);
+    for (unsigned i = sent; i < want; ++i) spare_[nspare_++] = out[i];
+    fed_ += sent;
+    return sent;
   }
-  // Drain: everything in flight comes back or is dropped by the worker.
-  for (rte_mbuf* m : std::vector<rte_mbuf*>(spare.begin(), spare.begin() + nspare))
-    rte_pktmbuf_free(m);
-  return fed;
-}
 
-void DrainAll(const RingPorts& rp) {
-  for (int p = 0; p < 2; ++p) {
-    rte_mbuf* m[64];
-    unsigned n;
-    for (rte_ring* r : {rp.ring[p], rp.tx[p]})
-      while ((n = rte_ring_dequeue_burst(r, reinterpret_cast<void**>(m), 64, nullptr)) != 0)
-        rte_pktmbuf_free_bulk(m, n);
+  void Recycle() {
+    for (rte_ring* r : tx_) {
+      rte_mbuf* back[kGenBurst];
+      unsigned n;
+      while ((n = rte_ring_dequeue_burst(r, reinterpret_cast<void**>(back), kGenBurst, nullptr)) !=
+             0) {
+        for (unsigned i = 0; i < n; ++i) {
+          rte_mbuf* m = back[i];
+          if (rte_mbuf_refcnt_read(m) != 1 || m->nb_segs != 1) {
+            rte_pktmbuf_free(m);
+            if ((m = rte_pktmbuf_alloc(pool_)) == nullptr) continue;
+          }
+          if (nspare_ == spare_.size())
+            rte_pktmbuf_free(m);
+          else
+            spare_[nspare_++] = m;
+        }
+      }
+    }
   }
-}
 
-// testpmd-style io forwarding on the worker lcore.
-struct IoFwd {
-  uint16_t port;
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> packets{0};
+ private:
+  rte_ring* rx_;
+  rte_ring* tx_[2];
+  rte_mempool* pool_;
+  const Traffic& t_;
+  std::vector<rte_mbuf*> spare_;
+  size_t nspare_ = 0;
+  size_t pos_ = 0;
+  uint64_t fed_ = 0;
+  bool ok_ = false;
 };
-int IoFwdMain(void* arg) {
-  auto* f = static_cast<IoFwd*>(arg);
-  uint64_t local = 0;
-  while (!f->stop.load(std::memory_order_relaxed)) {
-    rte_mbuf* b[kBurstSize];
-    const uint16_t n = rte_eth_rx_burst(f->port, 0, b, kBurstSize);
-    if (n == 0) continue;
-    const uint16_t s = rte_eth_tx_burst(f->port, 0, b, n);
-    for (uint16_t i = s; i < n; ++i) rte_pktmbuf_free(b[i]);
-    local += n;
-    f->packets.store(local, std::memory_order_relaxed);
+
+void FreeRing(rte_ring* r) {
+  rte_mbuf* m[64];
+  unsigned n;
+  while ((n = rte_ring_dequeue_burst(r, reinterpret_cast<void**>(m), 64, nullptr)) != 0)
+    rte_pktmbuf_free_bulk(m, n);
+}
+
+// Frees whatever sits in the rings of `queue`. Only while no worker polls it.
+void DrainQueue(const RingPorts& rp, uint16_t queue) {
+  for (int p = 0; p < 2; ++p) {
+    FreeRing(rp.rx[p][queue]);
+    FreeRing(rp.tx[p][queue]);
+  }
+}
+
+// --- the worker step: Sluice, or a reference forwarder ------------------------
+
+enum class Step { kNull, kIo, kSwap, kSluice };
+
+// What every forwarder does to a packet at least: read the Ethernet and IPv4
+// headers, swap addresses, write them back.
+inline void SwapAddresses(rte_mbuf* m) {
+  auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+  const rte_ether_addr mac = eth->dst_addr;
+  eth->dst_addr = eth->src_addr;
+  eth->src_addr = mac;
+  if (eth->ether_type == RTE_BE16(RTE_ETHER_TYPE_IPV4)) {
+    auto* ip = reinterpret_cast<rte_ipv4_hdr*>(eth + 1);
+    const rte_be32_t a = ip->src_addr;
+    ip->src_addr = ip->dst_addr;
+    ip->dst_addr = a;
+  }
+}
+
+struct StepContext {
+  Step step = Step::kNull;
+  Worker* worker = nullptr;  // kSluice
+  uint16_t port_id = 0;      // kIo, kSwap
+  uint16_t queue = 0;
+  rte_ring* rx = nullptr;  // kNull
+  rte_ring* tx = nullptr;
+};
+
+// One iteration of the worker's side at TSC `now`; returns packets taken
+// from rx.
+inline uint32_t RunStep(const StepContext& s, uint64_t now) {
+  rte_mbuf* b[kBurstSize];
+  uint16_t n = 0;
+  switch (s.step) {
+    case Step::kSluice:
+      return s.worker->PollOnce(now);
+    case Step::kNull: {
+      n = static_cast<uint16_t>(
+          rte_ring_dequeue_burst(s.rx, reinterpret_cast<void**>(b), kBurstSize, nullptr));
+      const unsigned sent = rte_ring_enqueue_burst(s.tx, reinterpret_cast<void**>(b), n, nullptr);
+      for (unsigned i = sent; i < n; ++i) rte_pktmbuf_free(b[i]);
+      return n;
+    }
+    case Step::kIo:
+    case Step::kSwap: {
+      n = rte_eth_rx_burst(s.port_id, s.queue, b, kBurstSize);
+      if (s.step == Step::kSwap) {
+        constexpr uint16_t kAhead = 4;
+        for (uint16_t i = 0; i < n && i < kAhead; ++i) rte_prefetch0(rte_pktmbuf_mtod(b[i], void*));
+        for (uint16_t i = 0; i < n; ++i) {
+          if (i + kAhead < n) rte_prefetch0(rte_pktmbuf_mtod(b[i + kAhead], void*));
+          SwapAddresses(b[i]);
+        }
+      }
+      const uint16_t sent = n == 0 ? 0 : rte_eth_tx_burst(s.port_id, s.queue, b, n);
+      for (uint16_t i = sent; i < n; ++i) rte_pktmbuf_free(b[i]);
+      return n;
+    }
   }
   return 0;
 }
 
-struct Stats {
-  std::vector<double> mpps;
-  double median() const {
-    std::vector<double> v = mpps;
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0 : v[v.size() / 2];
+// TSC cycles of the loop iterations that moved packets. An iteration longer
+// than any burst's work (250 us) was preempted (the machine's cores are
+// shared): it is left out, and its time reported as excluded.
+struct Timing {
+  uint64_t cycles = 0;
+  uint64_t packets = 0;
+  uint64_t excluded_cycles = 0;
+  uint64_t preempted_limit = rte_get_tsc_hz() / 4000;
+  void Add(uint64_t dt, uint32_t n) {
+    if (n == 0) return;
+    if (dt > preempted_limit) {
+      excluded_cycles += dt;
+      return;
+    }
+    cycles += dt;
+    packets += n;
   }
-  double min() const { return mpps.empty() ? 0 : *std::min_element(mpps.begin(), mpps.end()); }
-  double max() const { return mpps.empty() ? 0 : *std::max_element(mpps.begin(), mpps.end()); }
+  double per_packet() const { return packets == 0 ? 0 : static_cast<double>(cycles) / packets; }
+  double excluded_fraction() const {
+    return cycles + excluded_cycles == 0
+               ? 0
+               : static_cast<double>(excluded_cycles) / (cycles + excluded_cycles);
+  }
 };
 
-std::string DropReasons(const NodeRuntime& rt) {
+// --- (a): generator on the main lcore, the worker on its own -----------------
+
+// The worker's loop on the worker lcore: the step (Sluice's PollOnce, as
+// NodeRuntime's own loop runs it, or a forwarder) with each busy iteration
+// timed; polls that find the rx ring empty are waiting for the generator and
+// are not counted.
+struct WorkerLoop {
+  StepContext step;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> packets{0};
+  Timing timing;  // read after the lcore is joined
+};
+int WorkerLoopMain(void* arg) {
+  auto* w = static_cast<WorkerLoop*>(arg);
+  if (w->step.step == Step::kSluice) w->step.worker->Start();
+  uint64_t local = 0;
+  while (!w->stop.load(std::memory_order_relaxed)) {
+    const uint64_t t0 = rte_rdtsc();
+    const uint32_t n = RunStep(w->step, t0);
+    w->timing.Add(rte_rdtsc() - t0, n);
+    if (n == 0) continue;
+    local += n;
+    w->packets.store(local, std::memory_order_release);
+  }
+  if (w->step.step == Step::kSluice) w->step.worker->Stop();
+  return 0;
+}
+
+struct OtherLcoreRun {
+  Timing timing;
+  double rx_empty_fraction = 0;  // of the generator's looks at the rx ring
+  uint64_t fed = 0;
+};
+
+// Runs `step` on the worker lcore and feeds `t` into `port` queue 0 from this
+// lcore for `seconds` (kOnce traffic: until every template was fed and
+// processed), keeping the rx ring `depth` packets deep.
+OtherLcoreRun RunOtherLcore(const RingPorts& rp, unsigned worker_lcore, const StepContext& step,
+                            int port, rte_mempool* pool, const Traffic& t, double seconds,
+                            unsigned depth) {
+  OtherLcoreRun r;
+  WorkerLoop w;
+  w.step = step;
+  rte_eal_remote_launch(WorkerLoopMain, &w, worker_lcore);
+  {
+    Generator gen(rp, port, 0, pool, t);
+    rte_ring* rx = rp.rx[port][0];
+    const uint64_t hz = rte_get_tsc_hz();
+    const uint64_t c0 = rte_rdtsc();
+    uint64_t looks = 0, empty = 0;
+    if (!gen.ok()) {
+      std::fprintf(stderr, "generator: no mbufs\n");
+    } else if (t.popularity == Popularity::kOnce) {
+      while (!gen.exhausted() && rte_rdtsc() < c0 + 600 * hz) {
+        gen.Recycle();
+        gen.Refill(depth);
+      }
+      while (w.packets.load(std::memory_order_acquire) < gen.fed() && rte_rdtsc() < c0 + 600 * hz)
+        gen.Recycle();
+    } else {
+      const uint64_t end = c0 + static_cast<uint64_t>(seconds * hz);
+      while (rte_rdtsc() < end) {
+        gen.Recycle();
+        ++looks;
+        empty += rte_ring_empty(rx);
+        gen.Refill(depth);
+      }
+    }
+    r.fed = gen.fed();
+    r.rx_empty_fraction = looks == 0 ? 0 : static_cast<double>(empty) / looks;
+    w.stop = true;
+    rte_eal_wait_lcore(worker_lcore);
+    gen.Recycle();
+  }
+  DrainQueue(rp, 0);
+  r.timing = w.timing;
+  return r;
+}
+
+// --- (b): generator and worker interleaved on one lcore ----------------------
+
+struct InterleavedLoop {
+  StepContext step;
+  const RingPorts* rp = nullptr;
+  int port = 0;
+  uint16_t queue = 0;
+  rte_mempool* pool = nullptr;
+  const Traffic* traffic = nullptr;
+  double seconds = 1;
+  unsigned lag = 0;
+  std::atomic<int>* start_barrier = nullptr;  // both lcores of a two-worker run
+  Timing timing;                              // out
+};
+
+int InterleavedMain(void* arg) {
+  auto* l = static_cast<InterleavedLoop*>(arg);
+  Generator gen(*l->rp, l->port, l->queue, l->pool, *l->traffic);
+  if (!gen.ok()) {
+    std::fprintf(stderr, "generator: no mbufs\n");
+    return -1;
+  }
+  if (l->step.step == Step::kSluice) l->step.worker->Start();
+  if (l->start_barrier != nullptr) {
+    l->start_barrier->fetch_sub(1);
+    while (l->start_barrier->load() > 0) rte_pause();
+  }
+  const bool once = l->traffic->popularity == Popularity::kOnce;
+  const unsigned depth = std::max<unsigned>(l->lag, kBurstSize);
+  const uint64_t hz = rte_get_tsc_hz();
+  const uint64_t end = rte_rdtsc() + static_cast<uint64_t>((once ? 600 : l->seconds) * hz);
+  for (uint64_t t0 = rte_rdtsc();;) {
+    gen.Refill(depth);
+    const uint32_t n = RunStep(l->step, t0);
+    gen.Recycle();
+    const uint64_t t1 = rte_rdtsc();
+    l->timing.Add(t1 - t0, n);
+    if (t1 >= end || (once && n == 0 && gen.exhausted())) break;
+    t0 = t1;
+  }
+  // This lcore is the rx rings' only consumer now: free what is queued.
+  FreeRing(l->rp->rx[l->port][l->queue]);
+  gen.Recycle();
+  if (l->step.step == Step::kSluice) l->step.worker->Stop();
+  return 0;
+}
+
+// --- statistics and counters ---------------------------------------------------
+
+struct Stats {
+  std::vector<double> v;
+  void Add(double x) { v.push_back(x); }
+  bool empty() const { return v.empty(); }
+  double median() const {
+    if (v.empty()) return 0;
+    std::vector<double> s = v;
+    std::sort(s.begin(), s.end());
+    return s.size() % 2 ? s[s.size() / 2] : (s[s.size() / 2 - 1] + s[s.size() / 2]) / 2;
+  }
+  double min() const { return v.empty() ? 0 : *std::min_element(v.begin(), v.end()); }
+  double max() const { return v.empty() ? 0 : *std::max_element(v.begin(), v.end()); }
+  std::string Json() const {
+    std::vector<std::string> runs;
+    for (double x : v) runs.push_back(absl::StrFormat("%.2f", x));
+    return absl::StrFormat("{\"median\": %.2f, \"min\": %.2f, \"max\": %.2f, \"runs\": [%s]}",
+                           median(), min(), max(), absl::StrJoin(runs, ", "));
+  }
+};
+
+double Mpps(double cycles_per_packet) {
+  return cycles_per_packet <= 0 ? 0 : rte_get_tsc_hz() / cycles_per_packet / 1e6;
+}
+
+struct CounterSnapshot {
+  std::array<uint64_t, kCounterCount> v{};
+  static CounterSnapshot Of(const NodeRuntime& rt) {
+    CounterSnapshot s;
+    for (int c = 0; c < kCounterCount; ++c) s.v[c] = rt.Total(static_cast<Counter>(c));
+    return s;
+  }
+};
+
+// Drops between two snapshots, in all and by reason (JSON object).
+std::pair<uint64_t, std::string> DropsBetween(const CounterSnapshot& a, const CounterSnapshot& b) {
+  uint64_t total = 0;
   std::vector<std::string> parts;
   for (int c = 0; c < kCounterCount; ++c) {
     const CounterInfo& info = CounterInfoOf(static_cast<Counter>(c));
-    const uint64_t v = rt.Total(static_cast<Counter>(c));
-    if (info.kind == CounterKind::kDrop && v != 0)
-      parts.push_back(absl::StrFormat("\"%s\": %u", info.name, v));
+    const uint64_t d = b.v[c] - a.v[c];
+    if (info.kind != CounterKind::kDrop || d == 0) continue;
+    total += d;
+    parts.push_back(absl::StrFormat("\"%s\": %u", info.name, d));
   }
-  return "{" + absl::StrJoin(parts, ", ") + "}";
+  return {total, "{" + absl::StrJoin(parts, ", ") + "}"};
 }
 
-uint64_t Drops(const NodeRuntime& rt) {
+// Both ways of one measurement; per-packet figures (per-flow for new flows).
+struct TwoWays {
+  Stats a_cycles;     // (a): busy cycles per packet on the worker lcore
+  Stats a_empty;      // (a): fraction of looks that found the rx ring empty
+  Stats a_excluded;   // (a): fraction of busy time left out as preempted
+  Stats b_loop;       // (b): generator + worker
+  Stats b_generator;  // (b): generator + null worker
+  Stats b_alone;      // (b): loop - generator, per run pair
+  Stats b_excluded;   // (b): fraction of loop time left out as preempted
+  std::string Json(const TwoWays* limit) const {
+    const double a = a_cycles.median(), b = b_alone.median();
+    auto fraction = [](double lim, double x) { return x > 0 && lim > 0 ? lim / x : 0.0; };
+    return absl::StrFormat(
+        "\"other_lcore\": {\"cycles_per_packet\": %s, \"mpps\": %.3f, \"rx_empty_fraction\": "
+        "%.3f, \"preempted_fraction\": %.3f, \"fraction_of_swap\": %.3f},\n"
+        "   \"same_lcore\": {\"loop_cycles_per_packet\": %s, \"generator_cycles_per_packet\": "
+        "%s, \"cycles_per_packet\": %s, \"mpps\": %.3f, \"preempted_fraction\": %.3f, "
+        "\"fraction_of_swap\": %.3f}",
+        a_cycles.Json(), Mpps(a), a_empty.median(), a_excluded.max(),
+        limit ? fraction(limit->a_cycles.median(), a) : 0.0, b_loop.Json(), b_generator.Json(),
+        b_alone.Json(), Mpps(b), b_excluded.max(),
+        limit ? fraction(limit->b_alone.median(), b) : 0.0);
+  }
+};
+
+struct Bench {
+  const RingPorts* rp;
+  rte_mempool* pool;
+  unsigned worker_lcore;
+  double seconds;
+  int repeat;
+  unsigned lag;
+};
+
+// (a) once.
+OtherLcoreRun OtherLcore(const Bench& b, const StepContext& step, int port, const Traffic& t) {
+  return RunOtherLcore(*b.rp, b.worker_lcore, step, port, b.pool, t, b.seconds, b.lag);
+}
+
+// (b) once: the null worker, then `step`, on the worker lcore.
+std::pair<Timing, Timing> SameLcorePair(const Bench& b, const StepContext& step, int port,
+                                        const Traffic& t) {
+  Timing out[2];
+  for (int k = 0; k < 2; ++k) {
+    InterleavedLoop l;
+    l.rp = b.rp;
+    l.port = port;
+    l.pool = b.pool;
+    l.traffic = &t;
+    l.seconds = b.seconds;
+    l.lag = b.lag;
+    if (k == 0) {
+      l.step.step = Step::kNull;
+      l.step.rx = b.rp->rx[port][0];
+      l.step.tx = b.rp->tx[port][0];
+    } else {
+      l.step = step;
+    }
+    rte_eal_remote_launch(InterleavedMain, &l, b.worker_lcore);
+    rte_eal_wait_lcore(b.worker_lcore);
+    DrainQueue(*b.rp, 0);
+    out[k] = l.timing;
+  }
+  return {out[0], out[1]};
+}
+
+void AddPair(TwoWays* w, const Timing& gen, const Timing& loop) {
+  const double g = gen.per_packet(), l = loop.per_packet();
+  w->b_generator.Add(g);
+  w->b_loop.Add(l);
+  w->b_alone.Add(l - g);
+  w->b_excluded.Add(std::max(gen.excluded_fraction(), loop.excluded_fraction()));
+}
+
+// `step` both ways on established traffic `t` arriving on `port`.
+TwoWays MeasureStep(const Bench& b, const StepContext& step, int port, const Traffic& t) {
+  TwoWays w;
+  for (int r = 0; r < b.repeat; ++r) {
+    const OtherLcoreRun run = OtherLcore(b, step, port, t);
+    w.a_cycles.Add(run.timing.per_packet());
+    w.a_empty.Add(run.rx_empty_fraction);
+    w.a_excluded.Add(run.timing.excluded_fraction());
+  }
+  for (int r = 0; r < b.repeat; ++r) {
+    auto [gen, loop] = SameLcorePair(b, step, port, t);
+    AddPair(&w, gen, loop);
+  }
+  return w;
+}
+
+StepContext ForwarderStep(const Bench& b, Step kind, int port) {
+  StepContext s;
+  s.step = kind;
+  s.port_id = b.rp->port[port];
+  return s;
+}
+
+StepContext SluiceStep(NodeRuntime& rt, uint16_t worker = 0) {
+  StepContext s;
+  s.step = Step::kSluice;
+  s.worker = &rt.worker(worker);
+  return s;
+}
+
+struct Measured {
+  TwoWays w;
   uint64_t drops = 0;
-  for (int c = 0; c < kCounterCount; ++c)
-    if (CounterInfoOf(static_cast<Counter>(c)).kind == CounterKind::kDrop)
-      drops += rt.Total(static_cast<Counter>(c));
-  return drops;
+  std::string drop_reasons = "{}";
+  uint64_t created = 0;  // conntrack entries created while measuring
+};
+
+// Sluice's worker 0 both ways (the runtime is not launched).
+Measured MeasureSluice(const Bench& b, NodeRuntime& rt, int port, const Traffic& t) {
+  Measured m;
+  const CounterSnapshot before = CounterSnapshot::Of(rt);
+  m.w = MeasureStep(b, SluiceStep(rt), port, t);
+  const CounterSnapshot after = CounterSnapshot::Of(rt);
+  std::tie(m.drops, m.drop_reasons) = DropsBetween(before, after);
+  m.created = after.v[k_conntrack_created] - before.v[k_conntrack_created];
+  return m;
+}
+
+// Feeds every template of kOnce traffic `t` through worker `w` on the worker
+// lcore, queue `queue` (a flow's first packet creates it).
+void Establish(const Bench& b, NodeRuntime& rt, int port, const Traffic& t, uint16_t w = 0) {
+  InterleavedLoop l;
+  l.step = SluiceStep(rt, w);
+  l.rp = b.rp;
+  l.port = port;
+  l.queue = w;
+  l.pool = b.pool;
+  l.traffic = &t;
+  l.lag = kBurstSize;
+  rte_eal_remote_launch(InterleavedMain, &l, b.worker_lcore);
+  rte_eal_wait_lcore(b.worker_lcore);
+  DrainQueue(*b.rp, w);
 }
 
 // --- traffic shapes ---------------------------------------------------------
@@ -207,6 +687,36 @@ uint64_t Drops(const NodeRuntime& rt) {
 const MacAddress kGatewayMac = Mac("02:00:0a:0a:64:01");
 const MacAddress kUplinkMac = Mac("02:00:0a:0a:64:e4");
 const MacAddress kPodsMac = Mac("02:00:0a:f4:1a:01");
+constexpr uint16_t kBenchNodePort = 30080;
+constexpr uint32_t kBenchNodePortEndpoints = 64;
+
+// node-228 with `services` ClusterIP Services (tcp/80 and udp/53 each, two
+// endpoints on node-227/226), plus one NodePort Service with 64 endpoints on
+// node-227 so that a million masqueraded flows find free ports (the reply
+// tuple is unique per endpoint and masquerade port).
+ClusterModel BenchModel(uint32_t services) {
+  ClusterModel m = testing::Node228Model(services);
+  for (auto& s : m.services)
+    if (s.namespace_name == "bench") s.ports.push_back({"dns", L4Protocol::kUdp, 53, 0});
+  for (auto& e : m.endpoint_slices)
+    if (e.namespace_name == "bench") e.ports.push_back({"dns", L4Protocol::kUdp, 53});
+  ServiceSpec np;
+  np.namespace_name = "bench-nodeport";
+  np.name = "clients";
+  np.type = "NodePort";
+  np.cluster_ips = {Ip("10.96.200.1")};
+  np.ports = {{"http", L4Protocol::kTcp, 80, kBenchNodePort}};
+  m.services.push_back(np);
+  EndpointSliceSpec eps;
+  eps.namespace_name = np.namespace_name;
+  eps.name = "clients-eps";
+  eps.service_name = np.name;
+  for (uint32_t i = 0; i < kBenchNodePortEndpoints; ++i)
+    eps.endpoints.push_back({Ip("10.244.25.160") + i, true, true, false, "node-227"});
+  eps.ports = {{"http", L4Protocol::kTcp, 8080}};
+  m.endpoint_slices.push_back(eps);
+  return m;
+}
 
 // Pod -> ClusterIP of Service (i % services), endpoints on node-227/226:
 // DNAT + VXLAN encapsulation. Flow i has a distinct (pod address, port).
@@ -224,16 +734,17 @@ std::vector<std::vector<uint8_t>> PodToClusterIp(uint32_t flows, uint32_t servic
     s.dst_ip = Ip("10.112.0.0") + (i % services);
     s.l4.proto = proto;
     s.l4.src_port = static_cast<uint16_t>(1024 + i % 60000);
-    s.l4.dst_port = 80;
+    s.l4.dst_port = proto == kProtoUdp ? 53 : 80;
     s.l4.tcp_flags = flags;
     v.push_back(BuildFrame(s));
   }
   return v;
 }
 
-// External clients -> NodePort 8014: DNAT + masquerade + VXLAN.
+// External clients -> the bench NodePort: DNAT + masquerade + VXLAN.
 std::vector<std::vector<uint8_t>> ClientsToNodePort(uint32_t flows) {
   std::vector<std::vector<uint8_t>> v;
+  v.reserve(flows);
   for (uint32_t i = 0; i < flows; ++i) {
     FrameSpec s;
     s.src_mac = kGatewayMac;
@@ -242,7 +753,7 @@ std::vector<std::vector<uint8_t>> ClientsToNodePort(uint32_t flows) {
     s.dst_ip = Ip(Example::kNode228);
     s.ttl = 62;
     s.l4.src_port = static_cast<uint16_t>(10000 + i % 50000);
-    s.l4.dst_port = Example::kNodePort;
+    s.l4.dst_port = kBenchNodePort;
     s.l4.tcp_flags = 0x10;
     v.push_back(BuildFrame(s));
   }
@@ -267,10 +778,12 @@ std::vector<std::vector<uint8_t>> PodsToInternet(uint32_t flows) {
 }
 
 // What node-227 sends back for each NodePort flow: VXLAN to us, inner reply
-// from the endpoint to our masquerade address and port.
+// from the endpoint to our masquerade address and port. Flows that are not
+// tracked get no reply.
 std::vector<std::vector<uint8_t>> RepliesFor(const std::vector<std::vector<uint8_t>>& originals,
                                              ConntrackTable* ct) {
   std::vector<std::vector<uint8_t>> v;
+  v.reserve(originals.size());
   for (const auto& o : originals) {
     const testing::ParsedFrame p = testing::ParseFrame(o);
     FlowKey k;
@@ -288,60 +801,35 @@ std::vector<std::vector<uint8_t>> RepliesFor(const std::vector<std::vector<uint8
   return v;
 }
 
-}  // namespace
-}  // namespace sluice::bench
+// --- main -------------------------------------------------------------------
 
-namespace sluice::bench {
-namespace {
-
-std::string StatsJson(const Stats& s) {
-  return absl::StrFormat("{\"median\": %.4f, \"min\": %.4f, \"max\": %.4f, \"runs\": [%s]}",
-                         s.median(), s.min(), s.max(), absl::StrJoin(s.mpps, ", "));
-}
+struct Options {
+  double seconds = 1.0;
+  int repeat = 3;
+  uint32_t flows = 1 << 20;
+  uint32_t small_flows = 10000;
+  uint32_t services = 10000;
+  unsigned lag = 4096;
+  bool quick = false;
+  bool two_workers = true;
+  std::string out;
+};
 
 double Seconds(uint64_t cycles) { return static_cast<double>(cycles) / rte_get_tsc_hz(); }
 
-void WaitIdle(NodeRuntime& rt, uint64_t target) {
-  const uint64_t end = rte_get_tsc_cycles() + 5 * rte_get_tsc_hz();
-  while (rt.Processed() < target && rte_get_tsc_cycles() < end) rte_pause();
-}
-
-// Feeds `templates` once (creating their flows), then measures the
-// established rate over `repeat` runs.
-struct Measured {
-  std::string drop_reasons;
-  Stats established;
-  double first_pass_flows_per_s = 0;
-  uint64_t drops = 0;
-};
-
-Measured RunShape(NodeRuntime& rt, const RingPorts& rp, int port_index, rte_mempool* pool,
-                  const std::vector<Template>& t, const Options& o, bool warm = true) {
-  Measured m;
-  if (t.empty()) {
-    std::fprintf(stderr, "no packets for this scenario\n");
-    std::exit(1);
+std::string CpuModel() {
+  char cpu[256] = "unknown";
+  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof(line), f))
+      if (std::strncmp(line, "model name", 10) == 0) {
+        std::snprintf(cpu, sizeof(cpu), "%s", std::strchr(line, ':') + 2);
+        cpu[std::strcspn(cpu, "\n")] = 0;
+        break;
+      }
+    std::fclose(f);
   }
-  if (warm) {
-    const uint64_t before = rt.Processed();
-    const uint64_t created0 = rt.Total(k_conntrack_created);
-    const uint64_t c0 = rte_get_tsc_cycles();
-    const uint64_t fed = Generate(rp, port_index, pool, t, 600, t.size());
-    WaitIdle(rt, before + fed);
-    const double secs = Seconds(rte_get_tsc_cycles() - c0);
-    m.first_pass_flows_per_s = (rt.Total(k_conntrack_created) - created0) / secs;
-  }
-  for (int r = 0; r < o.repeat; ++r) {
-    const uint64_t before = rt.Processed();
-    const uint64_t c0 = rte_get_tsc_cycles();
-    Generate(rp, port_index, pool, t, o.seconds, 0);
-    const uint64_t done = rt.Processed() - before;
-    m.established.mpps.push_back(done / Seconds(rte_get_tsc_cycles() - c0) / 1e6);
-    DrainAll(rp);
-  }
-  m.drops = Drops(rt);
-  m.drop_reasons = DropReasons(rt);
-  return m;
+  return cpu;
 }
 
 int Main(int argc, char** argv) {
@@ -353,38 +841,56 @@ int Main(int argc, char** argv) {
       o.quick = true;
       continue;
     }
+    if (a == "--no-two-workers") {
+      o.two_workers = false;
+      continue;
+    }
     ++i;
+    bool ok = true;
     if (a == "--seconds")
-      absl::SimpleAtod(v, &o.seconds);
+      ok = absl::SimpleAtod(v, &o.seconds);
     else if (a == "--repeat")
-      absl::SimpleAtoi(v, &o.repeat);
+      ok = absl::SimpleAtoi(v, &o.repeat);
     else if (a == "--flows")
-      absl::SimpleAtoi(v, &o.flows);
+      ok = absl::SimpleAtoi(v, &o.flows);
+    else if (a == "--small-flows")
+      ok = absl::SimpleAtoi(v, &o.small_flows);
     else if (a == "--services")
-      absl::SimpleAtoi(v, &o.services);
+      ok = absl::SimpleAtoi(v, &o.services);
+    else if (a == "--lag")
+      ok = absl::SimpleAtoi(v, &o.lag);
     else if (a == "--out")
       o.out = v;
-    else {
+    else
+      ok = false;
+    if (!ok || o.repeat < 1 || o.lag + kGenBurst > std::min(kRingSize, kInFlight)) {
       std::fprintf(stderr,
                    "usage: sluice-bench-throughput [--quick] [--seconds S] [--repeat N] "
-                   "[--flows N] [--services N] [--out FILE]\n");
+                   "[--flows N] [--small-flows N] [--services N] [--lag PACKETS (< %u)] "
+                   "[--no-two-workers] [--out FILE]\n",
+                   kInFlight - kGenBurst);
       return 2;
     }
   }
   if (o.quick) {
-    o.seconds = std::min(o.seconds, 1.0);
+    o.seconds = std::min(o.seconds, 0.4);
     o.repeat = 1;
     o.flows = std::min<uint32_t>(o.flows, 200000);
   }
+  o.small_flows = std::min(o.small_flows, o.flows);
+  // Three lcores on two cores: lcore 2 is never launched; it only lets
+  // NodeRuntime create a second worker, which the two-worker rows drive on
+  // lcores 0 and 1 themselves.
   std::vector<std::string> eal = {"sluice-bench-throughput",
                                   "--no-pci",
                                   "--no-telemetry",
-                                  "-l",
-                                  "0-1",
+                                  "--lcores",
+                                  "0@0,1@1,2@1",
                                   "--log-level=*:warning",
                                   "-m",
                                   "3072"};
-  if (HugepagesAvailable()) {
+  const bool hugepages = HugepagesAvailable();
+  if (hugepages) {
     eal.push_back("--in-memory");
   } else {
     eal.push_back("--no-huge");
@@ -398,18 +904,20 @@ int Main(int argc, char** argv) {
     return 1;
   }
   rte_srand(1);
-  rte_mempool* pool = CreatePacketPool("bench_pool", 32767, 256, rte_socket_id());
+  rte_mempool* pool = CreatePacketPool("bench_pool", 65535, 256, rte_socket_id());
   RingPorts rp;
   WorkerPorts ports;
   std::string error;
   for (int p = 0; p < 2; ++p) {
-    rp.ring[p] = rte_ring_create(absl::StrFormat("brx%d", p).c_str(), 8192, SOCKET_ID_ANY,
-                                 RING_F_SP_ENQ | RING_F_SC_DEQ);
-    rp.tx[p] = rte_ring_create(absl::StrFormat("btx%d", p).c_str(), 8192, SOCKET_ID_ANY,
-                               RING_F_SP_ENQ | RING_F_SC_DEQ);
-    const int id = rte_eth_from_rings(absl::StrFormat("bench_ring%d", p).c_str(), &rp.ring[p], 1,
-                                      &rp.tx[p], 1, SOCKET_ID_ANY);
-    if (pool == nullptr || id < 0 || !ConfigurePort(id, 1, pool, false, &error)) {
+    for (unsigned q = 0; q < kQueues; ++q) {
+      rp.rx[p][q] = rte_ring_create(absl::StrFormat("brx%d_%u", p, q).c_str(), kRingSize,
+                                    SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+      rp.tx[p][q] = rte_ring_create(absl::StrFormat("btx%d_%u", p, q).c_str(), kRingSize,
+                                    SOCKET_ID_ANY, RING_F_SP_ENQ | RING_F_SC_DEQ);
+    }
+    const int id = rte_eth_from_rings(absl::StrFormat("bench_ring%d", p).c_str(), rp.rx[p], kQueues,
+                                      rp.tx[p], kQueues, SOCKET_ID_ANY);
+    if (pool == nullptr || id < 0 || !ConfigurePort(id, kQueues, pool, false, &error)) {
       std::fprintf(stderr, "port setup failed: %s\n", error.c_str());
       return 1;
     }
@@ -418,125 +926,265 @@ int Main(int argc, char** argv) {
     ports.port_id[p] = static_cast<uint16_t>(id);
   }
   constexpr int kUplink = 0, kPods = 1;
-  std::vector<std::string> results;
   const unsigned worker_lcore = rte_get_next_lcore(-1, 1, 0);
+  const Bench b{&rp, pool, worker_lcore, o.seconds, o.repeat, o.lag};
+  std::vector<std::string> rows, new_flows, updates, two_workers;
 
-  // 1. The limit: io forwarding on the same ring ports, same generator.
-  Stats iofwd;
+  // 1. The limit: the swap forwarder (and io forwarding) on the same ports and
+  // generator, fed the main row's packets.
+  TwoWays swap, io;
   {
-    const auto t = ToTemplates(ClientsToNodePort(4096));
-    for (int r = 0; r < o.repeat; ++r) {
-      IoFwd f;
-      f.port = rp.port[kUplink];
-      rte_eal_remote_launch(IoFwdMain, &f, worker_lcore);
-      const uint64_t c0 = rte_get_tsc_cycles();
-      Generate(rp, kUplink, pool, t, o.seconds, 0);
-      const double secs = Seconds(rte_get_tsc_cycles() - c0);
-      f.stop = true;
-      rte_eal_wait_lcore(worker_lcore);
-      iofwd.mpps.push_back(f.packets.load() / secs / 1e6);
-      DrainAll(rp);
-    }
+    const Traffic t = MakeTraffic(PodToClusterIp(o.small_flows, o.services), 0, o.small_flows,
+                                  Popularity::kUniform, 1);
+    swap = MeasureStep(b, ForwarderStep(b, Step::kSwap, kPods), kPods, t);
+    io = MeasureStep(b, ForwarderStep(b, Step::kIo, kPods), kPods, t);
   }
-  std::fprintf(stderr, "io forwarding: %.2f Mpps\n", iofwd.median());
-  auto scenario = [&](const char* name, uint32_t services, uint32_t flows, const Measured& m,
-                      const char* what) {
-    results.push_back(absl::StrFormat(
-        "{\"name\": \"%s\", \"what\": \"%s\", \"services\": %u, \"flows\": %u, \"mpps\": %s, "
-        "\"fraction_of_iofwd\": %.3f, \"cycles_per_packet\": %.1f, \"drops\": %u, "
-        "\"drop_reasons_so_far\": %s}",
-        name, what, services, flows, StatsJson(m.established),
-        m.established.median() / iofwd.median(), rte_get_tsc_hz() / (m.established.median() * 1e6),
-        m.drops, m.drop_reasons));
-    std::fprintf(stderr, "%-34s services %6u flows %8u: %.2f Mpps (%.0f%% of io fwd), drops %lu\n",
-                 name, services, flows, m.established.median(),
-                 100 * m.established.median() / iofwd.median(),
-                 static_cast<unsigned long>(m.drops));
+  auto forwarder_json = [&](const char* name, const char* what, const TwoWays& w) {
+    return absl::StrFormat("{\"name\": \"%s\", \"what\": \"%s\",\n   %s}", name, what,
+                           w.Json(&swap));
   };
-  std::vector<std::string> new_flows;
-  std::vector<std::string> updates;
+  const std::string forwarders = absl::StrJoin(
+      {forwarder_json("swap", "rx burst, swap MAC and IPv4 addresses of each packet, tx burst",
+                      swap),
+       forwarder_json("io", "rx burst -> tx burst, no packet touched (not a limit)", io)},
+      ",\n  ");
+  std::fprintf(stderr,
+               "swap forwarder: (a) %.1f cycles/pkt (%.2f Mpps, rx empty %.0f%%); (b) %.1f "
+               "cycles/pkt alone (loop %.1f - generator %.1f)\n",
+               swap.a_cycles.median(), Mpps(swap.a_cycles.median()), 100 * swap.a_empty.median(),
+               swap.b_alone.median(), swap.b_loop.median(), swap.b_generator.median());
+  std::fprintf(stderr, "io forwarding:  (a) %.1f cycles/pkt; (b) %.1f alone\n",
+               io.a_cycles.median(), io.b_alone.median());
 
-  std::vector<uint32_t> service_counts = {100, o.services};
-  if (!o.quick) service_counts.push_back(100000);
+  auto row = [&](const char* name, const char* what, uint32_t services, const Traffic& t,
+                 const Measured& m) {
+    rows.push_back(
+        absl::StrFormat("{\"name\": \"%s\", \"what\": \"%s\", \"services\": %u, \"flows\": %u, "
+                        "\"popularity\": \"%s\",\n   %s,\n   \"drops\": %u, \"drop_reasons\": %s, "
+                        "\"flows_created_while_measuring\": %u}",
+                        name, what, services, t.flows(), PopularityName(t.popularity),
+                        m.w.Json(&swap), m.drops, m.drop_reasons, m.created));
+    std::fprintf(stderr,
+                 "%-36s svc %6u flows %7u %-8s: (b) %6.1f cycles/pkt alone (loop %6.1f, gen "
+                 "%5.1f) | (a) %6.1f; drops %lu, new flows %lu, preempted %.0f%%/%.0f%%\n",
+                 name, services, t.flows(), PopularityName(t.popularity), m.w.b_alone.median(),
+                 m.w.b_loop.median(), m.w.b_generator.median(), m.w.a_cycles.median(),
+                 static_cast<unsigned long>(m.drops), static_cast<unsigned long>(m.created),
+                 100 * m.w.b_excluded.max(), 100 * m.w.a_excluded.max());
+    if (m.w.b_alone.median() <= 0)
+      std::fprintf(stderr, "  warning: interleaved loop not slower than the generator alone\n");
+  };
+
+  const uint32_t new_flow_batch = std::min<uint32_t>(o.flows / 2, o.quick ? 50000 : 100000);
+  std::vector<uint32_t> service_counts = {100, o.services, 100000};
+  std::sort(service_counts.begin(), service_counts.end());
+  service_counts.erase(std::unique(service_counts.begin(), service_counts.end()),
+                       service_counts.end());
+  const char* kClusterIpWhat = "pod -> ClusterIP, DNAT + VXLAN encap to a remote node";
   for (uint32_t n : service_counts) {
     const bool main_size = n == o.services;
     NodeRuntime::Config rc;
     rc.workers = 1;
     // The same table size for every Service count, so that only the Service
-    // table differs between them: room for the established flows, the
-    // new-flow runs and the NodePort/egress flows.
-    const uint32_t new_flow_batch = std::min<uint32_t>(o.flows, 250000);
-    rc.conntrack_capacity = o.flows + 2 * o.repeat * new_flow_batch + 4 * 50000 + (1 << 16);
-    ClusterModel model = testing::Node228Model(n);
+    // table differs: the established flows, the new-flow runs and the
+    // NodePort and egress flows.
+    rc.conntrack_capacity = 2 * o.flows + 4 * o.repeat * new_flow_batch + o.small_flows + (1 << 16);
+    const ClusterModel model = BenchModel(n);
     auto rt = NodeRuntime::Create(rc, model, ports, pool);
     if (!rt.ok()) {
       std::fprintf(stderr, "%s\n", std::string(rt.status().message()).c_str());
       return 1;
     }
-    (*rt)->Launch();
-    const auto cip = ToTemplates(PodToClusterIp(o.flows, n));
-    Measured m = RunShape(**rt, rp, kPods, pool, cip, o);
-    scenario("established_clusterip_dnat_vxlan", n, o.flows, m,
-             "pod -> ClusterIP, DNAT + VXLAN encap to a remote node");
-    if (main_size) {
-      new_flows.push_back(
-          absl::StrFormat("{\"name\": \"tcp_first_packets\", \"services\": %u, \"flows\": %u, "
-                          "\"flows_per_second\": %.0f}",
-                          n, o.flows, m.first_pass_flows_per_s));
-      // New flows: every packet a fresh tuple (UDP, then TCP SYN).
-      for (int proto = 0; proto < 2; ++proto) {
-        const uint32_t k = new_flow_batch;
-        Stats rate;
-        for (int r = 0; r < o.repeat; ++r) {
-          const auto fresh = ToTemplates(PodToClusterIp(k, n, proto == 0 ? kProtoUdp : kProtoTcp,
-                                                        0x02, o.flows + (r + 1 + proto * 8) * k));
-          const uint64_t created0 = (*rt)->Total(k_conntrack_created);
-          const uint64_t before = (*rt)->Processed();
-          const uint64_t c0 = rte_get_tsc_cycles();
-          const uint64_t fed = Generate(rp, kPods, pool, fresh, 600, fresh.size());
-          WaitIdle(**rt, before + fed);
-          const double secs = Seconds(rte_get_tsc_cycles() - c0);
-          rate.mpps.push_back(((*rt)->Total(k_conntrack_created) - created0) / secs / 1e6);
+    NodeRuntime& r = **rt;
+    {
+      // Cache-resident flows first (the first small_flows of the big set),
+      // then all of them.
+      const auto frames = PodToClusterIp(o.flows, n);
+      std::vector<Popularity> pops = {Popularity::kUniform};
+      if (main_size) pops.push_back(Popularity::kZipf);
+      for (uint32_t flows : {o.small_flows, o.flows}) {
+        Establish(b, r, kPods, MakeTraffic(frames, 0, flows, Popularity::kOnce, 0));
+        for (Popularity p : pops) {
+          const Traffic t = MakeTraffic(frames, 0, flows, p, 2);
+          row("established_clusterip_dnat_vxlan", kClusterIpWhat, n, t,
+              MeasureSluice(b, r, kPods, t));
         }
-        new_flows.push_back(absl::StrFormat(
-            "{\"name\": \"%s\", \"services\": %u, \"flows\": %u, \"mflows_per_second\": %s, "
-            "\"drops\": %u}",
-            proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n, new_flow_batch, StatsJson(rate),
-            Drops(**rt)));
-        std::fprintf(stderr, "%-34s services %6u: %.2f M new flows/s\n",
-                     proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows", n, rate.median());
       }
-      const uint32_t np_flows = std::min<uint32_t>(o.flows, 50000);
-      const auto np = ClientsToNodePort(np_flows);
-      m = RunShape(**rt, rp, kUplink, pool, ToTemplates(np), o);
-      scenario("established_nodeport_dnat_snat_vxlan", n, np_flows, m,
-               "client -> NodePort, DNAT + masquerade + VXLAN encap");
-      m = RunShape(**rt, rp, kUplink, pool, ToTemplates(RepliesFor(np, &(*rt)->conntrack())), o,
-                   false);
-      scenario("reply_vxlan_decap_reverse_nat", n, np_flows, m,
-               "endpoint reply in VXLAN -> decap + reverse NAT -> uplink");
-      m = RunShape(**rt, rp, kPods, pool, ToTemplates(PodsToInternet(np_flows)), o);
-      scenario("established_egress_masquerade", n, np_flows, m,
-               "pod -> internet, masquerade to the node address");
+    }
+    if (main_size) {
+      // New flows: every packet a fresh tuple (UDP, then TCP SYN), each flow
+      // once. Cycles per created flow.
+      uint32_t offset = o.flows;
+      for (int proto = 0; proto < 2; ++proto) {
+        const char* name = proto == 0 ? "udp_new_flows" : "tcp_syn_new_flows";
+        auto fresh = [&] {
+          offset += new_flow_batch;
+          return MakeTraffic(
+              PodToClusterIp(new_flow_batch, n, proto == 0 ? kProtoUdp : kProtoTcp, 0x02, offset),
+              0, new_flow_batch, Popularity::kOnce, 0);
+        };
+        TwoWays w;
+        Stats created_fraction;
+        const CounterSnapshot s0 = CounterSnapshot::Of(r);
+        // Cycles per created flow; every packet should create one.
+        auto per_flow = [&](const Timing& timing, uint64_t created) {
+          created_fraction.Add(static_cast<double>(created) / new_flow_batch);
+          return created == 0 ? 0.0 : static_cast<double>(timing.cycles) / created;
+        };
+        for (int k = 0; k < o.repeat; ++k) {
+          const Traffic t = fresh();
+          const uint64_t c0 = r.Total(k_conntrack_created);
+          const OtherLcoreRun run = OtherLcore(b, SluiceStep(r), kPods, t);
+          w.a_cycles.Add(per_flow(run.timing, r.Total(k_conntrack_created) - c0));
+          w.a_empty.Add(0);
+          w.a_excluded.Add(run.timing.excluded_fraction());
+        }
+        for (int k = 0; k < o.repeat; ++k) {
+          const Traffic t = fresh();
+          const uint64_t c0 = r.Total(k_conntrack_created);
+          auto [gen, loop] = SameLcorePair(b, SluiceStep(r), kPods, t);
+          const double l = per_flow(loop, r.Total(k_conntrack_created) - c0);
+          w.b_generator.Add(gen.per_packet());
+          w.b_loop.Add(l);
+          w.b_alone.Add(l - gen.per_packet());
+          w.b_excluded.Add(std::max(gen.excluded_fraction(), loop.excluded_fraction()));
+        }
+        const auto [drops, reasons] = DropsBetween(s0, CounterSnapshot::Of(r));
+        new_flows.push_back(absl::StrFormat(
+            "{\"name\": \"%s\", \"services\": %u, \"flows_per_run\": %u, \"unit\": \"flow\",\n"
+            "   %s,\n   \"created_per_packet\": %.3f, \"drops\": %u, \"drop_reasons\": %s}",
+            name, n, new_flow_batch, w.Json(nullptr), created_fraction.min(), drops, reasons));
+        std::fprintf(stderr,
+                     "%-38s svc %6u: (b) %.0f cycles/flow alone (loop %.0f, gen %.0f) | (a) %.0f "
+                     "cycles/flow; created/packet >= %.3f\n",
+                     name, n, w.b_alone.median(), w.b_loop.median(), w.b_generator.median(),
+                     w.a_cycles.median(), created_fraction.min());
+      }
+      // NodePort and its replies at both flow counts, then egress.
+      const auto np = ClientsToNodePort(o.flows);
+      for (uint32_t flows : {o.small_flows, o.flows}) {
+        Establish(b, r, kUplink, MakeTraffic(np, 0, flows, Popularity::kOnce, 0));
+        const Traffic t = MakeTraffic(np, 0, flows, Popularity::kUniform, 3);
+        row("established_nodeport_dnat_snat_vxlan",
+            "client -> NodePort, DNAT + masquerade + VXLAN encap", n, t,
+            MeasureSluice(b, r, kUplink, t));
+        const std::vector<std::vector<uint8_t>> originals(np.begin(), np.begin() + flows);
+        const auto replies = RepliesFor(originals, &r.conntrack());
+        Establish(b, r, kUplink, MakeTraffic(replies, 0, replies.size(), Popularity::kOnce, 0));
+        const Traffic rt_replies = MakeTraffic(replies, 0, replies.size(), Popularity::kUniform, 4);
+        row("reply_vxlan_decap_reverse_nat",
+            "endpoint reply in VXLAN -> decap + reverse NAT -> uplink", n, rt_replies,
+            MeasureSluice(b, r, kUplink, rt_replies));
+      }
+      const auto egress = PodsToInternet(o.small_flows);
+      Establish(b, r, kPods, MakeTraffic(egress, 0, egress.size(), Popularity::kOnce, 0));
+      const Traffic t = MakeTraffic(egress, 0, egress.size(), Popularity::kUniform, 5);
+      row("established_egress_masquerade", "pod -> internet, masquerade to the node address", n, t,
+          MeasureSluice(b, r, kPods, t));
     }
     // Programming latency: one endpoint change, applied while the worker runs.
-    if (n <= 10000 || !o.quick) {
+    {
+      r.Launch();
       std::vector<std::string> samples;
-      const int k = o.quick ? 5 : 20;
+      const int k = o.quick ? 5 : (n > 10000 ? 10 : 20);
       for (int i = 0; i < k; ++i) {
         ClusterModel changed = model;
-        changed.endpoint_slices.back().endpoints[0].ip = Ip("10.244.25.200") + i;
+        changed.endpoint_slices.front().endpoints[0].ip = Ip("10.244.25.200") + i;
         const uint64_t c0 = rte_get_tsc_cycles();
-        absl::Status s = (*rt)->Reload(changed);
+        absl::Status s = r.Reload(changed);
         const double us = Seconds(rte_get_tsc_cycles() - c0) * 1e6;
-        if (!s.ok()) return 1;
+        if (!s.ok()) {
+          std::fprintf(stderr, "reload: %s\n", std::string(s.message()).c_str());
+          return 1;
+        }
         samples.push_back(absl::StrFormat("%.1f", us));
       }
+      r.StopAndJoin();
+      DrainQueue(rp, 0);
       updates.push_back(absl::StrFormat("{\"services\": %u, \"microseconds\": [%s]}", n,
                                         absl::StrJoin(samples, ", ")));
     }
-    (*rt)->StopAndJoin();
-    DrainAll(rp);
+    rt->reset();
+  }
+
+  // Two workers: each NodePort flow's original direction on worker 0 (lcore
+  // 0, queue 0), its reply on worker 1 (lcore 1, queue 1), each worker with
+  // its generator interleaved on its own lcore, both at once.
+  if (o.two_workers) {
+    NodeRuntime::Config rc;
+    rc.workers = 2;
+    rc.conntrack_capacity = 2 * (o.flows + (1 << 16));  // worker 0 creates them all
+    auto rt = NodeRuntime::Create(rc, BenchModel(o.services), ports, pool);
+    if (!rt.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(rt.status().message()).c_str());
+      return 1;
+    }
+    NodeRuntime& r = **rt;
+    const auto np = ClientsToNodePort(o.flows);
+    for (uint32_t flows : {o.small_flows, o.flows}) {
+      // Worker 0 creates the flows, worker 1 sees the first replies.
+      Establish(b, r, kUplink, MakeTraffic(np, 0, flows, Popularity::kOnce, 0));
+      const std::vector<std::vector<uint8_t>> originals(np.begin(), np.begin() + flows);
+      const auto replies = RepliesFor(originals, &r.conntrack());
+      const Traffic t_orig = MakeTraffic(np, 0, flows, Popularity::kUniform, 6);
+      const Traffic t_reply = MakeTraffic(replies, 0, replies.size(), Popularity::kUniform, 7);
+      Establish(b, r, kUplink, MakeTraffic(replies, 0, replies.size(), Popularity::kOnce, 0), 1);
+      const CounterSnapshot s0 = CounterSnapshot::Of(r);
+      TwoWays w[2];
+      for (int k = 0; k < o.repeat; ++k) {
+        InterleavedLoop loops[2][2];  // [null, sluice][worker]
+        for (int kind = 0; kind < 2; ++kind) {
+          std::atomic<int> barrier{2};
+          for (uint16_t wk = 0; wk < 2; ++wk) {
+            InterleavedLoop& l = loops[kind][wk];
+            l.rp = &rp;
+            l.port = kUplink;
+            l.queue = wk;
+            l.pool = pool;
+            l.traffic = wk == 0 ? &t_orig : &t_reply;
+            l.seconds = o.seconds;
+            l.lag = o.lag;
+            l.start_barrier = &barrier;
+            if (kind == 0) {
+              l.step.step = Step::kNull;
+              l.step.rx = rp.rx[kUplink][wk];
+              l.step.tx = rp.tx[kUplink][wk];
+            } else {
+              l.step.step = Step::kSluice;
+              l.step.worker = &r.worker(wk);
+            }
+          }
+          rte_eal_remote_launch(InterleavedMain, &loops[kind][1], worker_lcore);
+          InterleavedMain(&loops[kind][0]);
+          rte_eal_wait_lcore(worker_lcore);
+          DrainQueue(rp, 0);
+          DrainQueue(rp, 1);
+        }
+        for (int wk = 0; wk < 2; ++wk) AddPair(&w[wk], loops[0][wk].timing, loops[1][wk].timing);
+      }
+      const auto [drops, reasons] = DropsBetween(s0, CounterSnapshot::Of(r));
+      std::vector<std::string> per_worker;
+      for (int wk = 0; wk < 2; ++wk) {
+        per_worker.push_back(absl::StrFormat(
+            "{\"worker\": %d, \"lcore\": %d, \"direction\": \"%s\", "
+            "\"loop_cycles_per_packet\": %s, \"generator_cycles_per_packet\": %s, "
+            "\"cycles_per_packet\": %s, \"mpps\": %.3f, \"preempted_fraction\": %.3f}",
+            wk, wk == 0 ? 0 : static_cast<int>(worker_lcore),
+            wk == 0 ? "original: client -> NodePort, DNAT + masquerade + VXLAN"
+                    : "reply: VXLAN decap + reverse NAT",
+            w[wk].b_loop.Json(), w[wk].b_generator.Json(), w[wk].b_alone.Json(),
+            Mpps(w[wk].b_alone.median()), w[wk].b_excluded.max()));
+        std::fprintf(stderr,
+                     "two workers, flows %7u, worker %d (%s): %.1f cycles/pkt alone (loop %.1f, "
+                     "gen %.1f)\n",
+                     flows, wk, wk == 0 ? "original" : "reply", w[wk].b_alone.median(),
+                     w[wk].b_loop.median(), w[wk].b_generator.median());
+      }
+      two_workers.push_back(absl::StrFormat(
+          "{\"services\": %u, \"flows\": %u, \"popularity\": \"uniform\", \"way\": "
+          "\"same_lcore\", \"workers\": [\n   %s],\n   \"drops\": %u, \"drop_reasons\": %s}",
+          o.services, flows, absl::StrJoin(per_worker, ",\n   "), drops, reasons));
+    }
     rt->reset();
   }
 
@@ -565,32 +1213,33 @@ int Main(int argc, char** argv) {
     rte_free(qs);
   }
 
-  char cpu[256] = "unknown";
-  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
-    char line[512];
-    while (std::fgets(line, sizeof(line), f))
-      if (std::strncmp(line, "model name", 10) == 0) {
-        std::snprintf(cpu, sizeof(cpu), "%s", std::strchr(line, ':') + 2);
-        cpu[std::strcspn(cpu, "\n")] = 0;
-        break;
-      }
-    std::fclose(f);
-  }
   const std::string json = absl::StrFormat(
       "{\"machine\": {\"cpu\": \"%s\", \"tsc_hz\": %lu, \"hugepages\": %s},\n"
-      " \"settings\": {\"seconds\": %.2f, \"repeat\": %d, \"flows\": %u, \"services\": %u, "
-      "\"burst\": %u},\n"
-      " \"iofwd\": %s,\n \"scenarios\": [\n  %s],\n \"new_flows\": [\n  %s],\n"
+      " \"settings\": {\"seconds\": %.2f, \"repeat\": %d, \"flows\": %u, \"small_flows\": %u, "
+      "\"services\": %u, \"burst\": %u, \"lag_packets\": %u, \"sequence_length\": %zu},\n"
+      " \"ways\": {\"other_lcore\": \"(a) generator on the main lcore, worker on its own; "
+      "each packet arrives modified in the other core's caches\", \"same_lcore\": \"(b) "
+      "generator interleaved on the worker's lcore (rx ring kept %u packets deep); "
+      "cycles_per_packet = loop - the same loop with a null worker; resembles a NIC with DDIO "
+      "(packets in the LLC, mbufs written on the worker's core)\", \"cycles\": \"TSC Hz * "
+      "busy seconds / packets on the measuring lcore; iterations over 250 us (preempted) left "
+      "out\"},\n"
+      " \"forwarders\": [\n  %s],\n \"scenarios\": [\n  %s],\n \"new_flows\": [\n  %s],\n"
+      " \"two_workers\": [\n  %s],\n"
+      " \"stage_breakdown_note\": \"per-stage cycles (stage, calls, packets, "
+      "cycles_per_packet), filled from NodeRuntime once it reports them\",\n"
+      " \"stage_breakdown\": [],\n"
       " \"update_latency\": [\n  %s],\n \"memory\": %s}\n",
-      cpu, static_cast<unsigned long>(rte_get_tsc_hz()), HugepagesAvailable() ? "true" : "false",
-      o.seconds, o.repeat, o.flows, o.services, kBurstSize, StatsJson(iofwd),
-      absl::StrJoin(results, ",\n  "), absl::StrJoin(new_flows, ",\n  "),
-      absl::StrJoin(updates, ",\n  "), memory);
+      CpuModel(), static_cast<unsigned long>(rte_get_tsc_hz()), hugepages ? "true" : "false",
+      o.seconds, o.repeat, o.flows, o.small_flows, o.services, kBurstSize, o.lag, kSequenceLength,
+      o.lag, forwarders, absl::StrJoin(rows, ",\n  "), absl::StrJoin(new_flows, ",\n  "),
+      absl::StrJoin(two_workers, ",\n  "), absl::StrJoin(updates, ",\n  "), memory);
   if (o.out.empty()) {
     std::fputs(json.c_str(), stdout);
   } else {
     std::ofstream(o.out) << json;
   }
+  rte_mempool_free(pool);
   rte_eal_cleanup();
   return 0;
 }
