@@ -291,19 +291,23 @@ def write(data, out_dir):
                     w["loop_cycles_per_packet"]["median"],
                     w["generator_cycles_per_packet"]["median"], w["mpps"]))
     add("")
-    add("### Per-stage cycles (from NodeRuntime)")
+    add("### Per-stage cycles (the worker graph's node statistics, main row)")
     add("")
     stages = thr.get("stage_breakdown") or []
     if stages:
-        add("| stage | calls | packets | cycles/pkt |")
-        add("|---|---|---|---|")
+        add("Cycles inside each node's process function (rte_graph statistics), over the main "
+            "row's runs; the sum is below the row's figure by the graph walk, the tx burst "
+            "after the walk and the statistics' own timestamps.")
+        add("")
+        add("| stage | calls | packets | packets/call | cycles/pkt |")
+        add("|---|---|---|---|---|")
         for g in stages:
-            add("| %s | %d | %d | %.1f |" % (g["stage"], g["calls"], g["packets"],
-                                            g["cycles_per_packet"]))
+            add("| %s | %d | %d | %.1f | %.1f |" % (g["stage"], g["calls"], g["packets"],
+                                                   g["packets"] / max(g["calls"], 1),
+                                                   g["cycles_per_packet"]))
+        add("| sum | | | | %.1f |" % sum(g["cycles_per_packet"] for g in stages))
     else:
-        add("Not reported yet: NodeRuntime does not expose per-stage cycles. The JSON keeps "
-            "`stage_breakdown` (a list of {stage, calls, packets, cycles_per_packet}) for them; "
-            "this table fills in once it is non-empty.")
+        add("No per-stage statistics in this run.")
     add("")
     add("### Per stage (sluice-bench-micro, burst %d, pinned to one core)" % st["burst"])
     add("")

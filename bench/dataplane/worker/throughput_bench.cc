@@ -46,8 +46,8 @@
 // direction on worker 0 and its reply direction on worker 1, each with the
 // generator interleaved on its own lcore (a generator lcore per worker would
 // need more cores than the machine may have); programming latency; memory per
-// connection. A per-stage breakdown ("stage_breakdown") is reserved for
-// NodeRuntime to fill; it is empty until NodeRuntime reports stages.
+// connection. Each row carries the graph's per-node statistics ("stages"),
+// and "stage_breakdown" repeats the main row's.
 //
 // Output: JSON on stdout (or --out FILE); each figure is the median of
 // --repeat runs with min and max.
@@ -653,14 +653,32 @@ struct Measured {
   uint64_t drops = 0;
   std::string drop_reasons = "{}";
   uint64_t created = 0;  // conntrack entries created while measuring
+  std::string stages = "[]";  // per graph node, over the measured runs
 };
+
+// The graph's node statistics between two snapshots, as a JSON list of
+// {stage, calls, packets, cycles_per_packet}. The cycles are spent inside
+// each node's process function, so neither generator is in them.
+std::string StageDelta(const std::vector<NodeStats>& a, const std::vector<NodeStats>& b) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    const uint64_t calls = b[i].calls - a[i].calls, pkts = b[i].packets - a[i].packets;
+    if (pkts == 0) continue;
+    out.push_back(absl::StrFormat(
+        "{\"stage\": \"%s\", \"calls\": %u, \"packets\": %u, \"cycles_per_packet\": %.2f}",
+        b[i].node, calls, pkts, static_cast<double>(b[i].cycles - a[i].cycles) / pkts));
+  }
+  return "[" + absl::StrJoin(out, ", ") + "]";
+}
 
 // Sluice's worker 0 both ways (the runtime is not launched).
 Measured MeasureSluice(const Bench& b, NodeRuntime& rt, int port, const Traffic& t) {
   Measured m;
   const CounterSnapshot before = CounterSnapshot::Of(rt);
+  const std::vector<NodeStats> stages_before = rt.worker(0).Stats();
   m.w = MeasureStep(b, SluiceStep(rt), port, t);
   const CounterSnapshot after = CounterSnapshot::Of(rt);
+  m.stages = StageDelta(stages_before, rt.worker(0).Stats());
   std::tie(m.drops, m.drop_reasons) = DropsBetween(before, after);
   m.created = after.v[k_conntrack_created] - before.v[k_conntrack_created];
   return m;
@@ -956,14 +974,18 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "io forwarding:  (a) %.1f cycles/pkt; (b) %.1f alone\n",
                io.a_cycles.median(), io.b_alone.median());
 
+  std::string main_stages = "[]";  // the main row's per-stage breakdown
   auto row = [&](const char* name, const char* what, uint32_t services, const Traffic& t,
                  const Measured& m) {
     rows.push_back(
         absl::StrFormat("{\"name\": \"%s\", \"what\": \"%s\", \"services\": %u, \"flows\": %u, "
                         "\"popularity\": \"%s\",\n   %s,\n   \"drops\": %u, \"drop_reasons\": %s, "
-                        "\"flows_created_while_measuring\": %u}",
+                        "\"flows_created_while_measuring\": %u,\n   \"stages\": %s}",
                         name, what, services, t.flows(), PopularityName(t.popularity),
-                        m.w.Json(&swap), m.drops, m.drop_reasons, m.created));
+                        m.w.Json(&swap), m.drops, m.drop_reasons, m.created, m.stages));
+    if (std::string(name) == "established_clusterip_dnat_vxlan" && services == o.services &&
+        t.flows() == o.flows && t.popularity == Popularity::kUniform)
+      main_stages = m.stages;
     std::fprintf(stderr,
                  "%-36s svc %6u flows %7u %-8s: (b) %6.1f cycles/pkt alone (loop %6.1f, gen "
                  "%5.1f) | (a) %6.1f; drops %lu, new flows %lu, preempted %.0f%%/%.0f%%\n",
@@ -1226,14 +1248,15 @@ int Main(int argc, char** argv) {
       "out\"},\n"
       " \"forwarders\": [\n  %s],\n \"scenarios\": [\n  %s],\n \"new_flows\": [\n  %s],\n"
       " \"two_workers\": [\n  %s],\n"
-      " \"stage_breakdown_note\": \"per-stage cycles (stage, calls, packets, "
-      "cycles_per_packet), filled from NodeRuntime once it reports them\",\n"
-      " \"stage_breakdown\": [],\n"
+      " \"stage_breakdown_note\": \"graph node statistics of the main row (established "
+      "pod -> ClusterIP DNAT + VXLAN, all flows, uniform), both ways together\",\n"
+      " \"stage_breakdown\": %s,\n"
       " \"update_latency\": [\n  %s],\n \"memory\": %s}\n",
       CpuModel(), static_cast<unsigned long>(rte_get_tsc_hz()), hugepages ? "true" : "false",
       o.seconds, o.repeat, o.flows, o.small_flows, o.services, kBurstSize, o.lag, kSequenceLength,
       o.lag, forwarders, absl::StrJoin(rows, ",\n  "), absl::StrJoin(new_flows, ",\n  "),
-      absl::StrJoin(two_workers, ",\n  "), absl::StrJoin(updates, ",\n  "), memory);
+      absl::StrJoin(two_workers, ",\n  "), main_stages, absl::StrJoin(updates, ",\n  "),
+      memory);
   if (o.out.empty()) {
     std::fputs(json.c_str(), stdout);
   } else {
