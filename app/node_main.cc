@@ -25,6 +25,7 @@
 #include "absl/strings/str_format.h"
 #include "app/node_runtime.h"
 #include "control/cluster_file.h"
+#include "dataplane/common/eal_cleanup.h"
 
 namespace {
 
@@ -108,6 +109,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluice-node: DPDK EAL init failed: %s\n", rte_strerror(rte_errno));
     return 1;
   }
+  sluice::RemoveEalRuntimeDir();
   Options o;
   std::string error;
   if (!Parse(argc - eal_args - 1, argv + eal_args + 1, &o, &error)) {
@@ -216,6 +218,6 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   runtime->reset();
-  rte_eal_cleanup();
+  sluice::CleanupEal();
   return 0;
 }

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <thread>
@@ -27,6 +28,7 @@
 #include "app/node_runtime.h"
 #include "control/cluster_file.h"
 #include "control/table_builder.h"
+#include "dataplane/common/eal_cleanup.h"
 #include "dataplane/worker/worker.h"
 
 namespace sluice {
@@ -138,6 +140,15 @@ int RunReplay(const ReplayOptions& o) {
     std::fprintf(stderr, "%s: cannot create a temporary directory\n", o.program.c_str());
     return 1;
   }
+  // Removed with what it holds (empty inputs, unrequested outputs) however
+  // the run ends.
+  struct RemoveOnExit {
+    std::string dir;
+    ~RemoveOnExit() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  } tmp_guard{tmpdir};
   const char* names[kRoles] = {"uplink", "pods", "host"};
   std::vector<std::string> eal = {o.program,
                                   "--no-pci",
@@ -176,6 +187,7 @@ int RunReplay(const ReplayOptions& o) {
                  rte_strerror(rte_errno));
     return 1;
   }
+  RemoveEalRuntimeDir();
   if (o.seed != 0) rte_srand(o.seed);
 
   static const rte_mbuf_dynfield kSeqField = {"sluice_replay_seq", sizeof(uint64_t),
@@ -332,7 +344,7 @@ int RunReplay(const ReplayOptions& o) {
               static_cast<unsigned long>(processed()));
   std::fflush(stdout);
   runtime->reset();  // DPDK objects go back before the EAL does
-  rte_eal_cleanup();
+  CleanupEal();
   return 0;
 }
 

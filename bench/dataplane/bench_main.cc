@@ -8,6 +8,7 @@
 
 #include "app/node_runtime.h"
 #include "benchmark/benchmark.h"
+#include "dataplane/common/eal_cleanup.h"
 
 int main(int argc, char** argv) {
   std::vector<std::string> args = {
@@ -22,9 +23,10 @@ int main(int argc, char** argv) {
   std::vector<char*> eal_argv;
   for (auto& a : args) eal_argv.push_back(a.data());
   if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) return 1;
+  sluice::RemoveEalRuntimeDir();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
-  rte_eal_cleanup();
+  sluice::CleanupEal();
   return 0;
 }

@@ -300,7 +300,7 @@ def _node_cmd(ctx, name, uplink_in, uplink_out, cluster, extra_vdev_args="",
     """sluice-node on two net_pcap ports (uplink, pods) with one worker."""
     pods_in = ctx.r.write_pcap("%s.pods-in.pcap" % name, [])
     pods_out = ctx.r.path("%s.pods-out.pcap" % name)
-    return [ctx.node_binary, "--no-huge", "-m", "512", "--no-pci", "--no-shconf",
+    return [ctx.node_binary, "--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--no-telemetry",
             "--file-prefix=sluice-%s-%d" % (name, os.getpid()), "-l", "0-1",
             "--log-level=*:warning",
             "--vdev", "net_pcap_u,rx_pcap=%s,tx_pcap=%s%s" % (uplink_in, uplink_out,
@@ -384,6 +384,37 @@ def t_sluice_node_reload(ctx):
         raise AssertionError("drops: %s" % drops)
     return "rejected file reported, %d packets forwarded, none dropped, good file reloaded" % tx[-1]
 
+def _leftovers():
+    """What sluice-replay and sluice-node may leave: temporary folders and
+    DPDK runtime folders."""
+    mine = "-%d" % os.getpid()  # sluice-node runs: --file-prefix=sluice-<name>-<our pid>
+    found = set()
+    for d in ("/tmp", "/var/run/dpdk"):
+        if os.path.isdir(d):
+            found |= {os.path.join(d, e) for e in os.listdir(d)
+                      if e.startswith("sluice-replay-") or
+                      (e.startswith("sluice-") and e.endswith(mine))}
+    return found
+
+
+@scenario("leaves_nothing_behind")
+def leaves_nothing_behind(ctx):
+    # Runs after every other scenario (last in the list): what they left is
+    # compared with what was there before the suite started, then one more
+    # replay with no output captures (all outputs go to its temporary folder).
+    left = _leftovers() - ctx.leftovers_before
+    if left:
+        raise AssertionError("left behind by the scenarios: %s" % sorted(left))
+    before = _leftovers()
+    run = ctx.r.run("nothing_behind", "node-228",
+                    {"uplink": ctx.capture("nodeport_forward.pcap")}, outputs=())
+    if run.total.get("rx_packets", 0) == 0:
+        raise AssertionError("the replay processed nothing")
+    left = _leftovers() - before
+    if left:
+        raise AssertionError("left behind by one replay: %s" % sorted(left))
+    return "no temporary or DPDK runtime folder left by %d scenarios" % (len(SCENARIOS) - 1)
+
 # ---------------------------------------------------------------------------
 
 
@@ -425,6 +456,7 @@ def main(argv=None):
         work = tmp.name
     passed = failed = 0
     start = time.time()
+    leftovers_before = _leftovers()
     try:
         try:
             captures = generate_captures(args.source_root,
@@ -435,6 +467,7 @@ def main(argv=None):
             print("0 passed, 1 failed")
             return 1
         ctx = Context(replayer, captures, args.verbose)
+        ctx.leftovers_before = leftovers_before
         ctx.node_binary = os.path.abspath(args.node or os.path.join(
             os.path.dirname(args.replay), "sluice-node"))
         for name, fn, opt_in in SCENARIOS:

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/common/eal_cleanup.h"
 #include "gtest/gtest.h"
 
 int main(int argc, char** argv) {
@@ -22,7 +23,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "EAL init failed\n");
     return 1;
   }
+  sluice::RemoveEalRuntimeDir();
   const int rc = RUN_ALL_TESTS();
-  rte_eal_cleanup();
+  sluice::CleanupEal();
   return rc;
 }

@@ -77,6 +77,7 @@
 #include <utility>
 #include <vector>
 
+#include "dataplane/common/eal_cleanup.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -921,6 +922,7 @@ int Main(int argc, char** argv) {
     std::fprintf(stderr, "EAL init failed\n");
     return 1;
   }
+  RemoveEalRuntimeDir();
   rte_srand(1);
   rte_mempool* pool = CreatePacketPool("bench_pool", 65535, 256, rte_socket_id());
   RingPorts rp;
@@ -1263,7 +1265,7 @@ int Main(int argc, char** argv) {
     std::ofstream(o.out) << json;
   }
   rte_mempool_free(pool);
-  rte_eal_cleanup();
+  CleanupEal();
   return 0;
 }
 
