@@ -11,7 +11,7 @@ namespace {
 
 enum Edge : rte_edge_t { kToNat, kToService, kToRoute };
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t ConntrackProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   const ConntrackTable& ct = *ctx->shared.conntrack;
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
@@ -53,7 +53,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 
 const GraphNodeSpec& ConntrackNodeSpec() {
   static const GraphNodeSpec spec{
-      kConntrackNode, &Process, false, {kNatNode, kServiceNode, kRouteNode}};
+      kConntrackNode, &ConntrackProcess, false, {kNatNode, kServiceNode, kRouteNode}};
   return spec;
 }
 

@@ -157,7 +157,7 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   return kToNat;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t NewFlowProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   const ConntrackTable& ct = *ctx->shared.conntrack;
   for (uint16_t i = 0; i < n; ++i) {
@@ -180,7 +180,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& NewFlowNodeSpec() {
-  static const GraphNodeSpec spec{kNewFlowNode, &Process, false, {kNatNode, kRouteNode, kDropNode}};
+  static const GraphNodeSpec spec{kNewFlowNode, &NewFlowProcess, false, {kNatNode, kRouteNode, kDropNode}};
   return spec;
 }
 

@@ -7,7 +7,7 @@
 namespace sluice {
 namespace {
 
-uint16_t Process(rte_graph*, rte_node* node, void** objs, uint16_t n) {
+uint16_t DropProcess(rte_graph*, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
@@ -22,7 +22,7 @@ uint16_t Process(rte_graph*, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& DropNodeSpec() {
-  static const GraphNodeSpec spec{kDropNode, &Process, false, {}};
+  static const GraphNodeSpec spec{kDropNode, &DropProcess, false, {}};
   return spec;
 }
 

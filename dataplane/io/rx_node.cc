@@ -32,7 +32,7 @@ uint16_t Take(rte_graph* graph, rte_node* node, WorkerContext* ctx, PortRole rol
   return n;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void**, uint16_t) {
+uint16_t RxProcess(rte_graph* graph, rte_node* node, void**, uint16_t) {
   WorkerContext* ctx = Ctx(node);
   uint16_t total = 0;
   if (ctx->inject_count != 0) {
@@ -50,7 +50,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void**, uint16_t) {
 }  // namespace
 
 const GraphNodeSpec& RxNodeSpec() {
-  static const GraphNodeSpec spec{kRxNode, &Process, true, {kClassifyNode, kDropNode}};
+  static const GraphNodeSpec spec{kRxNode, &RxProcess, true, {kClassifyNode, kDropNode}};
   return spec;
 }
 

@@ -10,7 +10,7 @@
 namespace sluice {
 namespace {
 
-uint16_t Process(rte_graph*, rte_node* node, void** objs, uint16_t n) {
+uint16_t TxProcess(rte_graph*, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   uint64_t full = 0;
   for (uint16_t i = 0; i < n; ++i) {
@@ -30,7 +30,7 @@ uint16_t Process(rte_graph*, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& TxNodeSpec() {
-  static const GraphNodeSpec spec{kTxNode, &Process, false, {}};
+  static const GraphNodeSpec spec{kTxNode, &TxProcess, false, {}};
   return spec;
 }
 

@@ -60,7 +60,7 @@ rte_edge_t Decide(const TableSet& t, PacketPriv* pp) {
   return kToRoute;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t ServiceProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   const TableSet& t = *ctx->tables;
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
@@ -74,7 +74,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& ServiceNodeSpec() {
-  static const GraphNodeSpec spec{kServiceNode, &Process, false, {kNewFlowNode, kRouteNode}};
+  static const GraphNodeSpec spec{kServiceNode, &ServiceProcess, false, {kNewFlowNode, kRouteNode}};
   return spec;
 }
 

@@ -44,7 +44,7 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   return kToTtl;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t NatProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   for (uint16_t i = 0; i < n; ++i) {
@@ -58,7 +58,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& NatNodeSpec() {
-  static const GraphNodeSpec spec{kNatNode, &Process, false, {kTtlNode, kRouteNode}};
+  static const GraphNodeSpec spec{kNatNode, &NatProcess, false, {kTtlNode, kRouteNode}};
   return spec;
 }
 

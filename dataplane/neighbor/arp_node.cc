@@ -89,7 +89,7 @@ rte_edge_t HandleArp(WorkerContext* ctx, rte_mbuf* m, const PacketPriv& pp) {
   return kToTx;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t ArpProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
@@ -102,7 +102,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& ArpNodeSpec() {
-  static const GraphNodeSpec spec{kArpNode, &Process, false, {kTxNode, kDropNode}};
+  static const GraphNodeSpec spec{kArpNode, &ArpProcess, false, {kTxNode, kDropNode}};
   return spec;
 }
 

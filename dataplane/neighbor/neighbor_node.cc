@@ -93,7 +93,7 @@ void Resolve(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs, 
   }
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t NeighborProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   for (uint16_t base = 0; base < n; base += kBurstSize)
@@ -105,7 +105,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& NeighborNodeSpec() {
-  static const GraphNodeSpec spec{kNeighborNode, &Process, false, {kTxNode, kDropNode}};
+  static const GraphNodeSpec spec{kNeighborNode, &NeighborProcess, false, {kTxNode, kDropNode}};
   return spec;
 }
 

@@ -45,7 +45,7 @@ rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const NodeV
   return kToConntrack;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t ClassifyProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   const NodeView& view = ctx->tables->node;
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
@@ -72,7 +72,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 
 const GraphNodeSpec& ClassifyNodeSpec() {
   static const GraphNodeSpec spec{
-      kClassifyNode, &Process, false, {kArpNode, kVxlanDecapNode, kConntrackNode, kDropNode}};
+      kClassifyNode, &ClassifyProcess, false, {kArpNode, kVxlanDecapNode, kConntrackNode, kDropNode}};
   return spec;
 }
 

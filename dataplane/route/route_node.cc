@@ -67,7 +67,7 @@ rte_edge_t Route(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   return kToTtl;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t RouteProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   for (uint16_t i = 0; i < n; ++i) {
@@ -81,7 +81,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& RouteNodeSpec() {
-  static const GraphNodeSpec spec{kRouteNode, &Process, false, {kTtlNode, kTxNode, kDropNode}};
+  static const GraphNodeSpec spec{kRouteNode, &RouteProcess, false, {kTtlNode, kTxNode, kDropNode}};
   return spec;
 }
 

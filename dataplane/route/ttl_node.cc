@@ -15,7 +15,7 @@ namespace {
 
 enum Edge : rte_edge_t { kToVxlanEncap, kToNeighbor, kToDrop };
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t TtlProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   const uint32_t mtu = ctx->tables->node.uplink_mtu;
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
@@ -42,7 +42,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 
 const GraphNodeSpec& TtlNodeSpec() {
   static const GraphNodeSpec spec{
-      kTtlNode, &Process, false, {kVxlanEncapNode, kNeighborNode, kDropNode}};
+      kTtlNode, &TtlProcess, false, {kVxlanEncapNode, kNeighborNode, kDropNode}};
   return spec;
 }
 

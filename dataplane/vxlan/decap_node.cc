@@ -40,7 +40,7 @@ Counter Decapsulate(WorkerContext* ctx, rte_mbuf* m, PacketMeta& pm) {
   return kCounterCount;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t VxlanDecapProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   uint64_t decapsulated = 0;
@@ -63,7 +63,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& VxlanDecapNodeSpec() {
-  static const GraphNodeSpec spec{kVxlanDecapNode, &Process, false, {kConntrackNode, kDropNode}};
+  static const GraphNodeSpec spec{kVxlanDecapNode, &VxlanDecapProcess, false, {kConntrackNode, kDropNode}};
   return spec;
 }
 

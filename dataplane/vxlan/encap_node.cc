@@ -72,7 +72,7 @@ rte_edge_t Encapsulate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t
   return kToTx;
 }
 
-uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+uint16_t VxlanEncapProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   const uint64_t version = ctx->shared.neighbors->version();
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
@@ -91,7 +91,7 @@ uint16_t Process(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 
 const GraphNodeSpec& VxlanEncapNodeSpec() {
   static const GraphNodeSpec spec{
-      kVxlanEncapNode, &Process, false, {kTxNode, kNeighborNode, kDropNode}};
+      kVxlanEncapNode, &VxlanEncapProcess, false, {kTxNode, kNeighborNode, kDropNode}};
   return spec;
 }
 
