@@ -34,7 +34,10 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
   auto conntrack = ConntrackTable::Create(ct);
   if (!conntrack.ok()) return conntrack.status();
   rt->conntrack_ = *std::move(conntrack);
-  auto neighbors = NeighborTable::Create(16384);
+  NeighborTable::Config nc = config.neighbors;
+  nc.qsbr = rt->qsbr_;
+  nc.ticks_per_second = rte_get_tsc_hz();
+  auto neighbors = NeighborTable::Create(nc);
   if (!neighbors.ok()) return neighbors.status();
   rt->neighbors_ = *std::move(neighbors);
   if (absl::Status s = rt->Reload(model); !s.ok()) return s;

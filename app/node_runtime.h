@@ -37,6 +37,8 @@ class NodeRuntime {
     uint32_t conntrack_capacity = 1 << 20;
     bool trace = false;
     int seq_offset = -1;  // mbuf dynfield with the packet's sequence (traces)
+    // Quotas, static capacity and times; Create sets qsbr and the clock.
+    NeighborTable::Config neighbors;
   };
   // Call after rte_eal_init with at least `workers` worker lcores. Errors:
   // ResourceExhausted (DPDK memory), or the table build's error for `model`.
@@ -61,6 +63,7 @@ class NodeRuntime {
   // fine: each is a single aligned 64-bit word).
   uint64_t Total(Counter c) const;
   ConntrackTable& conntrack() { return *conntrack_; }
+  NeighborTable& neighbors() { return *neighbors_; }
   void PrintCounters(FILE* out) const;
   std::string CountersJson() const;
   // Trace lines of all workers, in packet order (after StopAndJoin).

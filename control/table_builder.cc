@@ -152,12 +152,15 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   return t;
 }
 
+std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model) {
+  std::vector<StaticNeighbor> out;
+  out.reserve(model.node.neighbors.size());
+  for (const NeighborEntry& e : model.node.neighbors) out.push_back({e.port, e.ip, e.mac});
+  return out;
+}
+
 absl::Status ApplyStaticNeighbors(const ClusterModel& model, NeighborTable& neighbors) {
-  for (const NeighborEntry& e : model.node.neighbors)
-    if (!neighbors.Set(e.port, e.ip, e.mac, /*is_static=*/true))
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("neighbour table full adding %s", FormatIpv4(e.ip)));
-  return absl::OkStatus();
+  return neighbors.ReplaceStatic(StaticNeighborsOf(model));
 }
 
 }  // namespace sluice

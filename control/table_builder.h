@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -25,8 +26,13 @@ namespace sluice {
 absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
                                                         uint64_t generation);
 
-// Adds the cluster file's static ARP entries. Errors: ResourceExhausted when
-// the neighbour table is full.
+// The cluster file's node.neighbors as the neighbour table takes them.
+std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model);
+
+// Makes the neighbour table's static set exactly the cluster file's
+// (NeighborTable::ReplaceStatic: validated first, nothing changes on error).
+// Errors: ReplaceStatic's, e.g. ResourceExhausted for more entries than the
+// table's static capacity.
 absl::Status ApplyStaticNeighbors(const ClusterModel& model, NeighborTable& neighbors);
 
 }  // namespace sluice

@@ -172,7 +172,8 @@ uint32_t Worker::PollOnce(uint64_t now) {
   return total;
 }
 
-void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, const TableSet& t) {
+void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, const TableSet& t,
+                       uint64_t now) {
   const NodeView& n = t.node;
   auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
   auto* arp = rte_pktmbuf_mtod_offset(m, rte_arp_hdr*, meta.l3_offset);
@@ -193,13 +194,26 @@ void Worker::HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, co
   if (sip != 0) {
     MacAddress sha;
     std::memcpy(sha.data(), arp->arp_data.arp_sha.addr_bytes, 6);
-    if (shared_.neighbors->Set(ingress, sip, sha, false)) {
-      counters_.Add(k_arp_learned);
-      SLUICE_TRACE(m, "  neighbour learned: %s is at %s on %s", FormatIpv4(sip), FormatMac(sha),
-                   PortRoleName(ingress));
+    switch (shared_.neighbors->Learn(ingress, OnLinkSubnet(n, ingress, sip), sip, sha, now)) {
+      case NeighborTable::LearnResult::kLearned:
+      case NeighborTable::LearnResult::kChanged:
+      case NeighborTable::LearnResult::kRefreshed:
+        counters_.Add(k_arp_learned);
+        SLUICE_TRACE(m, "  neighbour learned: %s is at %s on %s", FormatIpv4(sip), FormatMac(sha),
+                     PortRoleName(ingress));
+        break;
+      case NeighborTable::LearnResult::kStaticKept:
+        break;
+      case NeighborTable::LearnResult::kQuotaFull:
+        counters_.Add(k_arp_learn_quota_full);
+        break;
+      case NeighborTable::LearnResult::kOffSubnet:
+        counters_.Add(k_arp_sender_off_subnet);
+        break;
     }
   }
   if (op == RTE_ARP_OP_REPLY) {
+    counters_.Add(k_arp_reply_consumed);
     rte_pktmbuf_free(m);  // consumed: it taught us a neighbour
     return;
   }
@@ -440,7 +454,7 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
       continue;
     }
     if (pm.cls == PacketClass::kArp) {
-      HandleArp(ingress, m, pm, t);
+      HandleArp(ingress, m, pm, t, now);
       continue;
     }
     if (!MacEquals(rte_pktmbuf_mtod(m, rte_ether_hdr*)->dst_addr, node.port_mac[in])) {
@@ -647,8 +661,11 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
   // Stage 5: neighbours in bulk, then L2 rewrite or VXLAN encapsulation.
   // Most packets of a burst share a next hop (the gateway, a peer node):
   // look each distinct one up once.
+  // Stale entries are used as they are; sending their refresh requests is
+  // left to the neighbour hold queue's integration.
   MacAddress mac[kBurstSize];
   bool found[kBurstSize];
+  uint64_t stale = 0;
   uint16_t uniq_of[kBurstSize];
   const NeighborKey* uniq[kBurstSize];
   constexpr uint16_t kMaxDistinctHops = 8;
@@ -668,14 +685,14 @@ void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_
   }
   if (!many) {
     MacAddress umac[kMaxDistinctHops];
-    bool ufound[kMaxDistinctHops];
-    shared_.neighbors->LookupBulk(uniq, nuniq, umac, ufound);
+    const uint64_t uhit = shared_.neighbors->LookupBulk(uniq, nuniq, now, umac, &stale);
     for (uint16_t j = 0; j < nout; ++j) {
       mac[j] = umac[uniq_of[j]];
-      found[j] = ufound[uniq_of[j]];
+      found[j] = (uhit >> uniq_of[j]) & 1;
     }
   } else {
-    shared_.neighbors->LookupBulk(nkp, nout, mac, found);
+    const uint64_t hit = shared_.neighbors->LookupBulk(nkp, nout, now, mac, &stale);
+    for (uint16_t j = 0; j < nout; ++j) found[j] = (hit >> j) & 1;
   }
   const NeighborKey* arp_sent[kBurstSize];
   uint16_t narp = 0;

@@ -109,7 +109,8 @@ class Worker {
  private:
   void Drop(rte_mbuf* m, Counter reason);
   void Enqueue(PortRole port, rte_mbuf* m);
-  void HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, const TableSet& t);
+  void HandleArp(PortRole ingress, rte_mbuf* m, const PacketMeta& meta, const TableSet& t,
+                 uint64_t now);
   // Slow path for a conntrack miss. Returns a conntrack ref, or kMiss with
   // *drop set when the packet must be dropped, or kMiss with *drop ==
   // kCounterCount when the packet needs no NAT.

@@ -298,6 +298,25 @@ TEST_F(WorkerTest, ArpForTheNodeIpIsAnsweredAndTheSenderLearned) {
   EXPECT_EQ(node_.counter(k_arp_replied), 1u);
 }
 
+TEST_F(WorkerTest, ArpFromOutsideThePortsSubnetIsAnsweredButNotLearned) {
+  // 10.10.200.5 is not on the uplink's 10.10.100.0/24; a pod address is not
+  // an uplink neighbour either.
+  Outputs out = node_.Run(
+      PortRole::kUplink,
+      {BuildArpRequest(Mac("02:00:00:00:00:66"), Ip("10.10.200.5"), Ip(Example::kNode228)),
+       BuildArpRequest(Mac("02:00:00:00:00:67"), Ip("10.244.26.50"), Ip(Example::kNode228)),
+       BuildArpRequest(Mac("02:00:00:00:00:68"), Ip("10.10.100.50"), Ip(Example::kNode228))});
+  EXPECT_EQ(out.uplink().size(), 3u);
+  EXPECT_EQ(node_.counter(k_arp_replied), 3u);
+  EXPECT_EQ(node_.counter(k_arp_sender_off_subnet), 2u);
+  EXPECT_EQ(node_.counter(k_arp_learned), 1u);
+  MacAddress mac;
+  EXPECT_FALSE(node_.neighbors().Lookup(PortRole::kUplink, Ip("10.10.200.5"), &mac));
+  EXPECT_FALSE(node_.neighbors().Lookup(PortRole::kUplink, Ip("10.244.26.50"), &mac));
+  EXPECT_TRUE(node_.neighbors().Lookup(PortRole::kUplink, Ip("10.10.100.50"), &mac));
+  EXPECT_EQ(mac, Mac("02:00:00:00:00:68"));
+}
+
 TEST_F(WorkerTest, UnknownNextHopTriggersAnArpRequestAndCountsTheDrop) {
   FrameSpec s;
   s.src_mac = Mac("02:00:0a:0a:64:01");
@@ -323,6 +342,7 @@ TEST_F(WorkerTest, UnknownNextHopTriggersAnArpRequestAndCountsTheDrop) {
   reply[5] = 0x01;  // unicast to the pods port
   reply[21] = 2;    // opcode reply
   node_.Run(PortRole::kPods, {reply});
+  EXPECT_EQ(node_.counter(k_arp_reply_consumed), 1u);
   Outputs after = node_.Run(PortRole::kUplink, {BuildFrame(s)});
   ASSERT_EQ(after.pods().size(), 1u);
   EXPECT_EQ(ParseFrame(after.pods()[0]).dst_mac, Mac("0a:58:0a:f4:1a:63"));
