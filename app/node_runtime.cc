@@ -76,12 +76,13 @@ NodeRuntime::~NodeRuntime() {
 }
 
 absl::Status NodeRuntime::Reload(const ClusterModel& model) {
-  auto tables = BuildTableSet(model, ++generation_);
-  if (!tables.ok()) return tables.status();
-  if (absl::Status s = ApplyStaticNeighbors(model, *neighbors_); !s.ok()) return s;
-  publisher_->Publish(*std::move(tables));
-  return absl::OkStatus();
+  auto prepared = PrepareReload(model, generation_ + 1, *neighbors_);
+  if (!prepared.ok()) return prepared.status();
+  ++generation_;
+  return CommitReload(*std::move(prepared), *neighbors_, *publisher_);
 }
+
+uint32_t NodeRuntime::AgeNeighbors() { return neighbors_->Age(rte_rdtsc()); }
 
 int NodeRuntime::WorkerMain(void* arg) {
   Slot* slot = static_cast<Slot*>(arg);

@@ -49,9 +49,14 @@ class NodeRuntime {
   // Frees every DPDK object; call before rte_eal_cleanup.
   ~NodeRuntime();
 
-  // Builds and publishes a new generation. On error nothing changes: the
-  // last good tables keep serving.
+  // Builds and checks everything a reload changes (the generation and the
+  // static neighbour set), then applies it. On error nothing changes: the
+  // last good tables and static neighbours keep serving.
   absl::Status Reload(const ClusterModel& model);
+
+  // Removes neighbours learned from ARP and not confirmed for the stale time
+  // (NeighborTable::Age); call about once a second. Returns how many.
+  uint32_t AgeNeighbors();
 
   void Launch();
   void StopAndJoin();

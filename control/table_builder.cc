@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace sluice {
@@ -159,8 +160,23 @@ std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model) {
   return out;
 }
 
-absl::Status ApplyStaticNeighbors(const ClusterModel& model, NeighborTable& neighbors) {
-  return neighbors.ReplaceStatic(StaticNeighborsOf(model));
+absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model, uint64_t generation,
+                                             const NeighborTable& neighbors) {
+  PreparedReload r;
+  r.static_neighbors = StaticNeighborsOf(model);
+  if (absl::Status s = neighbors.ValidateStatic(r.static_neighbors); !s.ok())
+    return absl::Status(s.code(), absl::StrCat("node: neighbors: ", s.message()));
+  auto tables = BuildTableSet(model, generation);
+  if (!tables.ok()) return tables.status();
+  r.tables = *std::move(tables);
+  return r;
+}
+
+absl::Status CommitReload(PreparedReload reload, NeighborTable& neighbors,
+                          TablePublisher& publisher) {
+  if (absl::Status s = neighbors.ReplaceStatic(reload.static_neighbors); !s.ok()) return s;
+  publisher.Publish(std::move(reload.tables));
+  return absl::OkStatus();
 }
 
 }  // namespace sluice
