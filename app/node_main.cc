@@ -88,6 +88,7 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
 bool ResolvePort(const std::string& name, uint16_t* id) {
   uint32_t n;
   if (absl::SimpleAtoi(name, &n)) {
+    if (n >= RTE_MAX_ETHPORTS) return false;  // never truncated into another port's number
     *id = static_cast<uint16_t>(n);
     return rte_eth_dev_is_valid_port(*id);
   }

@@ -7,6 +7,12 @@
 // built, the static neighbour set validated against the NeighborTable; no
 // worker can see any of it) and only then committed; a preparation that
 // fails changes nothing, and a commit cannot fail.
+//
+// Counts and values that do not fit the tables' fields are rejected, never
+// truncated: more endpoints for one Service port than ServiceEntry's 16-bit
+// counts hold, a VNI beyond VXLAN's 24 bits, a prefix length above 32, more
+// leases than the subnet map can index. Errors name the object and field as
+// the cluster file spells them.
 #ifndef SLUICE_CONTROL_TABLE_BUILDER_H_
 #define SLUICE_CONTROL_TABLE_BUILDER_H_
 
@@ -23,8 +29,9 @@
 namespace sluice {
 
 // Errors: FailedPrecondition when the model lacks this node's lease;
-// InvalidArgument when two Services claim the same address and port;
-// ResourceExhausted when DPDK memory is short.
+// InvalidArgument when two Services claim the same address and port, or a
+// count or value does not fit (see above); ResourceExhausted when DPDK
+// memory is short.
 absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
                                                         uint64_t generation);
 

@@ -14,6 +14,15 @@ namespace sluice {
 absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Config& config) {
   if (config.capacity == 0 || config.workers == 0 || config.qsbr == nullptr)
     return absl::InvalidArgumentError("conntrack: capacity, workers and qsbr are required");
+  // An entry's owner is 8 bits; its index must stay clear of kReplyBit, and
+  // the hash (two keys per flow and slack) within rte_hash's 2^30 entries.
+  if (config.workers > 256)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "conntrack: %u workers, but an entry's owner field holds at most 256", config.workers));
+  if (config.capacity > kMaxCapacity)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "conntrack: capacity %u is above the %u flows the connection hash can index",
+        config.capacity, kMaxCapacity));
   static std::atomic<uint64_t> instance{0};
   const uint64_t id = instance.fetch_add(1);
   std::unique_ptr<ConntrackTable> t(new ConntrackTable());

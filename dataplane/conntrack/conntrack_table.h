@@ -93,6 +93,9 @@ class ConntrackTable {
  public:
   static constexpr uint32_t kMiss = UINT32_MAX;
   static constexpr uint32_t kReplyBit = 1u << 31;
+  // Two keys per flow plus a quarter of slack and 64 must fit rte_hash's
+  // 2^30 entries.
+  static constexpr uint32_t kMaxCapacity = ((uint32_t{1} << 30) - 64) / 9 * 4;
 
   struct Config {
     uint32_t capacity = 1 << 20;  // flows
@@ -101,7 +104,8 @@ class ConntrackTable {
     uint64_t ticks_per_second = 1;  // unit of `now` arguments (TSC Hz in workers)
     ConntrackTimeouts timeouts;
   };
-  // Errors: InvalidArgument for a zero capacity/workers or no qsbr,
+  // Errors: InvalidArgument for a zero capacity/workers or no qsbr, more
+  // than 256 workers or a capacity above kMaxCapacity,
   // ResourceExhausted when DPDK memory is short.
   static absl::StatusOr<std::unique_ptr<ConntrackTable>> Create(const Config& config);
   ~ConntrackTable();

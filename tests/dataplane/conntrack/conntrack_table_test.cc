@@ -148,5 +148,25 @@ TEST_F(ConntrackTableTest, RepliedTcpFlowOutlivesUnrepliedTimeout) {
   EXPECT_EQ(ct_->Expire(0, 1011, 64), 1u);
 }
 
+TEST(ConntrackCreateTest, SizesItsFieldsCannotHoldAreRefused) {
+  rte_rcu_qsbr* qsbr =
+      static_cast<rte_rcu_qsbr*>(rte_zmalloc("qs2", rte_rcu_qsbr_get_memsize(1), 64));
+  ASSERT_EQ(rte_rcu_qsbr_init(qsbr, 1), 0);
+  ConntrackTable::Config c;
+  c.capacity = 64;
+  c.qsbr = qsbr;
+  c.workers = 257;  // the entry's owner is 8 bits
+  auto t = ConntrackTable::Create(c);
+  EXPECT_EQ(t.status().message(),
+            "conntrack: 257 workers, but an entry's owner field holds at most 256");
+  c.workers = 1;
+  c.capacity = ConntrackTable::kMaxCapacity + 1;  // its hash size would wrap or pass 2^30
+  t = ConntrackTable::Create(c);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  c.capacity = 4000000000u;
+  EXPECT_EQ(ConntrackTable::Create(c).status().code(), absl::StatusCode::kInvalidArgument);
+  rte_free(qsbr);
+}
+
 }  // namespace
 }  // namespace sluice
