@@ -9,8 +9,8 @@
 // queue per worker, with RSS when the device has it. The port's MAC is set
 // to the cluster file's. The main lcore is the control thread: SIGHUP
 // reloads the cluster file (a rejected file is reported and the last good
-// tables keep serving), SIGINT/SIGTERM stop, counters are printed every
-// --stats-interval seconds and at exit.
+// tables keep serving), SIGINT/SIGTERM stop, learned neighbours age once a
+// second, counters are printed every --stats-interval seconds and at exit.
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_ethdev.h>
@@ -89,6 +89,7 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
 bool ResolvePort(const std::string& name, uint16_t* id) {
   uint32_t n;
   if (absl::SimpleAtoi(name, &n)) {
+    if (n >= RTE_MAX_ETHPORTS) return false;  // never truncated into another port's number
     *id = static_cast<uint16_t>(n);
     return rte_eth_dev_is_valid_port(*id);
   }
@@ -183,6 +184,7 @@ int main(int argc, char** argv) {
   rt.Launch();
   const double start = Now();
   double last_stats = start;
+  double last_age = start;
   while (!g_stop) {
     rte_delay_us_sleep(50 * 1000);
     const double now = Now();
@@ -200,6 +202,10 @@ int main(int argc, char** argv) {
                      "serving: %s\n",
                      o.cluster.c_str(), std::string(s.message()).c_str());
       std::fflush(stdout);
+    }
+    if (now - last_age >= 1.0) {  // neighbours learned from ARP and gone quiet
+      last_age = now;
+      rt.AgeNeighbors();
     }
     if (o.stats_interval != 0 && now - last_stats >= o.stats_interval) {
       last_stats = now;

@@ -34,7 +34,10 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
   auto conntrack = ConntrackTable::Create(ct);
   if (!conntrack.ok()) return conntrack.status();
   rt->conntrack_ = *std::move(conntrack);
-  auto neighbors = NeighborTable::Create(16384);
+  NeighborTable::Config nc = config.neighbors;
+  nc.qsbr = rt->qsbr_;
+  nc.ticks_per_second = rte_get_tsc_hz();
+  auto neighbors = NeighborTable::Create(nc);
   if (!neighbors.ok()) return neighbors.status();
   rt->neighbors_ = *std::move(neighbors);
   if (absl::Status s = rt->Reload(model); !s.ok()) return s;
@@ -45,6 +48,7 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
   shared.neighbors = rt->neighbors_.get();
   shared.qsbr = rt->qsbr_;
   shared.workers = config.workers;
+  shared.ticks_per_second = rte_get_tsc_hz();
   unsigned lcore = rte_get_next_lcore(-1, 1, 0);
   for (uint16_t w = 0; w < config.workers; ++w) {
     if (lcore >= RTE_MAX_LCORE)
@@ -73,12 +77,13 @@ NodeRuntime::~NodeRuntime() {
 }
 
 absl::Status NodeRuntime::Reload(const ClusterModel& model) {
-  auto tables = BuildTableSet(model, ++generation_);
-  if (!tables.ok()) return tables.status();
-  if (absl::Status s = ApplyStaticNeighbors(model, *neighbors_); !s.ok()) return s;
-  publisher_->Publish(*std::move(tables));
-  return absl::OkStatus();
+  auto prepared = PrepareReload(model, generation_ + 1, *neighbors_);
+  if (!prepared.ok()) return prepared.status();
+  ++generation_;
+  return CommitReload(*std::move(prepared), *neighbors_, *publisher_);
 }
+
+uint32_t NodeRuntime::AgeNeighbors() { return neighbors_->Age(rte_rdtsc()); }
 
 int NodeRuntime::WorkerMain(void* arg) {
   Slot* slot = static_cast<Slot*>(arg);

@@ -37,6 +37,8 @@ class NodeRuntime {
     uint32_t conntrack_capacity = 1 << 20;
     bool trace = false;
     int seq_offset = -1;  // mbuf dynfield with the packet's sequence (traces)
+    // Quotas, static capacity and times; Create sets qsbr and the clock.
+    NeighborTable::Config neighbors;
   };
   // Call after rte_eal_init with at least `workers` worker lcores. Errors:
   // ResourceExhausted (DPDK memory), or the table build's error for `model`.
@@ -47,9 +49,14 @@ class NodeRuntime {
   // Frees every DPDK object; call before rte_eal_cleanup.
   ~NodeRuntime();
 
-  // Builds and publishes a new generation. On error nothing changes: the
-  // last good tables keep serving.
+  // Builds and checks everything a reload changes (the generation and the
+  // static neighbour set), then applies it. On error nothing changes: the
+  // last good tables and static neighbours keep serving.
   absl::Status Reload(const ClusterModel& model);
+
+  // Removes neighbours learned from ARP and not confirmed for the stale time
+  // (NeighborTable::Age); call about once a second. Returns how many.
+  uint32_t AgeNeighbors();
 
   void Launch();
   void StopAndJoin();
@@ -67,6 +74,7 @@ class NodeRuntime {
   // PollOnce() in a loop, then Stop(). Never while launched; one lcore at a
   // time per worker.
   Worker& worker(uint16_t w) { return *slots_[w]->worker; }
+  NeighborTable& neighbors() { return *neighbors_; }
   void PrintCounters(FILE* out) const;
   // Per-stage breakdown from the workers' graph statistics: calls, packets,
   // packets per call and TSC cycles per packet of each node, over all workers.

@@ -1,5 +1,6 @@
 #include "app/replay.h"
 
+#include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_eth_ring.h>
 #include <rte_ethdev.h>
@@ -260,6 +261,15 @@ int RunReplay(const ReplayOptions& o) {
   } head[kRoles];
   uint64_t dispatched = 0, seq = 0, last_ts = 0, rr = 0;
   auto processed = [&] { return rt.Processed(); };
+  // The feeder is also the control loop: learned neighbours age once a second.
+  const uint64_t tsc_hz = rte_get_tsc_hz();
+  uint64_t last_age = rte_rdtsc();
+  auto age = [&] {
+    const uint64_t now = rte_rdtsc();
+    if (now - last_age < tsc_hz) return;
+    last_age = now;
+    rt.AgeNeighbors();
+  };
   auto drain = [&] {
     for (int r = 0; r < kRoles; ++r) {
       if (!ports.present[r]) continue;
@@ -282,6 +292,7 @@ int RunReplay(const ReplayOptions& o) {
     drain();
   };
   for (;;) {
+    age();
     int best = -1;
     uint64_t best_ts = 0;
     for (int r = 0; r < kRoles; ++r) {

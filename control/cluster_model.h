@@ -3,6 +3,9 @@
 // tables for the workers are built from it by control/table_builder.h.
 //
 // All IPv4 addresses are host byte order. Nothing here is touched by workers.
+// Field widths here are the file's; the tables' are narrower in places
+// (16-bit endpoint counts per Service port, 24-bit VNIs and LPM next hops),
+// and the table builder rejects what does not fit rather than truncate.
 #ifndef SLUICE_CONTROL_CLUSTER_MODEL_H_
 #define SLUICE_CONTROL_CLUSTER_MODEL_H_
 

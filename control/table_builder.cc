@@ -5,10 +5,49 @@
 #include <unordered_map>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace sluice {
 namespace {
+
+constexpr uint32_t kMaxVni = (1u << 24) - 1;  // VXLAN's 24-bit VNI
+constexpr const char* kConfigObject = "etcd key /coreos.com/network/config";
+
+std::string LeaseObject(const FlannelLease& l) {
+  return absl::StrFormat("etcd key /coreos.com/network/subnets/%s-%d", FormatIpv4(l.subnet.address),
+                         l.subnet.length);
+}
+
+// What the tables cannot represent. The cluster-file parser refuses all of
+// it already, with the file's locations; a model may come from elsewhere.
+absl::Status CheckModelFits(const ClusterModel& model) {
+  if (model.node.uplink_prefix_length > 32)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "node: uplinkPrefixLength: must be 0..32, got %d", model.node.uplink_prefix_length));
+  if (model.network.network.length > 32)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: Network: prefix length must be 0..32, got %d", kConfigObject,
+                        model.network.network.length));
+  if (model.network.vni > kMaxVni)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: Backend.VNI: %u does not fit VXLAN's 24 bits (at most %u)",
+                        kConfigObject, model.network.vni, kMaxVni));
+  if (model.leases.size() > OverlayTable::kMaxPeers)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("etcd: %u flannel leases, but the subnet map indexes at most %u",
+                        model.leases.size(), OverlayTable::kMaxPeers));
+  for (const FlannelLease& l : model.leases) {
+    if (l.subnet.length > 32)
+      return absl::InvalidArgumentError(absl::StrFormat("%s: prefix length must be 0..32, got %d",
+                                                        LeaseObject(l), l.subnet.length));
+    if (l.vni > kMaxVni)
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: BackendData.VNI: %u does not fit VXLAN's 24 bits (at most %u)",
+                          LeaseObject(l), l.vni, kMaxVni));
+  }
+  return absl::OkStatus();
+}
 
 struct ChosenEndpoints {
   std::vector<Endpoint> all;
@@ -67,6 +106,7 @@ ChosenEndpoints EndpointsFor(const ClusterModel& model, const SlicesByService& s
 
 absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
                                                         uint64_t generation) {
+  if (absl::Status s = CheckModelFits(model); !s.ok()) return s;
   const FlannelLease* local = model.LocalLease();
   if (local == nullptr)
     return absl::FailedPreconditionError(absl::StrFormat(
@@ -101,9 +141,29 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   ServiceTable::Builder sb;
   for (const ServiceSpec& svc : model.services) {
     if (svc.type == "ExternalName") continue;
-    for (const ServicePortSpec& port : svc.ports) {
+    for (size_t pi = 0; pi < svc.ports.size(); ++pi) {
+      const ServicePortSpec& port = svc.ports[pi];
       if (port.protocol == L4Protocol::kSctp) continue;  // not in the dataplane yet
       const ChosenEndpoints eps = EndpointsFor(model, slices, svc, port);
+      // The counts are 16 bits and the offsets 32: refuse what they cannot
+      // hold rather than serve a truncated endpoint set.
+      // (The node-local set is chosen on its own and may be the larger.)
+      for (const auto& [chosen, what] :
+           {std::make_pair(&eps.all, ""), std::make_pair(&eps.local, " on this node")}) {
+        if (chosen->size() > ServiceEntry::kMaxEndpoints)
+          return absl::InvalidArgumentError(absl::StrFormat(
+              "Service %s/%s: spec.ports[%u] (%s%s%u/%s): %u endpoints%s, more than the %u a "
+              "Service port holds",
+              svc.namespace_name, svc.name, pi, port.name, port.name.empty() ? "" : " ", port.port,
+              port.protocol == L4Protocol::kTcp ? "TCP" : "UDP", chosen->size(), what,
+              ServiceEntry::kMaxEndpoints));
+      }
+      if (sb.endpoints.size() + eps.all.size() + eps.local.size() > UINT32_MAX ||
+          sb.names.size() >= UINT32_MAX)
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "Service %s/%s: spec.ports[%u]: the Service table's endpoint or name index would "
+            "pass 2^32",
+            svc.namespace_name, svc.name, pi));
       ServiceEntry base;
       base.endpoints_begin = static_cast<uint32_t>(sb.endpoints.size());
       base.endpoints_count = static_cast<uint16_t>(eps.all.size());
@@ -152,11 +212,29 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   return t;
 }
 
-absl::Status ApplyStaticNeighbors(const ClusterModel& model, NeighborTable& neighbors) {
-  for (const NeighborEntry& e : model.node.neighbors)
-    if (!neighbors.Set(e.port, e.ip, e.mac, /*is_static=*/true))
-      return absl::ResourceExhaustedError(
-          absl::StrFormat("neighbour table full adding %s", FormatIpv4(e.ip)));
+std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model) {
+  std::vector<StaticNeighbor> out;
+  out.reserve(model.node.neighbors.size());
+  for (const NeighborEntry& e : model.node.neighbors) out.push_back({e.port, e.ip, e.mac});
+  return out;
+}
+
+absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model, uint64_t generation,
+                                             const NeighborTable& neighbors) {
+  PreparedReload r;
+  r.static_neighbors = StaticNeighborsOf(model);
+  if (absl::Status s = neighbors.ValidateStatic(r.static_neighbors); !s.ok())
+    return absl::Status(s.code(), absl::StrCat("node: neighbors: ", s.message()));
+  auto tables = BuildTableSet(model, generation);
+  if (!tables.ok()) return tables.status();
+  r.tables = *std::move(tables);
+  return r;
+}
+
+absl::Status CommitReload(PreparedReload reload, NeighborTable& neighbors,
+                          TablePublisher& publisher) {
+  if (absl::Status s = neighbors.ReplaceStatic(reload.static_neighbors); !s.ok()) return s;
+  publisher.Publish(std::move(reload.tables));
   return absl::OkStatus();
 }
 

@@ -67,6 +67,19 @@ inline uint32_t PrefixMask(uint8_t length) {
   return length == 0 ? 0 : ~uint32_t{0} << (32 - length);
 }
 
+// Milliseconds in a clock of `ticks_per_second` (the TSC in workers), split
+// so that GHz rates times minutes of milliseconds cannot wrap.
+inline constexpr uint64_t MillisecondsToTicks(uint32_t ms, uint64_t ticks_per_second) {
+  return uint64_t{ms / 1000} * ticks_per_second + uint64_t{ms % 1000} * ticks_per_second / 1000;
+}
+
+// An IPv4 subnet as a network address and a contiguous mask, host order.
+struct Ipv4Subnet {
+  uint32_t network = 0;
+  uint32_t mask = 0;
+  bool Contains(uint32_t ip) const { return (ip & mask) == (network & mask); }
+};
+
 }  // namespace sluice
 
 #endif  // SLUICE_DATAPLANE_COMMON_TYPES_H_

@@ -23,6 +23,7 @@
 #include "dataplane/common/types.h"
 #include "dataplane/conntrack/conntrack_table.h"
 #include "dataplane/graph/trace.h"
+#include "dataplane/neighbor/hold_queue.h"
 #include "dataplane/tables/neighbor_table.h"
 #include "dataplane/tables/table_set.h"
 
@@ -35,6 +36,7 @@ struct WorkerShared {
   NeighborTable* neighbors = nullptr;
   rte_rcu_qsbr* qsbr = nullptr;
   uint16_t workers = 1;
+  uint64_t ticks_per_second = 1;  // unit of the loop's `now` (TSC Hz on lcores)
 };
 
 struct WorkerPorts {
@@ -82,6 +84,19 @@ struct WorkerContext {
   uint16_t tx_count[kPortRoleCount] = {0, 0, 0};
 
   VxlanPeerHeader* peer_headers = nullptr;  // kMaxVxlanPeers, rte_zmalloc'd
+
+  // Packets waiting for their next hop's MAC (neighbor node holds them; the
+  // worker loop releases, retransmits for and expires them).
+  NeighborHoldQueue* hold = nullptr;
+  // Refresh requests for stale neighbours, at most one per hop per
+  // interval: a small direct-mapped record of the last ones sent.
+  struct RefreshSlot {
+    NeighborKey key;
+    uint64_t sent = 0;
+  };
+  static constexpr uint32_t kRefreshSlots = 64;
+  RefreshSlot refresh[kRefreshSlots];
+  uint64_t refresh_interval = 1;  // ticks (1 s)
 };
 
 // The WorkerContext of the graph a node belongs to (set by the nodes' init).

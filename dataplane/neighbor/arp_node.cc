@@ -10,29 +10,13 @@
 
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
+#include "dataplane/neighbor/arp_request.h"
+#include "dataplane/route/route.h"
 
 namespace sluice {
 namespace {
 
 enum Edge : rte_edge_t { kToTx, kToDrop };
-
-// The address Sluice answers ARP for on a port (0: none).
-uint32_t OwnAddress(const NodeView& n, PortRole port) {
-  return port == PortRole::kPods ? n.pods_gateway_ip : n.node_ip;
-}
-
-// Whether a sender may be learned on this port: on its connected subnet.
-bool OnPortSubnet(const NodeView& n, PortRole port, uint32_t ip) {
-  switch (port) {
-    case PortRole::kUplink:
-      return ((ip ^ n.node_ip) & n.uplink_net_mask) == 0;
-    case PortRole::kPods:
-      return n.InPodNetwork(ip);
-    case PortRole::kHost:
-      return n.IsLocalAddress(ip);  // the kernel speaks from the node's addresses
-  }
-  return false;
-}
 
 // Returns the edge, or kToDrop + 1 when the packet was consumed.
 rte_edge_t HandleArp(WorkerContext* ctx, rte_mbuf* m, const PacketPriv& pp) {
@@ -54,19 +38,25 @@ rte_edge_t HandleArp(WorkerContext* ctx, rte_mbuf* m, const PacketPriv& pp) {
     return kToDrop;
   }
   if (sip != 0) {
-    if (!OnPortSubnet(n, in, sip)) {
-      ctx->counters.Add(k_arp_sender_off_subnet);
-      SLUICE_TRACE(ctx, m, kArpNotLearned, .a8 = pp.ingress, .a16 = 0, .a = sip);
-    } else {
-      MacAddress sha;
-      std::memcpy(sha.data(), arp->arp_data.arp_sha.addr_bytes, 6);
-      if (ctx->shared.neighbors->Set(in, sip, sha, false)) {
+    MacAddress sha;
+    std::memcpy(sha.data(), arp->arp_data.arp_sha.addr_bytes, 6);
+    switch (ctx->shared.neighbors->Learn(in, OnLinkSubnet(n, in, sip), sip, sha, ctx->now)) {
+      case NeighborTable::LearnResult::kLearned:
+      case NeighborTable::LearnResult::kChanged:
+      case NeighborTable::LearnResult::kRefreshed:
         ctx->counters.Add(k_arp_learned);
         SLUICE_TRACE(ctx, m, kArpLearned, .a8 = pp.ingress, .a = sip, .mac0 = sha.data());
-      } else {
+        break;
+      case NeighborTable::LearnResult::kStaticKept:
+        break;
+      case NeighborTable::LearnResult::kQuotaFull:
         ctx->counters.Add(k_arp_learn_quota_full);
         SLUICE_TRACE(ctx, m, kArpNotLearned, .a8 = pp.ingress, .a16 = 1, .a = sip);
-      }
+        break;
+      case NeighborTable::LearnResult::kOffSubnet:
+        ctx->counters.Add(k_arp_sender_off_subnet);
+        SLUICE_TRACE(ctx, m, kArpNotLearned, .a8 = pp.ingress, .a16 = 0, .a = sip);
+        break;
     }
   }
   if (op == RTE_ARP_OP_REPLY) {

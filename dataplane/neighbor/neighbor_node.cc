@@ -2,45 +2,54 @@
 // next_hop) up in the neighbour table, each distinct hop once per chunk (a
 // burst mostly shares a few: the gateway, a peer node), and writes the
 // Ethernet addresses. VXLAN packets whose outer header still lacks the next
-// hop's MAC come here too. An unresolved hop gets an ARP request.
-// In: ttl, vxlan_encap. Out: tx, drop. Drops: neighbor_miss.
-#include <rte_arp.h>
+// hop's MAC come here too. A packet whose next hop is unresolved waits in the
+// worker's hold queue while an ARP request (at most one per hop per second)
+// asks for it; the worker loop sends it on when the answer comes. A learned
+// entry past its reachable time is still used, and refreshed by a request.
+// In: ttl, vxlan_encap. Out: tx, drop. Drops: neighbor_queue_full.
 #include <rte_ether.h>
+#include <rte_hash_crc.h>
 
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
+#include "dataplane/neighbor/arp_request.h"
 
 namespace sluice {
 namespace {
 
 enum Edge : rte_edge_t { kToTx, kToDrop };
 
-rte_mbuf* BuildArpRequest(WorkerContext* ctx, PortRole port, uint32_t target_ip) {
-  rte_mbuf* m = rte_pktmbuf_alloc(ctx->pool);
-  if (m == nullptr) return nullptr;
-  const NodeView& n = ctx->tables->node;
-  auto* eth = reinterpret_cast<rte_ether_hdr*>(
-      rte_pktmbuf_append(m, sizeof(rte_ether_hdr) + sizeof(rte_arp_hdr)));
-  if (eth == nullptr) {
-    rte_pktmbuf_free(m);
-    return nullptr;
+void SendArpRequest(rte_graph* graph, rte_node* node, WorkerContext* ctx, const NeighborKey& k) {
+  rte_mbuf* req =
+      BuildArpRequest(ctx->pool, ctx->tables->node, static_cast<PortRole>(k.port), k.ip);
+  if (req == nullptr) return;
+  ctx->counters.Add(k_arp_requests_sent);
+  rte_node_enqueue_x1(graph, node, kToTx, req);
+}
+
+// A stale entry gets one refresh request per interval.
+void MaybeRefresh(rte_graph* graph, rte_node* node, WorkerContext* ctx, const NeighborKey& k) {
+  WorkerContext::RefreshSlot& s =
+      ctx->refresh[rte_hash_crc(&k, sizeof(k), 0) % WorkerContext::kRefreshSlots];
+  if (std::memcmp(&s.key, &k, sizeof(k)) == 0 && ctx->now - s.sent < ctx->refresh_interval)
+    return;
+  s.key = k;
+  s.sent = ctx->now;
+  SendArpRequest(graph, node, ctx, k);
+}
+
+rte_edge_t Hold(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* m,
+                const NeighborKey& k) {
+  bool ask = false;
+  const NeighborHoldQueue::Verdict v = ctx->hold->Hold(m, k, k.port, ctx->now, &ask);
+  SLUICE_TRACE(ctx, m, kNeighborWait, .a8 = k.port, .a16 = ask, .a = k.ip);
+  if (ask) SendArpRequest(graph, node, ctx, k);
+  if (v == NeighborHoldQueue::Verdict::kHeld) {
+    ctx->counters.Add(k_neighbor_held);
+    return kToDrop + 1;  // the queue has it
   }
-  const MacAddress& mac = n.port_mac[static_cast<int>(port)];
-  std::memset(&eth->dst_addr, 0xff, 6);
-  std::memcpy(&eth->src_addr, mac.data(), 6);
-  eth->ether_type = Be16(RTE_ETHER_TYPE_ARP);
-  auto* arp = reinterpret_cast<rte_arp_hdr*>(eth + 1);
-  arp->arp_hardware = Be16(RTE_ARP_HRD_ETHER);
-  arp->arp_protocol = Be16(RTE_ETHER_TYPE_IPV4);
-  arp->arp_hlen = RTE_ETHER_ADDR_LEN;
-  arp->arp_plen = 4;
-  arp->arp_opcode = Be16(RTE_ARP_OP_REQUEST);
-  std::memcpy(&arp->arp_data.arp_sha, mac.data(), 6);
-  arp->arp_data.arp_sip = Be32(port == PortRole::kPods ? n.pods_gateway_ip : n.node_ip);
-  std::memset(&arp->arp_data.arp_tha, 0, 6);
-  arp->arp_data.arp_tip = Be32(target_ip);
-  Priv(m)->tx_port = static_cast<uint8_t>(port);
-  return m;
+  MarkDrop(m, k_neighbor_queue_full);
+  return kToDrop;
 }
 
 // Resolves objs[base, end): hops deduplicated, looked up in bulk.
@@ -62,31 +71,21 @@ void Resolve(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs, 
     uniq_of[i - base] = u;
   }
   MacAddress mac[kBurstSize];
-  bool found[kBurstSize];
-  ctx->shared.neighbors->LookupBulk(uniq, nuniq, mac, found);
-  bool asked[kBurstSize] = {};
+  uint64_t stale = 0;
+  const uint64_t found = ctx->shared.neighbors->LookupBulk(uniq, nuniq, ctx->now, mac, &stale);
+  for (uint16_t u = 0; u < nuniq; ++u)
+    if ((stale >> u) & 1) MaybeRefresh(graph, node, ctx, *uniq[u]);
   const NodeView& n = ctx->tables->node;
   for (uint16_t i = base; i < end; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
     const uint16_t u = uniq_of[i - base];
-    const PortRole port = static_cast<PortRole>(keys[i - base].port);
-    if (!found[u]) {
-      SLUICE_TRACE(ctx, m, kNeighborWait, .a8 = keys[i - base].port, .a16 = !asked[u],
-                   .a = keys[i - base].ip);
-      if (!asked[u]) {
-        asked[u] = true;
-        if (rte_mbuf* req = BuildArpRequest(ctx, port, keys[i - base].ip); req != nullptr) {
-          ctx->counters.Add(k_arp_requests_sent);
-          rte_node_enqueue_x1(graph, node, kToTx, req);
-        }
-      }
-      MarkDrop(m, k_neighbor_miss);
-      next[i] = kToDrop;
+    if (!((found >> u) & 1)) {
+      next[i] = Hold(graph, node, ctx, m, keys[i - base]);
       continue;
     }
     auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
     std::memcpy(eth->dst_addr.addr_bytes, mac[u].data(), 6);
-    std::memcpy(eth->src_addr.addr_bytes, n.port_mac[static_cast<int>(port)].data(), 6);
+    std::memcpy(eth->src_addr.addr_bytes, n.port_mac[keys[i - base].port].data(), 6);
     SLUICE_TRACE(ctx, m, kOut, .a8 = keys[i - base].port, .mac0 = eth->src_addr.addr_bytes,
                  .mac1 = eth->dst_addr.addr_bytes);
     next[i] = kToTx;
@@ -98,7 +97,14 @@ uint16_t NeighborProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   for (uint16_t base = 0; base < n; base += kBurstSize)
     Resolve(graph, node, ctx, objs, base, base + kBurstSize < n ? base + kBurstSize : n, next);
-  EnqueueByEdge(graph, node, objs, next, n);
+  // Held packets left the stream: enqueue the others run by run.
+  uint16_t start = 0;
+  for (uint16_t i = 0; i <= n; ++i) {
+    if (i < n && next[i] == next[start]) continue;
+    if (start < i && next[start] <= kToDrop)
+      rte_node_enqueue(graph, node, next[start], objs + start, i - start);
+    start = i;
+  }
   return n;
 }
 

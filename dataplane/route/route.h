@@ -83,6 +83,26 @@ inline uint32_t UplinkNextHop(const NodeView& n, uint32_t ip) {
   return (((ip ^ n.node_ip) & n.uplink_net_mask) == 0 || n.gateway_ip == 0) ? ip : n.gateway_ip;
 }
 
+// The subnet an ARP sender on `port` must belong to for Sluice to learn it
+// as a neighbour: the uplink's connected subnet, the local lease on the pods
+// port (cni0's bridge), and on the host port the node's own address, which
+// the kernel behind it holds (nothing is routed through a learned host
+// neighbour: the host path uses the configured peer MAC). The uplink's
+// gateway is on-link by route even outside the prefix (clouds hand out /32
+// addresses), so for that sender it is the gateway's own /32.
+inline Ipv4Subnet OnLinkSubnet(const NodeView& n, PortRole port, uint32_t sender) {
+  switch (port) {
+    case PortRole::kUplink:
+      if (n.gateway_ip != 0 && sender == n.gateway_ip) return {n.gateway_ip, ~uint32_t{0}};
+      return {n.node_ip & n.uplink_net_mask, n.uplink_net_mask};
+    case PortRole::kPods:
+      return {n.pod_net, n.pod_mask};
+    case PortRole::kHost:
+      return {n.node_ip, ~uint32_t{0}};
+  }
+  return {};
+}
+
 }  // namespace sluice
 
 #endif  // SLUICE_DATAPLANE_ROUTE_ROUTE_H_

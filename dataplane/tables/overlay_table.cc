@@ -18,6 +18,15 @@ OverlayTable::~OverlayTable() {
 
 absl::StatusOr<std::unique_ptr<OverlayTable>> OverlayTable::Build(std::vector<VtepPeer> peers,
                                                                   uint64_t generation) {
+  if (peers.size() > kMaxPeers)
+    return absl::InvalidArgumentError(
+        absl::StrFormat("overlay table: %u leases, but rte_lpm's 24-bit next hops index at most %u",
+                        peers.size(), kMaxPeers));
+  for (const VtepPeer& peer : peers)
+    if (peer.subnet_length > 32)
+      return absl::InvalidArgumentError(
+          absl::StrFormat("overlay table: lease %s/%d: prefix length above 32",
+                          FormatIpv4(peer.subnet), peer.subnet_length));
   static std::atomic<uint64_t> instance{0};
   const uint64_t id = instance.fetch_add(1);
   std::unique_ptr<OverlayTable> t(new OverlayTable());

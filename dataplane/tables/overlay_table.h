@@ -32,11 +32,14 @@ struct VtepPeer {
 class OverlayTable {
  public:
   static constexpr uint32_t kNoPeer = UINT32_MAX;
+  // rte_lpm's next hops are 24 bits: peer indices must fit them.
+  static constexpr uint32_t kMaxPeers = 1u << 24;
   ~OverlayTable();
   OverlayTable(const OverlayTable&) = delete;
   OverlayTable& operator=(const OverlayTable&) = delete;
 
-  // Errors: InvalidArgument for duplicate subnets or public IPs,
+  // Errors: InvalidArgument for duplicate subnets or public IPs, a prefix
+  // length above 32 or more than kMaxPeers peers;
   // ResourceExhausted when DPDK memory is short.
   static absl::StatusOr<std::unique_ptr<OverlayTable>> Build(std::vector<VtepPeer> peers,
                                                              uint64_t generation);

@@ -15,6 +15,7 @@
 #include <rte_hash.h>
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ enum class ServiceEntryKind : uint8_t { kClusterIp, kNodePort, kExternalIp, kLoa
 
 // What a packet that matched a ServiceKey must get.
 struct ServiceEntry {
+  // The most endpoints (and local endpoints) one entry can refer to: the
+  // counts below are 16 bits. The table builder refuses more.
+  static constexpr uint32_t kMaxEndpoints = 0xffff;
   // Endpoints to choose from for traffic that may go anywhere in the cluster
   // (ready ones; serving-terminating ones when none is ready).
   uint32_t endpoints_begin = 0;
@@ -61,6 +65,10 @@ struct ServiceEntry {
   bool internal_local_only = false;
   uint32_t name_index = 0;  // into ServiceTable::names(), for traces
 };
+static_assert(ServiceEntry::kMaxEndpoints ==
+                  std::numeric_limits<decltype(ServiceEntry::endpoints_count)>::max() &&
+              ServiceEntry::kMaxEndpoints ==
+                  std::numeric_limits<decltype(ServiceEntry::local_count)>::max());
 
 class ServiceTable {
  public:

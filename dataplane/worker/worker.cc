@@ -5,6 +5,8 @@
 #include <rte_malloc.h>
 #include <rte_random.h>
 
+#include "dataplane/neighbor/arp_request.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -29,6 +31,16 @@ Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports
   }
   ctx_->peer_headers = static_cast<VxlanPeerHeader*>(
       rte_zmalloc("sluice_vxlan_headers", sizeof(VxlanPeerHeader) * kMaxVxlanPeers, 64));
+  ctx_->refresh_interval = shared.ticks_per_second;
+  NeighborHoldQueue::Config hq;
+  hq.ticks_per_second = shared.ticks_per_second;
+  auto hold = NeighborHoldQueue::Create(hq);
+  if (!hold.ok()) {
+    std::fprintf(stderr, "sluice: worker %u: %s\n", id, std::string(hold.status().message()).c_str());
+    std::abort();
+  }
+  hold_ = *std::move(hold);
+  ctx_->hold = hold_.get();
   auto graph = CreateWorkerGraph(ctx_.get(), &graph_name_);
   if (ctx_->peer_headers == nullptr || !graph.ok()) {
     std::fprintf(
@@ -40,6 +52,7 @@ Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports
 }
 
 Worker::~Worker() {
+  hold_.reset();  // frees what it still holds
   DestroyWorkerGraph(graph_name_);
   rte_free(ctx_->peer_headers);
 }
@@ -58,7 +71,49 @@ void Worker::Walk(uint64_t now) {
   ctx_->tables = ctx_->shared.tables->Current();
   ctx_->now = now;
   rte_graph_walk(graph_);
+  if (unlikely(!hold_->empty()) && ctx_->tables != nullptr) ServiceHeldPackets();
   ctx_->tables = nullptr;
+}
+
+// Held packets whose next hop answered go out (their MACs written, queued
+// for tx); hops due for another request get one; hops that never answered
+// give their packets back to be dropped. Only runs while something is held.
+void Worker::ServiceHeldPackets() {
+  WorkerContext& c = *ctx_;
+  const NodeView& n = c.tables->node;
+  rte_mbuf* pkts[kBurstSize];
+  uint32_t tags[kBurstSize];
+  NeighborKey keys[kBurstSize];
+  MacAddress macs[kBurstSize];
+  const uint16_t released =
+      hold_->Release(*c.shared.neighbors, c.now, pkts, tags, keys, macs, kBurstSize);
+  for (uint16_t i = 0; i < released; ++i) {
+    auto* eth = rte_pktmbuf_mtod(pkts[i], rte_ether_hdr*);
+    std::memcpy(eth->dst_addr.addr_bytes, macs[i].data(), 6);
+    std::memcpy(eth->src_addr.addr_bytes, n.port_mac[keys[i].port].data(), 6);
+    Queue(static_cast<PortRole>(keys[i].port), pkts[i]);
+  }
+  c.counters.Add(k_neighbor_released, released);
+  const uint16_t due = hold_->Retransmits(c.now, keys, kBurstSize);
+  for (uint16_t i = 0; i < due; ++i) {
+    rte_mbuf* req = BuildArpRequest(c.pool, n, static_cast<PortRole>(keys[i].port), keys[i].ip);
+    if (req == nullptr) continue;
+    c.counters.Add(k_arp_requests_sent);
+    Queue(static_cast<PortRole>(keys[i].port), req);
+  }
+  const uint16_t expired = hold_->Expire(c.now, pkts, kBurstSize);
+  c.counters.Add(k_neighbor_unresolved, expired);
+  rte_pktmbuf_free_bulk(pkts, expired);
+}
+
+void Worker::Queue(PortRole port, rte_mbuf* m) {
+  const int p = static_cast<int>(port);
+  if (unlikely(ctx_->tx_count[p] == WorkerContext::kTxCapacity)) {
+    ctx_->counters.Add(k_tx_full);
+    rte_pktmbuf_free(m);
+    return;
+  }
+  ctx_->tx[p][ctx_->tx_count[p]++] = m;
 }
 
 void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_t now) {

@@ -80,10 +80,13 @@ class Worker {
 
  private:
   void Walk(uint64_t now);
+  void ServiceHeldPackets();
+  void Queue(PortRole port, rte_mbuf* m);  // straight to the tx buffers
 
   std::unique_ptr<WorkerContext> ctx_;
   std::string graph_name_;
   rte_graph* graph_ = nullptr;
+  std::unique_ptr<NeighborHoldQueue> hold_;
   uint64_t loops_ = 0;
 };
 

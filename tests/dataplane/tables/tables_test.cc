@@ -1,5 +1,5 @@
-// Service table, flannel subnet map (LPM) and neighbour table, as built by
-// the control side from the example node's model.
+// Service table and flannel subnet map (LPM), as built by the control side
+// from the example node's model. The neighbour table has its own test.
 #include "control/table_builder.h"
 #include "gtest/gtest.h"
 #include "tests/fixtures/node_harness.h"
@@ -78,22 +78,6 @@ TEST(TablesTest, SubnetMapFindsTheLeaseHolderByLongestPrefix) {
   EXPECT_EQ(n.vxlan_ip, Ip("10.244.26.0"));
   EXPECT_EQ(n.pods_gateway_ip, Ip("10.244.26.1"));
   EXPECT_EQ(n.vxlan_port, 8472);
-}
-
-TEST(TablesTest, StaticNeighboursWinOverLearnedOnes) {
-  auto nt = NeighborTable::Create(64);
-  ASSERT_TRUE(nt.ok());
-  NeighborTable& n = **nt;
-  ASSERT_TRUE(n.Set(PortRole::kUplink, 1, Mac("02:00:00:00:00:01"), true));
-  ASSERT_TRUE(n.Set(PortRole::kUplink, 1, Mac("02:00:00:00:00:02"), false));
-  MacAddress mac;
-  ASSERT_TRUE(n.Lookup(PortRole::kUplink, 1, &mac));
-  EXPECT_EQ(mac, Mac("02:00:00:00:00:01"));
-  EXPECT_FALSE(n.Lookup(PortRole::kPods, 1, &mac));
-  ASSERT_TRUE(n.Set(PortRole::kPods, 1, Mac("02:00:00:00:00:03"), false));
-  ASSERT_TRUE(n.Set(PortRole::kPods, 1, Mac("02:00:00:00:00:04"), false));
-  ASSERT_TRUE(n.Lookup(PortRole::kPods, 1, &mac));
-  EXPECT_EQ(mac, Mac("02:00:00:00:00:04"));
 }
 
 }  // namespace

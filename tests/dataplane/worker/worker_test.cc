@@ -298,34 +298,104 @@ TEST_F(WorkerTest, ArpForTheNodeIpIsAnsweredAndTheSenderLearned) {
   EXPECT_EQ(node_.counter(k_arp_replied), 1u);
 }
 
-TEST_F(WorkerTest, UnknownNextHopTriggersAnArpRequestAndCountsTheDrop) {
+TEST_F(WorkerTest, ArpFromOutsideThePortsSubnetIsAnsweredButNotLearned) {
+  // 10.10.200.5 is not on the uplink's 10.10.100.0/24; a pod address is not
+  // an uplink neighbour either.
+  Outputs out = node_.Run(
+      PortRole::kUplink,
+      {BuildArpRequest(Mac("02:00:00:00:00:66"), Ip("10.10.200.5"), Ip(Example::kNode228)),
+       BuildArpRequest(Mac("02:00:00:00:00:67"), Ip("10.244.26.50"), Ip(Example::kNode228)),
+       BuildArpRequest(Mac("02:00:00:00:00:68"), Ip("10.10.100.50"), Ip(Example::kNode228))});
+  EXPECT_EQ(out.uplink().size(), 3u);
+  EXPECT_EQ(node_.counter(k_arp_replied), 3u);
+  EXPECT_EQ(node_.counter(k_arp_sender_off_subnet), 2u);
+  EXPECT_EQ(node_.counter(k_arp_learned), 1u);
+  MacAddress mac;
+  EXPECT_FALSE(node_.neighbors().Lookup(PortRole::kUplink, Ip("10.10.200.5"), &mac));
+  EXPECT_FALSE(node_.neighbors().Lookup(PortRole::kUplink, Ip("10.244.26.50"), &mac));
+  EXPECT_TRUE(node_.neighbors().Lookup(PortRole::kUplink, Ip("10.10.100.50"), &mac));
+  EXPECT_EQ(mac, Mac("02:00:00:00:00:68"));
+}
+
+std::vector<uint8_t> ClientSynTo(const char* dst, uint16_t src_port) {
   FrameSpec s;
   s.src_mac = Mac("02:00:0a:0a:64:01");
   s.dst_mac = Mac("02:00:0a:0a:64:e4");
   s.src_ip = Ip(Example::kClient);
-  s.dst_ip = Ip("10.244.26.99");  // a local pod nobody has told us the MAC of
-  s.l4.src_port = 1234;
+  s.dst_ip = Ip(dst);
+  s.l4.src_port = src_port;
   s.l4.dst_port = 80;
-  Outputs out = node_.Run(PortRole::kUplink, {BuildFrame(s)});
+  return BuildFrame(s);
+}
+
+// What 10.244.26.99 answers to our request, unicast to the pods port.
+std::vector<uint8_t> Pod99ArpReply() {
+  std::vector<uint8_t> reply =
+      BuildArpRequest(Mac("0a:58:0a:f4:1a:63"), Ip("10.244.26.99"), Ip("10.244.26.1"));
+  std::copy_n(Mac("02:00:0a:f4:1a:01").begin(), 6, reply.begin());
+  reply[21] = 2;  // opcode reply
+  return reply;
+}
+
+TEST_F(WorkerTest, UnknownNextHopHoldsPacketsUntilArpAnswers) {
+  // A local pod nobody has told us the MAC of: one request, packets held.
+  Outputs out = node_.Run(PortRole::kUplink,
+                          {ClientSynTo("10.244.26.99", 1234), ClientSynTo("10.244.26.99", 1235)});
   ASSERT_EQ(out.pods().size(), 1u);
   const auto& a = out.pods()[0];
   EXPECT_EQ(ParseFrame(a).ether_type, 0x0806);
   EXPECT_EQ((a[38] << 24) | (a[39] << 16) | (a[40] << 8) | a[41], int(Ip("10.244.26.99")));
-  EXPECT_EQ(node_.counter(k_neighbor_miss), 1u);
-  // The answer teaches the MAC; the next packet goes through.
-  std::vector<uint8_t> reply =
-      BuildArpRequest(Mac("0a:58:0a:f4:1a:63"), Ip("10.244.26.99"), Ip("10.244.26.1"));
-  reply[0] = 0x02;
-  reply[1] = 0x00;
-  reply[2] = 0x0a;
-  reply[3] = 0xf4;
-  reply[4] = 0x1a;
-  reply[5] = 0x01;  // unicast to the pods port
-  reply[21] = 2;    // opcode reply
-  node_.Run(PortRole::kPods, {reply});
-  Outputs after = node_.Run(PortRole::kUplink, {BuildFrame(s)});
-  ASSERT_EQ(after.pods().size(), 1u);
-  EXPECT_EQ(ParseFrame(after.pods()[0]).dst_mac, Mac("0a:58:0a:f4:1a:63"));
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 1u);
+  EXPECT_EQ(node_.counter(k_neighbor_held), 2u);
+  // More packets in the same second ask nothing more.
+  out = node_.Run(PortRole::kUplink, {ClientSynTo("10.244.26.99", 1236)});
+  EXPECT_EQ(out.total(), 0u);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 1u);
+  // The answer teaches the MAC and the held packets leave, in order.
+  Outputs after = node_.Run(PortRole::kPods, {Pod99ArpReply()});
+  ASSERT_EQ(after.pods().size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const ParsedFrame p = ParseFrame(after.pods()[i]);
+    EXPECT_EQ(p.dst_mac, Mac("0a:58:0a:f4:1a:63"));
+    EXPECT_EQ(p.src_mac, Mac("02:00:0a:f4:1a:01"));
+    EXPECT_EQ(p.src_port, 1234 + i);
+    EXPECT_EQ(VerifyChecksums(after.pods()[i]), "");
+  }
+  EXPECT_EQ(node_.counter(k_neighbor_released), 3u);
+  EXPECT_EQ(node_.counter(k_arp_reply_consumed), 1u);
+  EXPECT_EQ(TotalDrops(node_), 0u);
+}
+
+TEST_F(WorkerTest, AnUnansweredNextHopGetsThreeRequestsThenItsPacketsAreDropped) {
+  // The harness clock ticks once per second.
+  node_.Run(PortRole::kUplink, {ClientSynTo("10.244.26.98", 1234)}, 0, /*now=*/10);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 1u);
+  for (uint64_t now = 11; now <= 14; ++now) node_.Run(PortRole::kUplink, {}, 0, now);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 3u);  // mcast_solicit
+  EXPECT_EQ(node_.counter(k_neighbor_unresolved), 1u);
+  EXPECT_EQ(node_.counter(k_neighbor_held), 1u);
+  // Held packets are bounded per next hop; the rest are dropped and counted.
+  std::vector<std::vector<uint8_t>> many;
+  for (uint16_t i = 0; i < 12; ++i) many.push_back(ClientSynTo("10.244.26.97", 2000 + i));
+  node_.Run(PortRole::kUplink, many, 0, 20);
+  EXPECT_EQ(node_.counter(k_neighbor_held), 1u + 8u);
+  EXPECT_EQ(node_.counter(k_neighbor_queue_full), 4u);
+}
+
+TEST_F(WorkerTest, AStaleNeighbourIsStillUsedAndRefreshedOncePerSecond) {
+  node_.Run(PortRole::kPods, {Pod99ArpReply()}, 0, /*now=*/100);  // learned at t=100
+  Outputs fresh = node_.Run(PortRole::kUplink, {ClientSynTo("10.244.26.99", 1)}, 0, 110);
+  ASSERT_EQ(fresh.pods().size(), 1u);  // no request while reachable
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 0u);
+  Outputs stale = node_.Run(
+      PortRole::kUplink, {ClientSynTo("10.244.26.99", 2), ClientSynTo("10.244.26.99", 3)}, 0, 140);
+  ASSERT_EQ(stale.pods().size(), 3u);  // both packets, and one refresh request
+  EXPECT_EQ(ParseFrame(stale.pods()[0]).ether_type, 0x0806);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 1u);
+  node_.Run(PortRole::kUplink, {ClientSynTo("10.244.26.99", 4)}, 0, 140);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 1u);
+  node_.Run(PortRole::kUplink, {ClientSynTo("10.244.26.99", 5)}, 0, 141);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), 2u);
 }
 
 uint64_t StagePackets(Worker& w, const char* node) {
@@ -489,8 +559,12 @@ TEST_F(WorkerTest, PerPeerVxlanHeaderFollowsTheNextHopsMac) {
   EXPECT_EQ(ParseFrame(a.uplink()[0]).dst_mac, Mac("02:00:0a:0a:64:e3"));
   // node-227's MAC changes (a NIC swap): the prebuilt header must not keep
   // the old one.
-  ASSERT_TRUE(node_.neighbors().Set(PortRole::kUplink, Ip(Example::kNode227),
-                                    Mac("02:00:0a:0a:99:e3"), true));
+  // (The neighbour table alone changes: no new table generation.)
+  ASSERT_TRUE(node_.neighbors()
+                  .ReplaceStatic({{PortRole::kUplink, Ip(Example::kGateway), Mac("02:00:0a:0a:64:01")},
+                                  {PortRole::kUplink, Ip(Example::kNode226), Mac("02:00:0a:0a:64:e2")},
+                                  {PortRole::kUplink, Ip(Example::kNode227), Mac("02:00:0a:0a:99:e3")}})
+                  .ok());
   Outputs b = node_.Run(PortRole::kPods, {PodToRemotePodSyn()});
   ASSERT_EQ(b.uplink().size(), 1u);
   EXPECT_EQ(ParseFrame(b.uplink()[0]).dst_mac, Mac("02:00:0a:0a:99:e3"));

@@ -1,0 +1,174 @@
+// control/table_builder.h: a reload is all or nothing (generation and static
+// neighbours together), and counts or values the tables cannot hold are
+// rejected with the object and field named, never truncated.
+#include "control/table_builder.h"
+
+#include <rte_malloc.h>
+#include <rte_rcu_qsbr.h>
+
+#include "absl/strings/str_format.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fixtures/node_harness.h"
+
+namespace sluice::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+class ReloadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("tb_qs", rte_rcu_qsbr_get_memsize(1), 64));
+    ASSERT_EQ(rte_rcu_qsbr_init(qsbr_, 1), 0);
+    publisher_ = std::make_unique<TablePublisher>(qsbr_);
+    NeighborTable::Config nc;
+    nc.qsbr = qsbr_;
+    nc.static_capacity = 4;  // node-228's model has exactly 4
+    auto t = NeighborTable::Create(nc);
+    ASSERT_TRUE(t.ok()) << t.status();
+    neighbors_ = *std::move(t);
+    ASSERT_TRUE(Reload(Node228Model()).ok());
+  }
+  void TearDown() override {
+    publisher_.reset();
+    neighbors_.reset();
+    rte_free(qsbr_);
+  }
+  absl::Status Reload(const ClusterModel& m) {
+    auto prepared = PrepareReload(m, ++generation_, *neighbors_);
+    if (!prepared.ok()) return prepared.status();
+    return CommitReload(*std::move(prepared), *neighbors_, *publisher_);
+  }
+  bool Has(PortRole port, const char* ip, MacAddress* mac = nullptr) {
+    MacAddress m;
+    return neighbors_->Lookup(port, Ip(ip), mac != nullptr ? mac : &m);
+  }
+
+  rte_rcu_qsbr* qsbr_ = nullptr;
+  std::unique_ptr<TablePublisher> publisher_;
+  std::unique_ptr<NeighborTable> neighbors_;
+  uint64_t generation_ = 0;
+};
+
+TEST_F(ReloadTest, AModelWhoseStaticNeighboursDoNotFitChangesNothing) {
+  const TableSet* before = publisher_->Current();
+  ClusterModel m = Node228Model();
+  m.services.pop_back();  // the tables would change too
+  m.node.neighbors[0].mac = Mac("02:00:00:00:00:99");
+  m.node.neighbors.push_back({PortRole::kPods, Ip(Example::kWeb2), Mac("0a:58:0a:f4:19:1e")});
+  const absl::Status s = Reload(m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.message(),
+            "node: neighbors: 5 static neighbours, but the neighbour table reserves room for 4");
+  EXPECT_EQ(publisher_->Current(), before);
+  EXPECT_EQ(publisher_->Current()->services->size(), 3u);  // ssh ClusterIP + NodePort, web
+  MacAddress mac;
+  ASSERT_TRUE(Has(PortRole::kUplink, Example::kGateway, &mac));
+  EXPECT_EQ(mac, Mac("02:00:0a:0a:64:01"));
+  EXPECT_TRUE(Has(PortRole::kUplink, Example::kNode226));
+  EXPECT_TRUE(Has(PortRole::kUplink, Example::kNode227));
+  EXPECT_TRUE(Has(PortRole::kPods, Example::kWeb1));
+  EXPECT_FALSE(Has(PortRole::kPods, Example::kWeb2));
+}
+
+TEST_F(ReloadTest, ATableErrorLeavesTheStaticNeighboursAsTheyWere) {
+  const TableSet* before = publisher_->Current();
+  ClusterModel m = Node228Model();
+  m.node.neighbors.pop_back();          // would remove web-1's entry
+  m.services.push_back(m.services[1]);  // but default/web is listed twice
+  m.services.back().name = "web-copy";
+  EXPECT_EQ(Reload(m).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(publisher_->Current(), before);
+  EXPECT_TRUE(Has(PortRole::kPods, Example::kWeb1));
+}
+
+TEST_F(ReloadTest, AModelThatDropsAStaticNeighbourRemovesIt) {
+  ClusterModel m = Node228Model();
+  m.node.neighbors.erase(m.node.neighbors.begin() + 1);  // node-226
+  m.node.neighbors[1].mac = Mac("02:00:00:00:01:e3");    // node-227 moved
+  ASSERT_TRUE(Reload(m).ok());
+  EXPECT_EQ(publisher_->Current()->generation, generation_);
+  EXPECT_FALSE(Has(PortRole::kUplink, Example::kNode226));
+  MacAddress mac;
+  ASSERT_TRUE(Has(PortRole::kUplink, Example::kNode227, &mac));
+  EXPECT_EQ(mac, Mac("02:00:00:00:01:e3"));
+  EXPECT_EQ(neighbors_->static_count(), 3u);
+}
+
+ClusterModel WithEndpoints(uint32_t total, uint32_t local) {
+  ClusterModel m = Node228Model();
+  ServiceSpec svc;
+  svc.namespace_name = "big";
+  svc.name = "many";
+  svc.type = "ClusterIP";
+  svc.cluster_ips = {Ip("10.96.200.1")};
+  svc.ports = {{"http", L4Protocol::kTcp, 80, 0}};
+  m.services.push_back(svc);
+  EndpointSliceSpec slice;
+  slice.namespace_name = "big";
+  slice.name = "many-1";
+  slice.service_name = "many";
+  slice.ports = {{"http", L4Protocol::kTcp, 8080}};
+  for (uint32_t i = 0; i < total; ++i)
+    slice.endpoints.push_back(
+        {Ip("10.128.0.0") + i, true, true, false, i < local ? "node-228" : "node-227"});
+  m.endpoint_slices.push_back(slice);
+  return m;
+}
+
+TEST(TableBuilderTest, AServicePortWithMoreEndpointsThanItsCountHoldsIsRejected) {
+  auto fits = BuildTableSet(WithEndpoints(65535, 0), 1);
+  ASSERT_TRUE(fits.ok()) << fits.status();
+  const ServiceEntry* e = (*fits)->services->Lookup({Ip("10.96.200.1"), 80, kProtoTcp, 0});
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->endpoints_count, 65535);
+
+  auto t = BuildTableSet(WithEndpoints(65536, 0), 1);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.status().message(),
+            "Service big/many: spec.ports[0] (http 80/TCP): 65536 endpoints, more than the 65535 "
+            "a Service port holds");
+}
+
+TEST(TableBuilderTest, TooManyNodeLocalEndpointsAreRejectedToo) {
+  // Ready endpoints elsewhere, 65536 serving-terminating ones here: the
+  // cluster-wide set is small, the node-local fallback set is not.
+  ClusterModel m = WithEndpoints(65536 + 10, 65536);
+  for (EndpointSpec& e : m.endpoint_slices.back().endpoints) {
+    if (e.node_name != "node-228") continue;
+    e.ready = false;
+    e.terminating = true;
+  }
+  auto t = BuildTableSet(m, 1);
+  ASSERT_FALSE(t.ok());
+  EXPECT_THAT(t.status().message(),
+              HasSubstr("Service big/many: spec.ports[0] (http 80/TCP): 65536 endpoints on this "
+                        "node, more than the 65535"));
+}
+
+TEST(TableBuilderTest, ValuesBeyondTheTablesFieldsAreRejectedNotTruncated) {
+  ClusterModel m = Node228Model();
+  m.network.vni = 1u << 24;
+  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+            "etcd key /coreos.com/network/config: Backend.VNI: 16777216 does not fit VXLAN's 24 "
+            "bits (at most 16777215)");
+  m = Node228Model();
+  m.leases[0].vni = 1u << 24;
+  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+            "etcd key /coreos.com/network/subnets/10.244.24.0-24: BackendData.VNI: 16777216 does "
+            "not fit VXLAN's 24 bits (at most 16777215)");
+  m = Node228Model();
+  m.node.uplink_prefix_length = 33;
+  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+            "node: uplinkPrefixLength: must be 0..32, got 33");
+  m = Node228Model();
+  m.leases[1].subnet.length = 40;
+  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+            "etcd key /coreos.com/network/subnets/10.244.25.0-40: prefix length must be 0..32, "
+            "got 40");
+}
+
+}  // namespace
+}  // namespace sluice::testing
