@@ -29,7 +29,9 @@
 //    its bucket; match signatures and prefetch the candidate entry; compare
 //    the full key with the entry's original or reply tuple. Keys that need
 //    more (a second signature match, an overflowed bucket) finish on the
-//    scalar path.
+//    scalar path. Signatures are matched with SSE4.1 compares over the
+//    bucket's four 16-byte halves (bench: 50 -> 36 cycles per hit in cache);
+//    the chosen slot is then re-read with an atomic load.
 //
 // Memory: BytesPerFlow() (entries + buckets + overflow counts + free lists
 // + defer queues, from what was allocated): 64 + 32 + 0.5 + 4 + ~1.5 = 103
@@ -83,6 +85,12 @@
 //    they always belong together; the entry they name is not reused before
 //    the reader's grace period ends, so the full-key compare against it is
 //    exact. A reader never trusts a signature without that compare.
+//  - The vector signature scan reads slots with plain 16-byte loads, racing
+//    with the writer's 8-byte stores (each aligned 8-byte half is read whole
+//    on x86, but the pair is not one snapshot). It only chooses candidates:
+//    every slot used is re-read with an atomic load and its signature
+//    checked again, and a slot changed in between counts as a changed slot
+//    (the two races above and below).
 //  - A reader scans a bucket while a key is inserted into it or past it: it
 //    may miss the new key (the lookup is ordered before the insert) but never
 //    sees a half-written slot. The overflow bit is set before the slot past
@@ -183,7 +191,7 @@ class ConntrackTable {
   // refs[i] = entry index (| kReplyBit when keys[i] is a reply tuple) or kMiss.
   // n <= kBurstSize. Any worker, lock-free.
   void LookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* refs) const;
-  uint32_t Lookup(const FlowKey& key) const { return Find(key, Hash(key)); }
+  uint32_t Lookup(const FlowKey& key) const;
   ConntrackEntry& entry(uint32_t ref) { return entries_[ref & ~kReplyBit]; }
   const ConntrackEntry& entry(uint32_t ref) const { return entries_[ref & ~kReplyBit]; }
 
@@ -271,10 +279,6 @@ class ConntrackTable {
 
   ConntrackTable() = default;
   uint32_t Find(const FlowKey& key, uint32_t hash) const;
-  bool KeyMatches(const FlowKey& key, uint32_t ref) const {
-    const ConntrackEntry& e = entry(ref);
-    return (ref & kReplyBit ? e.reply : e.original) == key;
-  }
   // Writer side, under write_lock_.
   bool FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos) const;
   void Publish(uint32_t hash, const SlotPos& pos, uint32_t ref);
