@@ -30,18 +30,26 @@
 //    the full key with the entry's original or reply tuple. Keys that need
 //    more (a second signature match, an overflowed bucket) finish on the
 //    scalar path. Signatures are matched with SSE4.1 compares over the
-//    bucket's four 16-byte halves (bench: 50 -> 36 cycles per hit in cache);
-//    the chosen slot is then re-read with an atomic load.
+//    bucket's four 16-byte halves (bench: ~52 -> ~36 cycles per hit at 100k
+//    flows, against the scalar loop); the chosen slot is then re-read with an
+//    atomic load.
 //
 // Memory: BytesPerFlow() (entries + buckets + overflow counts + free lists
 // + defer queues, from what was allocated): 64 + 32 + 0.5 + 4 + ~1.5 = 103
 // bytes at capacity 2^20; 93 to 115 as the bucket count's power-of-two
 // rounding falls (was 208 with rte_hash).
 //
-// Speed (bench/dataplane/stage_bench.cc, burst 32, TSC cycles per packet,
-// medians of 3, this 2-core VM, --no-huge; rte_hash is the previous table,
-// kept as bench/dataplane/conntrack/rte_hash_conntrack.h):
-//   TODO(bench): figures
+// Speed (bench/dataplane/stage_bench.cc BM_Conntrack*, burst 32, TSC cycles
+// per packet, medians of 3, 2-core AMD EPYC KVM guest, --no-huge; rte_hash is
+// the previous table, kept as bench/dataplane/conntrack/rte_hash_conntrack.h):
+//                     1k flows         100k             1M
+//   hit               33 vs 50 (0.66)  36 vs 54 (0.67)  57 vs 80 (0.71)
+//   hit + Touch       38 vs 62 (0.61)  41 vs 79 (0.52)  62 vs 126 (0.49)
+//   miss              14 vs 31 (0.46)  14 vs 30 (0.47)  30 vs 47 (0.63)
+//   insert + SNAT     391 vs 632       576 vs 737       1214 vs 1188
+//   port search       (0.62)           (0.78)           (1.02)
+// (hit + Touch is what a worker does: the entry the lookup compared against
+// is the one it translates with, where rte_hash costs another cache miss.)
 //
 // Concurrency contract:
 //  - Lookups (LookupBulk, Lookup, ReplyTupleInUse, entry()) are lock-free
