@@ -7,6 +7,7 @@
 
 #ifdef __SSE4_2__
 #include <nmmintrin.h>
+#include <smmintrin.h>
 #else
 #include <rte_hash_crc.h>
 #endif
@@ -40,6 +41,43 @@ size_t AllocatedBytes(const void* p) {
   return p != nullptr && rte_malloc_validate(p, &size) == 0 ? size : 0;
 }
 
+// One CRC32 over the 16-byte key. Internal, so that it inlines into the
+// lookups (the exported Hash() may be interposed in a shared build).
+inline uint32_t HashKey(const FlowKey& key) {
+  uint64_t w[2];
+  std::memcpy(w, &key, sizeof(w));
+#ifdef __SSE4_2__
+  return static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(kHashSeed, w[0]), w[1]));
+#else
+  return rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], kHashSeed));
+#endif
+}
+
+// Bit s set when slot s of the 8-slot bucket at `slots` may hold signature
+// `sig` (already shifted to bits 32-47). A filter only: with SSE4.1 it reads
+// the bucket with 16-byte vector loads, whose aligned 8-byte halves x86
+// reads whole, and its result is used only to choose which slots to re-read
+// with atomic loads and check again.
+inline uint32_t SignatureMatches(const std::atomic<uint64_t>* slots, uint64_t sig,
+                                 uint64_t sig_mask) {
+#ifdef __SSE4_1__
+  const __m128i mask = _mm_set1_epi64x(static_cast<long long>(sig_mask));
+  const __m128i want = _mm_set1_epi64x(static_cast<long long>(sig));
+  const auto* v = reinterpret_cast<const __m128i*>(slots);
+  uint32_t match = 0;
+  for (int i = 0; i < 4; ++i) {
+    const __m128i eq = _mm_cmpeq_epi64(_mm_and_si128(_mm_load_si128(v + i), mask), want);
+    match |= static_cast<uint32_t>(_mm_movemask_pd(_mm_castsi128_pd(eq))) << (2 * i);
+  }
+  return match;
+#else
+  uint32_t match = 0;
+  for (uint32_t s = 0; s < 8; ++s)
+    match |= uint32_t{(slots[s].load(std::memory_order_relaxed) & sig_mask) == sig} << s;
+  return match;
+#endif
+}
+
 // The power of two nearest to `ideal` on a log scale, at least `min`.
 uint32_t NearestPowerOfTwo(uint64_t ideal, uint32_t min) {
   uint64_t p = 1;
@@ -51,15 +89,7 @@ uint32_t NearestPowerOfTwo(uint64_t ideal, uint32_t min) {
 
 }  // namespace
 
-uint32_t ConntrackTable::Hash(const FlowKey& key) {
-  uint64_t w[2];
-  std::memcpy(w, &key, sizeof(w));
-#ifdef __SSE4_2__
-  return static_cast<uint32_t>(_mm_crc32_u64(_mm_crc32_u64(kHashSeed, w[0]), w[1]));
-#else
-  return rte_hash_crc_8byte(w[1], rte_hash_crc_8byte(w[0], kHashSeed));
-#endif
-}
+uint32_t ConntrackTable::Hash(const FlowKey& key) { return HashKey(key); }
 
 absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Config& config) {
   if (config.capacity == 0 || config.workers == 0 || config.qsbr == nullptr)
@@ -174,57 +204,79 @@ ConntrackTable::~ConntrackTable() {
 }
 
 uint32_t ConntrackTable::Find(const FlowKey& key, uint32_t hash) const {
+  const Bucket* const buckets = buckets_;
+  const ConntrackEntry* const entries = entries_;
+  const uint32_t mask = bucket_mask_;
   const uint64_t sig = SigBits(hash);
-  uint32_t b = hash & bucket_mask_;
+  uint32_t b = hash & mask;
   for (uint32_t probe = 0; probe < kMaxProbe; ++probe) {
-    const Bucket& bucket = buckets_[b];
-    const uint64_t first = bucket.slot[0].load(std::memory_order_acquire);
-    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) {
-      const uint64_t w = s == 0 ? first : bucket.slot[s].load(std::memory_order_acquire);
-      if ((w & kSigMask) == sig && KeyMatches(key, static_cast<uint32_t>(w)))
-        return static_cast<uint32_t>(w);
+    const Bucket& bucket = buckets[b];
+    const bool overflowed = bucket.slot[0].load(std::memory_order_acquire) & kOverflowBit;
+    for (uint32_t match = SignatureMatches(bucket.slot, sig, kSigMask); match != 0;
+         match &= match - 1) {
+      const uint64_t w = bucket.slot[__builtin_ctz(match)].load(std::memory_order_acquire);
+      if ((w & kSigMask) != sig) continue;
+      const uint32_t ref = static_cast<uint32_t>(w);
+      const ConntrackEntry& e = entries[ref & ~kReplyBit];
+      if ((ref & kReplyBit ? e.reply : e.original) == key) return ref;
     }
-    if (!(first & kOverflowBit)) break;
-    b = (b + 1) & bucket_mask_;
+    if (!overflowed) break;
+    b = (b + 1) & mask;
   }
   return kMiss;
 }
 
 void ConntrackTable::LookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t* refs) const {
+  // Locals: the acquire loads below would otherwise make the compiler reload
+  // members after each one.
+  const Bucket* const buckets = buckets_;
+  const ConntrackEntry* const entries = entries_;
+  const uint32_t mask = bucket_mask_;
   uint32_t hash[kBurstSize];
   uint32_t candidate[kBurstSize];
   uint32_t needs_more = 0;  // bit i: keys[i] may be elsewhere than candidate[i]
 
   // Stage 1: hash, prefetch the home bucket.
   for (uint32_t i = 0; i < n; ++i) {
-    hash[i] = Hash(*keys[i]);
-    rte_prefetch0(&buckets_[hash[i] & bucket_mask_]);
+    hash[i] = HashKey(*keys[i]);
+    rte_prefetch0(&buckets[hash[i] & mask]);
   }
   // Stage 2: match signatures in the home bucket, prefetch the first
   // candidate's entry.
   for (uint32_t i = 0; i < n; ++i) {
-    const Bucket& bucket = buckets_[hash[i] & bucket_mask_];
+    const Bucket& bucket = buckets[hash[i] & mask];
     const uint64_t sig = SigBits(hash[i]);
-    uint64_t w[kSlotsPerBucket];
-    for (uint32_t s = 0; s < kSlotsPerBucket; ++s)
-      w[s] = bucket.slot[s].load(std::memory_order_acquire);
-    uint32_t match = 0;
-    for (uint32_t s = 0; s < kSlotsPerBucket; ++s) match |= uint32_t{(w[s] & kSigMask) == sig} << s;
+    const uint32_t match = SignatureMatches(bucket.slot, sig, kSigMask);
+    // More than one candidate, or an overflowed bucket: the scalar path
+    // finishes the key if the first candidate is not it.
+    bool more = (match & (match - 1)) != 0 ||
+                (bucket.slot[0].load(std::memory_order_acquire) & kOverflowBit) != 0;
     candidate[i] = kMiss;
     if (match != 0) {
-      candidate[i] = static_cast<uint32_t>(w[__builtin_ctz(match)]);
-      rte_prefetch0(&entries_[candidate[i] & ~kReplyBit]);
+      // The filter's slot, re-read whole; one rewritten since is left to the
+      // scalar path.
+      const uint64_t w = bucket.slot[__builtin_ctz(match)].load(std::memory_order_acquire);
+      if ((w & kSigMask) == sig) {
+        candidate[i] = static_cast<uint32_t>(w);
+        rte_prefetch0(&entries[candidate[i] & ~kReplyBit]);
+      } else {
+        more = true;
+      }
     }
-    if ((match & (match - 1)) != 0 || (w[0] & kOverflowBit)) needs_more |= 1u << i;
+    needs_more |= uint32_t{more} << i;
   }
   // Stage 3: full key compare; the rare rest on the scalar path.
   for (uint32_t i = 0; i < n; ++i) {
-    if (candidate[i] != kMiss && KeyMatches(*keys[i], candidate[i]))
-      refs[i] = candidate[i];
+    const uint32_t c = candidate[i];
+    if (c != kMiss &&
+        (c & kReplyBit ? entries[c & ~kReplyBit].reply : entries[c].original) == *keys[i])
+      refs[i] = c;
     else
       refs[i] = (needs_more >> i) & 1 ? Find(*keys[i], hash[i]) : kMiss;
   }
 }
+
+uint32_t ConntrackTable::Lookup(const FlowKey& key) const { return Find(key, HashKey(key)); }
 
 bool ConntrackTable::FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos) const {
   uint32_t b = hash & bucket_mask_;
@@ -258,7 +310,7 @@ void ConntrackTable::Publish(uint32_t hash, const SlotPos& pos, uint32_t ref) {
 }
 
 void ConntrackTable::Unpublish(const FlowKey& key, uint32_t ref) {
-  const uint32_t hash = Hash(key);
+  const uint32_t hash = HashKey(key);
   const uint64_t word = SigBits(hash) | ref;
   uint32_t b = hash & bucket_mask_;
   for (uint32_t d = 0; d < kMaxProbe; ++d) {
@@ -309,8 +361,8 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
   // A flow whose reply tuple is its own original (no NAT, same address and
   // port on both ends) is indexed once; its replies look like originals.
   const bool two_keys = !(proto.reply == proto.original);
-  const uint32_t hash_original = Hash(proto.original);
-  const uint32_t hash_reply = Hash(proto.reply);
+  const uint32_t hash_original = HashKey(proto.original);
+  const uint32_t hash_reply = HashKey(proto.reply);
 
   rte_spinlock_lock(&write_lock_);
   const uint32_t existing = Find(proto.original, hash_original);
