@@ -1,10 +1,12 @@
-// VXLAN encapsulation and decapsulation, byte-compatible with the Linux
-// vxlan device flannel creates (flannel.<VNI>, learning off, default
-// options): outer IPv4 TTL 64 (ip4_dst_hoplimit), DF clear, TOS carrying the
-// inner ECN bits only (CE leaves as ECT(0); decapsulation per RFC 6040), outer UDP checksum 0 (the
-// kernel's default for IPv4 VXLAN, udp_csum off), UDP source port from the inner flow hash mapped
-// into the local port range [32768, 61000) as udp_flow_src_port() does, VXLAN flags 0x08 (I) and
-// the VNI, inner destination MAC the remote VtepMAC.
+// VXLAN encapsulation and decapsulation as the Linux vxlan device flannel
+// creates (flannel.<VNI>, learning off, default options) does them: outer
+// IPv4 TTL 64 (ip4_dst_hoplimit), DF clear, TOS carrying the inner ECN bits
+// only (CE leaves as ECT(0); decapsulation per RFC 6040), UDP source port
+// from the inner flow hash mapped into the local port range [32768, 61000)
+// as udp_flow_src_port() does, VXLAN flags 0x08 (I) and the VNI, inner
+// destination MAC the remote VtepMAC. One known difference: the outer UDP
+// checksum is sent as 0, which RFC 7348 allows and the kernel's receive path
+// accepts, where the kernel device computes one by default.
 //
 // Stateless; inline where on the per-packet path.
 #ifndef SLUICE_DATAPLANE_VXLAN_VXLAN_H_
