@@ -25,8 +25,8 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   ct.Touch(ref, pp->meta.tcp_flags, ctx->now);
   if (e.flags & (ConntrackEntry::kDnat | ConntrackEntry::kSnat)) {
     const ConntrackEntry::Rewrite& rw = e.rewrite[dir];
-    ApplyRewrite(m, &pp->meta, dir == 0 ? e.reply.Reversed() : e.original.Reversed(),
-                 RewriteDeltas{rw.ip_csum_delta, rw.l4_csum_delta});
+    ApplyRewrite(m, &pp->meta, dir == 0 ? e.reply : e.original,
+                 RewriteDeltas{rw.ip_csum_delta, rw.l4_csum_delta}, /*reversed=*/true);
     SLUICE_TRACE(ctx, m, kNat, .a16 = pp->meta.tcp_flags, .key = &pp->meta.key);
   }
   const uint64_t route = e.route[dir].load(std::memory_order_relaxed);

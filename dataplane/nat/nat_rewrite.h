@@ -143,26 +143,34 @@ inline uint16_t ApplyChecksumDelta(uint16_t csum, uint16_t delta) {
   return static_cast<uint16_t>(~FoldChecksum(uint32_t{static_cast<uint16_t>(~csum)} + delta));
 }
 
-// Rewrites the packet's tuple (meta->key, as parsed) to `out` with the
-// precomputed deltas of ComputeRewriteDeltas(meta->key, out).
+// Rewrites the packet's tuple (meta->key, as parsed) to `out`, or to the
+// reverse of `out` when `reversed` (a conntrack entry holds the tuples as
+// they arrive; a packet leaves as the other direction's tuple reversed), with
+// the precomputed deltas of ComputeRewriteDeltas(meta->key, that tuple).
+// Fields are read and written one by one: building the reversed tuple as a
+// struct first costs a store-forwarding stall per packet (bench).
 inline void ApplyRewrite(rte_mbuf* m, PacketMeta* meta, const FlowKey& out,
-                         const RewriteDeltas& d) {
+                         const RewriteDeltas& d, bool reversed = false) {
+  const uint32_t src_ip = reversed ? out.dst_ip : out.src_ip;
+  const uint32_t dst_ip = reversed ? out.src_ip : out.dst_ip;
+  const uint16_t src_port = reversed ? out.dst_port : out.src_port;
+  const uint16_t dst_port = reversed ? out.src_port : out.dst_port;
   rte_ipv4_hdr* ip = Ipv4Header(m, *meta);
-  ip->src_addr = Be32(out.src_ip);
-  ip->dst_addr = Be32(out.dst_ip);
+  ip->src_addr = Be32(src_ip);
+  ip->dst_addr = Be32(dst_ip);
   ip->hdr_checksum = ApplyChecksumDelta(ip->hdr_checksum, d.ip);
   switch (meta->key.proto) {
     case kProtoTcp: {
       auto* tcp = rte_pktmbuf_mtod_offset(m, rte_tcp_hdr*, meta->l4_offset);
-      tcp->src_port = Be16(out.src_port);
-      tcp->dst_port = Be16(out.dst_port);
+      tcp->src_port = Be16(src_port);
+      tcp->dst_port = Be16(dst_port);
       tcp->cksum = ApplyChecksumDelta(tcp->cksum, d.l4);
       break;
     }
     case kProtoUdp: {
       auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, meta->l4_offset);
-      udp->src_port = Be16(out.src_port);
-      udp->dst_port = Be16(out.dst_port);
+      udp->src_port = Be16(src_port);
+      udp->dst_port = Be16(dst_port);
       if (udp->dgram_cksum != 0) {
         const uint16_t c = ApplyChecksumDelta(udp->dgram_cksum, d.l4);
         udp->dgram_cksum = c == 0 ? 0xffff : c;  // 0 means "no checksum"
@@ -171,14 +179,17 @@ inline void ApplyRewrite(rte_mbuf* m, PacketMeta* meta, const FlowKey& out,
     }
     case kProtoIcmp: {
       auto* icmp = rte_pktmbuf_mtod_offset(m, rte_icmp_hdr*, meta->l4_offset);
-      icmp->icmp_ident = Be16(meta->is_icmp_echo_reply ? out.dst_port : out.src_port);
+      icmp->icmp_ident = Be16(meta->is_icmp_echo_reply ? dst_port : src_port);
       icmp->icmp_cksum = ApplyChecksumDelta(icmp->icmp_cksum, d.l4);
       break;
     }
     default:
       break;
   }
-  meta->key = out;
+  meta->key.src_ip = src_ip;
+  meta->key.dst_ip = dst_ip;
+  meta->key.src_port = src_port;
+  meta->key.dst_port = dst_port;
 }
 
 // Forwarding as a router: false when the TTL would reach 0 (the caller drops
