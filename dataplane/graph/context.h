@@ -79,7 +79,7 @@ struct WorkerContext {
   WorkerCounters counters;
 
   // Output of the tx node; sent by Worker::Flush (or taken by tests).
-  static constexpr uint16_t kTxCapacity = RTE_GRAPH_BURST_SIZE;
+  static constexpr uint16_t kTxCapacity = 2 * RTE_GRAPH_BURST_SIZE;
   rte_mbuf* tx[kPortRoleCount][kTxCapacity];
   uint16_t tx_count[kPortRoleCount] = {0, 0, 0};
 

@@ -49,6 +49,11 @@ uint16_t ClassifyProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t
   WorkerContext* ctx = Ctx(node);
   const NodeView& view = ctx->tables->node;
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
+  for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) {
+    auto* m = static_cast<rte_mbuf*>(objs[i]);
+    rte_prefetch0(rte_pktmbuf_mtod(m, void*));
+    rte_prefetch0(Priv(m));
+  }
   for (uint16_t i = 0; i < n; ++i) {
     if (i + kPrefetchAhead < n) {
       auto* ahead = static_cast<rte_mbuf*>(objs[i + kPrefetchAhead]);
