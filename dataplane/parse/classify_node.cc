@@ -15,7 +15,7 @@ namespace sluice {
 namespace {
 
 enum Edge : rte_edge_t { kToArp, kToVxlanDecap, kToConntrack, kToDrop };
-constexpr uint16_t kPrefetchAhead = 4;
+constexpr uint16_t kPrefetchAhead = 8;
 
 rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const NodeView& n) {
   PacketMeta& pm = pp->meta;
