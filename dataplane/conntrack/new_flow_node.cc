@@ -180,7 +180,8 @@ uint16_t NewFlowProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t 
 }  // namespace
 
 const GraphNodeSpec& NewFlowNodeSpec() {
-  static const GraphNodeSpec spec{kNewFlowNode, &NewFlowProcess, false, {kNatNode, kRouteNode, kDropNode}};
+  static const GraphNodeSpec spec{
+      kNewFlowNode, &NewFlowProcess, false, {kNatNode, kRouteNode, kDropNode}};
   return spec;
 }
 

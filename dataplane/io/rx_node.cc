@@ -11,8 +11,6 @@ namespace sluice {
 namespace {
 
 enum Edge : rte_edge_t { kToClassify, kToDrop };
-// Packets taken from one port queue per graph walk.
-constexpr uint16_t kRxBurst = 64;
 
 uint16_t Take(rte_graph* graph, rte_node* node, WorkerContext* ctx, PortRole role, rte_mbuf** from,
               uint16_t max) {
@@ -43,7 +41,7 @@ uint16_t RxProcess(rte_graph* graph, rte_node* node, void**, uint16_t) {
   } else {
     for (int p = 0; p < kPortRoleCount; ++p)
       if (ctx->ports.present[p])
-        total += Take(graph, node, ctx, static_cast<PortRole>(p), nullptr, kRxBurst);
+        total += Take(graph, node, ctx, static_cast<PortRole>(p), nullptr, kRxBurstPerPort);
   }
   ctx->counters.Add(k_rx_packets, total);
   return total;

@@ -46,13 +46,8 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
 
 uint16_t NatProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
-  rte_edge_t next[RTE_GRAPH_BURST_SIZE];
-  for (uint16_t i = 0; i < n; ++i) {
-    auto* m = static_cast<rte_mbuf*>(objs[i]);
-    next[i] = Translate(ctx, m, Priv(m));
-  }
-  EnqueueByEdge(graph, node, objs, next, n);
-  return n;
+  return ForEachPacket(graph, node, objs, n,
+                       [ctx](rte_mbuf* m) { return Translate(ctx, m, Priv(m)); });
 }
 
 }  // namespace

@@ -31,8 +31,7 @@ void SendArpRequest(rte_graph* graph, rte_node* node, WorkerContext* ctx, const 
 void MaybeRefresh(rte_graph* graph, rte_node* node, WorkerContext* ctx, const NeighborKey& k) {
   WorkerContext::RefreshSlot& s =
       ctx->refresh[rte_hash_crc(&k, sizeof(k), 0) % WorkerContext::kRefreshSlots];
-  if (std::memcmp(&s.key, &k, sizeof(k)) == 0 && ctx->now - s.sent < ctx->refresh_interval)
-    return;
+  if (std::memcmp(&s.key, &k, sizeof(k)) == 0 && ctx->now - s.sent < ctx->refresh_interval) return;
   s.key = k;
   s.sent = ctx->now;
   SendArpRequest(graph, node, ctx, k);

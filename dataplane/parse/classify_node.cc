@@ -76,8 +76,10 @@ uint16_t ClassifyProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t
 }  // namespace
 
 const GraphNodeSpec& ClassifyNodeSpec() {
-  static const GraphNodeSpec spec{
-      kClassifyNode, &ClassifyProcess, false, {kArpNode, kVxlanDecapNode, kConntrackNode, kDropNode}};
+  static const GraphNodeSpec spec{kClassifyNode,
+                                  &ClassifyProcess,
+                                  false,
+                                  {kArpNode, kVxlanDecapNode, kConntrackNode, kDropNode}};
   return spec;
 }
 

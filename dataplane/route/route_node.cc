@@ -69,13 +69,7 @@ rte_edge_t Route(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
 
 uint16_t RouteProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
-  rte_edge_t next[RTE_GRAPH_BURST_SIZE];
-  for (uint16_t i = 0; i < n; ++i) {
-    auto* m = static_cast<rte_mbuf*>(objs[i]);
-    next[i] = Route(ctx, m, Priv(m));
-  }
-  EnqueueByEdge(graph, node, objs, next, n);
-  return n;
+  return ForEachPacket(graph, node, objs, n, [ctx](rte_mbuf* m) { return Route(ctx, m, Priv(m)); });
 }
 
 }  // namespace

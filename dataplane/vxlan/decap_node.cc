@@ -76,7 +76,8 @@ uint16_t VxlanDecapProcess(rte_graph* graph, rte_node* node, void** objs, uint16
 }  // namespace
 
 const GraphNodeSpec& VxlanDecapNodeSpec() {
-  static const GraphNodeSpec spec{kVxlanDecapNode, &VxlanDecapProcess, false, {kConntrackNode, kDropNode}};
+  static const GraphNodeSpec spec{
+      kVxlanDecapNode, &VxlanDecapProcess, false, {kConntrackNode, kDropNode}};
   return spec;
 }
 

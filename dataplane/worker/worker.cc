@@ -5,11 +5,11 @@
 #include <rte_malloc.h>
 #include <rte_random.h>
 
-#include "dataplane/neighbor/arp_request.h"
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+
+#include "dataplane/neighbor/arp_request.h"
 
 namespace sluice {
 
@@ -36,7 +36,8 @@ Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports
   hq.ticks_per_second = shared.ticks_per_second;
   auto hold = NeighborHoldQueue::Create(hq);
   if (!hold.ok()) {
-    std::fprintf(stderr, "sluice: worker %u: %s\n", id, std::string(hold.status().message()).c_str());
+    std::fprintf(stderr, "sluice: worker %u: %s\n", id,
+                 std::string(hold.status().message()).c_str());
     std::abort();
   }
   hold_ = *std::move(hold);

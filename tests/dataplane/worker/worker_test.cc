@@ -527,8 +527,11 @@ TEST_F(WorkerTest, EstablishedPacketsUseTheFlowsCachedEgressUntilAReload) {
     ASSERT_EQ(node_.Run(PortRole::kUplink, {ClientSynToNodePort()}).uplink().size(), 1u);
   EXPECT_EQ(StagePackets(w, kRouteNode), 2u);
   EXPECT_EQ(StagePackets(w, kServiceNode), 1u);
-  for (const NodeStats& n : w.Stats())
-    if (n.packets > 0) EXPECT_GT(n.cycles, 0u) << n.node;
+  for (const NodeStats& n : w.Stats()) {
+    if (n.packets > 0) {
+      EXPECT_GT(n.cycles, 0u) << n.node;
+    }
+  }
 }
 
 TEST_F(WorkerTest, TraceRecordsTellTheNodePortJourney) {
