@@ -298,8 +298,8 @@ def write(data, out_dir):
     stages = thr.get("stage_breakdown") or []
     if stages:
         add("Cycles inside each node's process function (rte_graph statistics), over the main "
-            "row's runs; the sum is below the row's figure by the graph walk, the tx burst "
-            "after the walk and the statistics' own timestamps.")
+            "row's runs, ways (a) and (b) together. Outside the nodes: the graph walk itself, the "
+            "tx burst after it, and the statistics' own timestamps.")
         add("")
         add("| stage | calls | packets | packets/call | cycles/pkt |")
         add("|---|---|---|---|---|")
