@@ -10,6 +10,8 @@
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
 
+#include <cstddef>
+
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
 #include "dataplane/neighbor/arp_request.h"
@@ -54,19 +56,25 @@ rte_edge_t Hold(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* 
 // Resolves objs[base, end): hops deduplicated, looked up in bulk.
 void Resolve(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs, uint16_t base,
              uint16_t end, rte_edge_t* next) {
+  // Keys are built and compared as one 64-bit word: writing the fields
+  // and reading the key back whole would stall store forwarding per packet.
+  static_assert(sizeof(NeighborKey) == sizeof(uint64_t) && offsetof(NeighborKey, ip) == 0 &&
+                offsetof(NeighborKey, port) == 4);
   NeighborKey keys[kBurstSize];
+  uint64_t uniq_word[kBurstSize];
   const NeighborKey* uniq[kBurstSize];
   uint16_t uniq_of[kBurstSize];
   uint16_t nuniq = 0;
   for (uint16_t i = base; i < end; ++i) {
     const PacketPriv* pp = Priv(static_cast<rte_mbuf*>(objs[i]));
-    NeighborKey& k = keys[i - base];
-    k = NeighborKey{};
-    k.ip = pp->next_hop;
-    k.port = pp->tx_port;
+    const uint64_t word = uint64_t{pp->next_hop} | uint64_t{pp->tx_port} << 32;
+    std::memcpy(static_cast<void*>(&keys[i - base]), &word, sizeof(word));
     uint16_t u = 0;
-    while (u < nuniq && std::memcmp(uniq[u], &k, sizeof(k)) != 0) ++u;
-    if (u == nuniq) uniq[nuniq++] = &k;
+    while (u < nuniq && uniq_word[u] != word) ++u;
+    if (u == nuniq) {
+      uniq_word[nuniq] = word;
+      uniq[nuniq++] = &keys[i - base];
+    }
     uniq_of[i - base] = u;
   }
   MacAddress mac[kBurstSize];
