@@ -57,7 +57,7 @@ struct alignas(64) VxlanPeerHeader {
   uint8_t bytes[50];          // Ethernet + IPv4 + UDP + VXLAN
   uint8_t inner_macs[12];     // the peer's VtepMAC, then ours
 };
-inline constexpr uint32_t kMaxVxlanPeers = 8192;
+inline constexpr uint32_t kMaxVxlanPeers = OverlayTable::kMaxPeers;
 
 struct WorkerContext {
   uint16_t id = 0;

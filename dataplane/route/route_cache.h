@@ -9,6 +9,14 @@
 // VXLAN source port, [16:13] Egress, [12:0] peer index (kVxlan) or bit 0 =
 // via the gateway (kUplink). 0 means "nothing cached". Only kPods, kUplink
 // and kVxlan are cached.
+//
+// Races, accepted: any worker handling a direction may store its word
+// (relaxed; one 64-bit store, never torn). Workers on the same generation
+// compute the same word. While a new generation is being published, a worker
+// still on the old one may overwrite a newer word with its own; each reader
+// checks the word against the generation it is using, so a word is only
+// ever applied with the tables it was computed from, and the next packet on
+// the newer generation stores it again (a few stores per flow at a reload).
 #ifndef SLUICE_DATAPLANE_ROUTE_ROUTE_CACHE_H_
 #define SLUICE_DATAPLANE_ROUTE_ROUTE_CACHE_H_
 
@@ -19,6 +27,7 @@
 namespace sluice {
 
 inline constexpr uint32_t kRouteCacheMaxPeers = 1u << 13;
+static_assert(OverlayTable::kMaxPeers <= kRouteCacheMaxPeers);
 
 inline uint64_t RouteCacheGenerationBits(uint64_t generation) {
   return (generation & 0x7fffffffu) << 33;

@@ -32,8 +32,11 @@ struct VtepPeer {
 class OverlayTable {
  public:
   static constexpr uint32_t kNoPeer = UINT32_MAX;
-  // rte_lpm's next hops are 24 bits: peer indices must fit them.
-  static constexpr uint32_t kMaxPeers = 1u << 24;
+  // Peer indices must fit rte_lpm's 24-bit next hops and, tighter, the 13
+  // bits workers keep them in (a flow's cached egress, the per-worker table
+  // of prebuilt VXLAN headers: route_cache.h, graph/context.h). Kubernetes
+  // supports 5000 nodes.
+  static constexpr uint32_t kMaxPeers = 1u << 13;
   ~OverlayTable();
   OverlayTable(const OverlayTable&) = delete;
   OverlayTable& operator=(const OverlayTable&) = delete;

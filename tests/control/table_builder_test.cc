@@ -132,6 +132,35 @@ TEST(TableBuilderTest, AServicePortWithMoreEndpointsThanItsCountHoldsIsRejected)
             "a Service port holds");
 }
 
+// Workers keep a peer's index in 13 bits (a flow's cached egress, their
+// prebuilt VXLAN headers): a bigger subnet map is refused, never indexed past.
+ClusterModel WithExtraLeases(uint32_t extra) {
+  ClusterModel m = Node228Model();
+  for (uint32_t i = 0; i < extra; ++i) {
+    FlannelLease l = m.leases[0];
+    l.subnet = {Ip("10.200.0.0") + (i << 8), 24};  // outside the others, /24 each
+    l.public_ip = Ip("172.16.0.0") + i + 1;
+    m.leases.push_back(l);
+  }
+  return m;
+}
+
+TEST(TableBuilderTest, MoreLeasesThanWorkersCanIndexAreRejected) {
+  const uint32_t have = static_cast<uint32_t>(Node228Model().leases.size());
+  ClusterModel fits = WithExtraLeases(OverlayTable::kMaxPeers - have);
+  fits.network.network = {Ip("10.0.0.0"), 8};
+  auto ok = BuildTableSet(fits, 1);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ((*ok)->overlay->size(), OverlayTable::kMaxPeers);
+  ClusterModel over = WithExtraLeases(OverlayTable::kMaxPeers - have + 1);
+  over.network.network = {Ip("10.0.0.0"), 8};
+  auto t = BuildTableSet(over, 1);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().message(),
+            absl::StrFormat("etcd: %u flannel leases, but the subnet map indexes at most %u",
+                            OverlayTable::kMaxPeers + 1, OverlayTable::kMaxPeers));
+}
+
 TEST(TableBuilderTest, TooManyNodeLocalEndpointsAreRejectedToo) {
   // Ready endpoints elsewhere, 65536 serving-terminating ones here: the
   // cluster-wide set is small, the node-local fallback set is not.
