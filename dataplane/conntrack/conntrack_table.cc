@@ -352,8 +352,10 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
   e.reply = proto.reply;
   e.rewrite[0] = proto.rewrite[0];
   e.rewrite[1] = proto.rewrite[1];
-  e.route[0].store(0, std::memory_order_relaxed);
-  e.route[1].store(0, std::memory_order_relaxed);
+  // The creator's cached egress (the original direction's, usually) comes
+  // with the entry: the flow's first packets need no route lookup.
+  e.route[0].store(proto.route[0].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  e.route[1].store(proto.route[1].load(std::memory_order_relaxed), std::memory_order_relaxed);
   e.last_seen.store(Tick(now), std::memory_order_relaxed);
   e.state.store(0, std::memory_order_relaxed);
   e.flags = proto.flags;

@@ -8,7 +8,7 @@
 // In: service. Out: nat (tracked), route (needs no connection after all),
 // drop. Drops: ttl_exceeded (a flow is never created by a packet that dies
 // here, as the kernel never confirms such a connection),
-// service_no_endpoints, no_route, conntrack_full, conntrack_reply_clash,
+// icmp_echo_reply_untracked, service_no_endpoints, no_route, conntrack_full, conntrack_reply_clash,
 // snat_ports_exhausted.
 #include <rte_random.h>
 
@@ -94,6 +94,14 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
     MarkDrop(m, k_ttl_exceeded);
     return kToDrop;
   }
+  // An echo reply opens no connection: the kernel's conntrack calls it
+  // INVALID and kube-proxy's FORWARD rules drop it. (Rewriting it as the
+  // first packet of a masqueraded flow would also put the masquerade port on
+  // the side its identifier is not.)
+  if (pp->meta.is_icmp_echo_reply) {
+    MarkDrop(m, k_icmp_echo_reply_untracked);
+    return kToDrop;
+  }
   ConntrackEntry e;
   e.original = k;
   e.reply = k.Reversed();  // src: the endpoint; dst: the (masqueraded) source
@@ -119,6 +127,10 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   const RouteResult rr = pp->routed
                              ? RouteResult{static_cast<Egress>(pp->egress), pp->next_hop, pp->peer}
                              : RouteTo(t, e.reply.src_ip);
+  // MASQUERADE sits in POSTROUTING, which what is delivered to the node
+  // itself (a hostNetwork endpoint) never reaches: kube-proxy's mark is
+  // then without effect, and the host must see the client's address.
+  if (rr.egress == Egress::kHost) masq = MasqueradeReason::kNone;
   if (masq == MasqueradeReason::kNone && FlannelMasquerades(n, k.src_ip, e.reply.src_ip, rr.egress))
     masq = MasqueradeReason::kFlannelIpMasq;
   if (pp->svc == nullptr && masq == MasqueradeReason::kNone) {

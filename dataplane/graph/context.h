@@ -11,6 +11,7 @@
 
 #include <rte_graph.h>
 #include <rte_graph_worker.h>
+#include <rte_hash_crc.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 #include <rte_rcu_qsbr.h>
@@ -53,10 +54,14 @@ struct alignas(64) VxlanPeerHeader {
   uint64_t neighbor_version = 0;
   bool resolved = false;      // the next hop's MAC is known
   uint32_t next_hop = 0;      // L2 next hop on the uplink towards the peer
+  uint64_t checked_at = 0;    // when the next hop's freshness was last looked at
   uint16_t ip_csum_base = 0;  // outer IPv4 checksum with total length and ID 0
   uint8_t bytes[50];          // Ethernet + IPv4 + UDP + VXLAN
   uint8_t inner_macs[12];     // the peer's VtepMAC, then ours
 };
+// Node arrays hold one walk's packets: every port's rx burst.
+static_assert(kPortRoleCount * kRxBurstPerPort <= RTE_GRAPH_BURST_SIZE);
+
 inline constexpr uint32_t kMaxVxlanPeers = OverlayTable::kMaxPeers;
 
 struct WorkerContext {
@@ -98,6 +103,18 @@ struct WorkerContext {
   RefreshSlot refresh[kRefreshSlots];
   uint64_t refresh_interval = 1;  // ticks (1 s)
 };
+
+// Whether a refresh request for stale neighbour `k` may go now (at most one
+// per hop per refresh interval); records it when so.
+inline bool TakeRefreshTurn(WorkerContext* ctx, const NeighborKey& k) {
+  WorkerContext::RefreshSlot& s =
+      ctx->refresh[rte_hash_crc(&k, sizeof(k), 0) % WorkerContext::kRefreshSlots];
+  if (std::memcmp(&s.key, &k, sizeof(k)) == 0 && ctx->now - s.sent < ctx->refresh_interval)
+    return false;
+  s.key = k;
+  s.sent = ctx->now;
+  return true;
+}
 
 // The WorkerContext of the graph a node belongs to (set by the nodes' init).
 inline WorkerContext* Ctx(const rte_node* node) {

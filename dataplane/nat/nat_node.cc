@@ -41,6 +41,16 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
     pp->tx_port = static_cast<uint8_t>(eg == Egress::kPods ? PortRole::kPods : PortRole::kUplink);
     pp->next_hop = RouteCacheViaGateway(route) ? n.gateway_ip : pp->meta.key.dst_ip;
   }
+  // A new flow's route was decided by new_flow: the trace tells it here.
+  if (unlikely(ctx->tracer != nullptr) && pp->created) {
+    if (eg == Egress::kVxlan) {
+      const VtepPeer& p = ctx->tables->overlay->peer(pp->peer);
+      SLUICE_TRACE(ctx, m, kRouteVxlan, .a8 = p.subnet_length, .a = pp->meta.key.dst_ip,
+                   .b = p.subnet, .c = p.public_ip);
+    } else {
+      SLUICE_TRACE(ctx, m, kRoute, .a8 = pp->egress, .a = pp->meta.key.dst_ip, .b = pp->next_hop);
+    }
+  }
   return kToTtl;
 }
 

@@ -149,8 +149,8 @@ inline uint16_t ApplyChecksumDelta(uint16_t csum, uint16_t delta) {
 // the precomputed deltas of ComputeRewriteDeltas(meta->key, that tuple).
 // Fields are read and written one by one: building the reversed tuple as a
 // struct first costs a store-forwarding stall per packet (bench).
-inline void ApplyRewrite(rte_mbuf* m, PacketMeta* meta, const FlowKey& out,
-                         const RewriteDeltas& d, bool reversed = false) {
+inline void ApplyRewrite(rte_mbuf* m, PacketMeta* meta, const FlowKey& out, const RewriteDeltas& d,
+                         bool reversed = false) {
   const uint32_t src_ip = reversed ? out.dst_ip : out.src_ip;
   const uint32_t dst_ip = reversed ? out.src_ip : out.dst_ip;
   const uint16_t src_port = reversed ? out.dst_port : out.src_port;

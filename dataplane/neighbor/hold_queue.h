@@ -93,6 +93,12 @@ class NeighborHoldQueue {
   // Such a hop is forgotten once it has given back all its packets.
   uint16_t Expire(uint64_t now, rte_mbuf** dropped, uint16_t max);
 
+  // Whether packets for `key` are held (a packet to that hop must queue
+  // behind them, even once the hop resolved, to keep their order).
+  bool Holding(const NeighborKey& key) const {
+    return !empty() && const_cast<NeighborHoldQueue*>(this)->Find(key) != nullptr;
+  }
+
   // No hop being resolved and so no packet held: nothing for the calls above.
   bool empty() const { return nhops_ == 0; }
   uint16_t held() const { return held_count_; }

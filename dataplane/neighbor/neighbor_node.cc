@@ -31,12 +31,7 @@ void SendArpRequest(rte_graph* graph, rte_node* node, WorkerContext* ctx, const 
 
 // A stale entry gets one refresh request per interval.
 void MaybeRefresh(rte_graph* graph, rte_node* node, WorkerContext* ctx, const NeighborKey& k) {
-  WorkerContext::RefreshSlot& s =
-      ctx->refresh[rte_hash_crc(&k, sizeof(k), 0) % WorkerContext::kRefreshSlots];
-  if (std::memcmp(&s.key, &k, sizeof(k)) == 0 && ctx->now - s.sent < ctx->refresh_interval) return;
-  s.key = k;
-  s.sent = ctx->now;
-  SendArpRequest(graph, node, ctx, k);
+  if (TakeRefreshTurn(ctx, k)) SendArpRequest(graph, node, ctx, k);
 }
 
 rte_edge_t Hold(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* m,
@@ -86,7 +81,9 @@ void Resolve(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs, 
   for (uint16_t i = base; i < end; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
     const uint16_t u = uniq_of[i - base];
-    if (!((found >> u) & 1)) {
+    // Unresolved, or resolved in this very walk while earlier packets still
+    // wait: queue behind them (the loop sends them all, in order, after it).
+    if (!((found >> u) & 1) || unlikely(ctx->hold->Holding(keys[i - base]))) {
       next[i] = Hold(graph, node, ctx, m, keys[i - base]);
       continue;
     }

@@ -14,6 +14,9 @@ const char* MasqueradeReasonText(MasqueradeReason r) {
       return "hairpin: the endpoint reaches its own Service";
     case MasqueradeReason::kFlannelIpMasq:
       return "flannel --ip-masq: pod traffic leaving the cluster network";
+    case MasqueradeReason::kNodeToExternalLocal:
+      return "the node's own traffic to an externalTrafficPolicy Local Service (KUBE-EXT "
+             "--src-type LOCAL -> KUBE-MARK-MASQ)";
   }
   return "?";
 }

@@ -31,6 +31,7 @@ enum class MasqueradeReason : uint8_t {
   kExternalPolicyCluster,  // KUBE-EXT-*: -j KUBE-MARK-MASQ (externalTrafficPolicy Cluster)
   kHairpin,                // KUBE-SEP-*: -s endpointIP -j KUBE-MARK-MASQ
   kFlannelIpMasq,          // FLANNEL-POSTRTG: pod traffic leaving the cluster network
+  kNodeToExternalLocal,    // KUBE-EXT-*: -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ
 };
 const char* MasqueradeReasonText(MasqueradeReason r);
 const char* EndpointSetText(EndpointSet s);
@@ -49,7 +50,8 @@ struct EndpointChoice {
 //    marks every flow for masquerade.
 //  - externalTrafficPolicy Local: external sources get node-local endpoints
 //    and keep their address; pod traffic ("pod traffic for ... external
-//    destinations", -s clusterCIDR) goes to KUBE-SVC, all endpoints, no mark.
+//    destinations", -s clusterCIDR) goes to KUBE-SVC, all endpoints, no mark;
+//    the node's own traffic (--src-type LOCAL) is marked and goes to KUBE-SVC.
 inline EndpointChoice ChooseEndpoints(const NodeView& n, const ServiceEntry& svc, uint32_t src) {
   const bool from_cluster = n.InClusterNetwork(src);
   EndpointChoice c{svc.endpoints_begin, svc.endpoints_count, EndpointSet::kAll,
@@ -59,7 +61,11 @@ inline EndpointChoice ChooseEndpoints(const NodeView& n, const ServiceEntry& svc
       c = {svc.local_begin, svc.local_count, EndpointSet::kLocalInternal};
     if (!from_cluster) c.masquerade = MasqueradeReason::kOffClusterToClusterIp;
   } else if (svc.external_local_only) {
-    if (!from_cluster) c = {svc.local_begin, svc.local_count, EndpointSet::kLocalExternal};
+    if (n.IsLocalAddress(src)) {
+      c.masquerade = MasqueradeReason::kNodeToExternalLocal;
+    } else if (!from_cluster) {
+      c = {svc.local_begin, svc.local_count, EndpointSet::kLocalExternal};
+    }
   } else {
     c.masquerade = MasqueradeReason::kExternalPolicyCluster;
   }

@@ -11,6 +11,7 @@
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
 #include "dataplane/nat/nat_rewrite.h"
+#include "dataplane/neighbor/arp_request.h"
 #include "dataplane/route/route.h"
 #include "dataplane/vxlan/vxlan.h"
 
@@ -39,12 +40,34 @@ void BuildHeader(WorkerContext* ctx, uint32_t peer_index, uint64_t version, Vxla
   p.udp_dst_port = n.vxlan_port;
   p.udp_src_port = 0;
   p.ip_id = 0;
+  h->checked_at = ctx->now;
   VxlanBuildOuterHeader(p, h->bytes, &h->ip_csum_base);
   std::memcpy(h->inner_macs, peer.vtep_mac.data(), 6);
   std::memcpy(h->inner_macs + 6, n.vtep_mac.data(), 6);
 }
 
-rte_edge_t Encapsulate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t version) {
+// Packets to a resolved peer never meet the neighbour node, so its next hop
+// is looked at here, once per refresh interval: a learned entry past its
+// reachable time gets a refresh request (else aging would remove it and
+// traffic to the peer would stall while it is resolved again).
+void CheckNextHop(rte_graph* graph, rte_node* node, WorkerContext* ctx, VxlanPeerHeader* h) {
+  h->checked_at = ctx->now;
+  NeighborKey k;
+  k.ip = h->next_hop;
+  k.port = static_cast<uint8_t>(PortRole::kUplink);
+  const NeighborKey* kp = &k;
+  MacAddress mac;
+  uint64_t stale = 0;
+  ctx->shared.neighbors->LookupBulk(&kp, 1, ctx->now, &mac, &stale);
+  if ((stale & 1) == 0 || !TakeRefreshTurn(ctx, k)) return;
+  rte_mbuf* req = BuildArpRequest(ctx->pool, ctx->tables->node, PortRole::kUplink, k.ip);
+  if (req == nullptr) return;
+  ctx->counters.Add(k_arp_requests_sent);
+  rte_node_enqueue_x1(graph, node, kToTx, req);
+}
+
+rte_edge_t Encapsulate(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* m,
+                       PacketPriv* pp, uint64_t version) {
   if (unlikely(pp->peer >= kMaxVxlanPeers)) {
     MarkDrop(m, k_no_route);
     return kToDrop;
@@ -52,6 +75,8 @@ rte_edge_t Encapsulate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t
   VxlanPeerHeader* h = &ctx->peer_headers[pp->peer];
   if (unlikely(h->generation != ctx->tables->generation || h->neighbor_version != version))
     BuildHeader(ctx, pp->peer, version, h);
+  else if (unlikely(h->resolved && ctx->now - h->checked_at >= ctx->refresh_interval))
+    CheckNextHop(graph, node, ctx, h);
   if (!VxlanEncapsulateWithHeader(m, pp->meta, h->bytes, h->ip_csum_base, h->inner_macs,
                                   ctx->ip_id++, pp->vxlan_sport)) {
     MarkDrop(m, k_no_headroom);
@@ -79,7 +104,7 @@ uint16_t VxlanEncapProcess(rte_graph* graph, rte_node* node, void** objs, uint16
   uint64_t encapsulated = 0;
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
-    next[i] = Encapsulate(ctx, m, Priv(m), version);
+    next[i] = Encapsulate(graph, node, ctx, m, Priv(m), version);
     encapsulated += next[i] != kToDrop;
   }
   ctx->counters.Add(k_vxlan_encapsulated, encapsulated);

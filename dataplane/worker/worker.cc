@@ -54,6 +54,7 @@ Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports
 
 Worker::~Worker() {
   hold_.reset();  // frees what it still holds
+  for (int p = 0; p < kPortRoleCount; ++p) rte_pktmbuf_free_bulk(ctx_->tx[p], ctx_->tx_count[p]);
   DestroyWorkerGraph(graph_name_);
   rte_free(ctx_->peer_headers);
 }
@@ -118,6 +119,7 @@ void Worker::Queue(PortRole port, rte_mbuf* m) {
 }
 
 void Worker::ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_t now) {
+  RTE_ASSERT(n <= kRxBurstPerPort);
   ctx_->inject = pkts;
   ctx_->inject_count = n;
   ctx_->inject_port = ingress;
@@ -140,6 +142,14 @@ void Worker::Flush() {
     const uint16_t n = ctx_->tx_count[p];
     if (n == 0) continue;
     ctx_->tx_count[p] = 0;
+    if (unlikely(!ctx_->ports.present[p])) {
+      // The cluster file names a port this worker was not given (a host
+      // port without --host): nothing goes out of a port that is not there.
+      ctx_->counters.Add(
+          p == static_cast<int>(PortRole::kHost) ? k_host_path_unavailable : k_tx_full, n);
+      rte_pktmbuf_free_bulk(ctx_->tx[p], n);
+      continue;
+    }
     const uint16_t sent =
         rte_eth_tx_burst(ctx_->ports.port_id[p], ctx_->ports.queue, ctx_->tx[p], n);
     ctx_->counters.Add(k_tx_packets, sent);

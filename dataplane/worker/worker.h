@@ -60,7 +60,7 @@ class Worker {
   // Returns the number of packets received. `now` is in TSC cycles.
   uint32_t PollOnce(uint64_t now);
 
-  // The graph on one burst (n <= kBurstSize) that arrived on `ingress`.
+  // The graph on one burst (n <= kRxBurstPerPort) that arrived on `ingress`.
   // Outputs are left in the tx buffers: Flush() sends them, TakeTx() hands
   // them to a test or benchmark instead.
   void ProcessBurst(PortRole ingress, rte_mbuf** pkts, uint16_t n, uint64_t now);

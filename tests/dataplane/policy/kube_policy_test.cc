@@ -66,6 +66,11 @@ TEST(KubePolicyTest, ExternalTrafficPolicies) {
     c = ChooseEndpoints(n, e, Ip("10.244.25.3"));
     EXPECT_EQ(c.masquerade, MasqueradeReason::kNone);
     EXPECT_EQ(c.count, 3u);
+    // The node itself (-m addrtype --src-type LOCAL): all endpoints, marked.
+    c = ChooseEndpoints(n, e, Ip("10.10.100.228"));
+    EXPECT_EQ(c.masquerade, MasqueradeReason::kNodeToExternalLocal);
+    EXPECT_EQ(c.count, 3u);
+    EXPECT_EQ(c.set, EndpointSet::kAll);
   }
   EXPECT_TRUE(IsHairpin(Ip("10.244.26.20"), Ip("10.244.26.20")));  // KUBE-SEP -s endpoint
   EXPECT_FALSE(IsHairpin(Ip("10.244.26.21"), Ip("10.244.26.20")));

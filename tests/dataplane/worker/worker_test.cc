@@ -516,16 +516,16 @@ TEST_F(WorkerTest, EstablishedPacketsUseTheFlowsCachedEgressUntilAReload) {
   Worker& w = node_.worker(0);
   node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
   EXPECT_EQ(StagePackets(w, kNewFlowNode), 1u);
-  EXPECT_EQ(StagePackets(w, kRouteNode), 1u);
+  EXPECT_EQ(StagePackets(w, kRouteNode), 0u);  // decided by new_flow, kept in the entry
   for (int i = 0; i < 3; ++i)
     ASSERT_EQ(node_.Run(PortRole::kUplink, {ClientSynToNodePort()}).uplink().size(), 1u);
   EXPECT_EQ(StagePackets(w, kNatNode), 4u);
-  EXPECT_EQ(StagePackets(w, kRouteNode), 1u);  // cached
+  EXPECT_EQ(StagePackets(w, kRouteNode), 0u);  // cached
   EXPECT_EQ(StagePackets(w, kVxlanEncapNode), 4u);
   node_.Reload(Node228Model());  // a new generation: decided again, once
   for (int i = 0; i < 2; ++i)
     ASSERT_EQ(node_.Run(PortRole::kUplink, {ClientSynToNodePort()}).uplink().size(), 1u);
-  EXPECT_EQ(StagePackets(w, kRouteNode), 2u);
+  EXPECT_EQ(StagePackets(w, kRouteNode), 1u);
   EXPECT_EQ(StagePackets(w, kServiceNode), 1u);
   for (const NodeStats& n : w.Stats()) {
     if (n.packets > 0) {
@@ -563,16 +563,80 @@ TEST_F(WorkerTest, PerPeerVxlanHeaderFollowsTheNextHopsMac) {
   // node-227's MAC changes (a NIC swap): the prebuilt header must not keep
   // the old one.
   // (The neighbour table alone changes: no new table generation.)
-  ASSERT_TRUE(node_.neighbors()
-                  .ReplaceStatic({{PortRole::kUplink, Ip(Example::kGateway), Mac("02:00:0a:0a:64:01")},
-                                  {PortRole::kUplink, Ip(Example::kNode226), Mac("02:00:0a:0a:64:e2")},
-                                  {PortRole::kUplink, Ip(Example::kNode227), Mac("02:00:0a:0a:99:e3")}})
-                  .ok());
+  ASSERT_TRUE(
+      node_.neighbors()
+          .ReplaceStatic({{PortRole::kUplink, Ip(Example::kGateway), Mac("02:00:0a:0a:64:01")},
+                          {PortRole::kUplink, Ip(Example::kNode226), Mac("02:00:0a:0a:64:e2")},
+                          {PortRole::kUplink, Ip(Example::kNode227), Mac("02:00:0a:0a:99:e3")}})
+          .ok());
   Outputs b = node_.Run(PortRole::kPods, {PodToRemotePodSyn()});
   ASSERT_EQ(b.uplink().size(), 1u);
   EXPECT_EQ(ParseFrame(b.uplink()[0]).dst_mac, Mac("02:00:0a:0a:99:e3"));
   EXPECT_EQ(VerifyChecksums(b.uplink()[0]), "");
   EXPECT_EQ(VerifyChecksums(b.uplink()[0], 64), "");
+}
+
+TEST_F(WorkerTest, ANodePortToAHostNetworkEndpointIsNotMasqueraded) {
+  // MASQUERADE is in POSTROUTING, which local delivery never reaches.
+  ClusterModel m = Node228Model();
+  m.endpoint_slices[0].endpoints[0].ip = Ip(Example::kNode228);  // hostNetwork sshd
+  node_.Reload(m);
+  Outputs out = node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
+  EXPECT_EQ(out.total(), 0u);  // node-228's model has no host port
+  EXPECT_EQ(node_.counter(k_host_path_unavailable), 1u);
+  EXPECT_EQ(node_.counter(k_service_dnat), 1u);
+  EXPECT_EQ(node_.counter(k_masquerade), 0u);
+}
+
+TEST_F(WorkerTest, HeldPacketsLeaveBeforeNewerOnesToTheSameHop) {
+  node_.Run(PortRole::kUplink,
+            {ClientSynTo("10.244.26.99", 1234), ClientSynTo("10.244.26.99", 1235)});
+  // One burst: the answer, then a newer packet to the same pod.
+  FrameSpec s;
+  s.src_mac = Mac("0a:58:0a:f4:1a:14");
+  s.dst_mac = Mac("02:00:0a:f4:1a:01");
+  s.src_ip = Ip(Example::kWeb2);  // a remote pod, arriving here through the pods port
+  s.dst_ip = Ip("10.244.26.99");
+  s.l4.src_port = 1236;
+  s.l4.dst_port = 80;
+  Outputs out = node_.Run(PortRole::kPods, {Pod99ArpReply(), BuildFrame(s)});
+  ASSERT_EQ(out.pods().size(), 3u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ParseFrame(out.pods()[i]).src_port, 1234 + i) << i;
+}
+
+TEST_F(WorkerTest, AVxlanPeersLearnedNextHopIsRefreshedWhileInUse) {
+  // node-227 learned by ARP instead of configured: its entry ages like any.
+  ClusterModel m = Node228Model();
+  m.node.neighbors.erase(m.node.neighbors.begin() + 2);  // node-227's static entry
+  node_.Reload(m);
+  std::vector<uint8_t> arp =
+      BuildArpRequest(Mac("02:00:0a:0a:64:e3"), Ip(Example::kNode227), Ip(Example::kNode228));
+  node_.Run(PortRole::kUplink, {arp}, 0, /*now=*/100);  // learned (and answered)
+  const uint64_t asked = node_.counter(k_arp_requests_sent);
+  ASSERT_EQ(node_.Run(PortRole::kPods, {PodToRemotePodSyn()}, 0, 101).uplink().size(), 1u);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), asked);  // fresh: nothing to ask
+  // Past the reachable time the peer's traffic still flows and a refresh
+  // request goes out, once per second.
+  Outputs later = node_.Run(PortRole::kPods, {PodToRemotePodSyn()}, 0, 140);
+  EXPECT_EQ(later.uplink().size(), 2u);  // the packet and the request
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), asked + 1);
+  node_.Run(PortRole::kPods, {PodToRemotePodSyn()}, 0, 140);
+  EXPECT_EQ(node_.counter(k_arp_requests_sent), asked + 1);
+}
+
+TEST_F(WorkerTest, AnEchoReplyThatWouldNeedAConnectionIsDropped) {
+  FrameSpec s = {};
+  s.src_mac = Mac("0a:58:0a:f4:1a:14");
+  s.dst_mac = Mac("02:00:0a:f4:1a:01");
+  s.src_ip = Ip(Example::kWeb1);
+  s.dst_ip = Ip("93.184.216.34");  // would be masqueraded
+  s.l4.proto = kProtoIcmp;
+  s.l4.icmp_type = 0;  // echo reply to no request
+  s.l4.icmp_id = 4242;
+  Outputs out = node_.Run(PortRole::kPods, {BuildFrame(s)});
+  EXPECT_EQ(out.total(), 0u);
+  EXPECT_EQ(node_.counter(k_icmp_echo_reply_untracked), 1u);
+  EXPECT_EQ(node_.conntrack().InUse(), 0u);
 }
 
 }  // namespace
