@@ -57,52 +57,6 @@ inline uint16_t* PseudoHeaderChecksum(rte_mbuf* m, const PacketMeta& meta) {
   return nullptr;
 }
 
-// Rewrites the source (is_source) or destination address and port. For ICMP
-// echo the "port" is the identifier, on the side FlowKey puts it.
-inline void RewriteEndpoint(rte_mbuf* m, PacketMeta* meta, bool is_source, uint32_t new_ip,
-                            uint16_t new_port) {
-  rte_ipv4_hdr* ip = Ipv4Header(m, *meta);
-  uint16_t* l4csum = PseudoHeaderChecksum(m, *meta);
-  const uint32_t new_ip_be = Be32(new_ip);
-  uint32_t* addr = is_source ? &ip->src_addr : &ip->dst_addr;
-  if (*addr != new_ip_be) {
-    ip->hdr_checksum = ChecksumUpdate32(ip->hdr_checksum, *addr, new_ip_be);
-    if (l4csum != nullptr) *l4csum = ChecksumUpdate32(*l4csum, *addr, new_ip_be);
-    *addr = new_ip_be;
-  }
-  uint16_t* port = nullptr;
-  if (meta->key.proto == kProtoTcp) {
-    auto* tcp = rte_pktmbuf_mtod_offset(m, rte_tcp_hdr*, meta->l4_offset);
-    port = is_source ? &tcp->src_port : &tcp->dst_port;
-  } else if (meta->key.proto == kProtoUdp) {
-    auto* udp = rte_pktmbuf_mtod_offset(m, rte_udp_hdr*, meta->l4_offset);
-    port = is_source ? &udp->src_port : &udp->dst_port;
-  } else if (meta->key.proto == kProtoIcmp && meta->has_ports) {
-    // The identifier sits where FlowKey put it: src_port of a request,
-    // dst_port of a reply. Only that side is rewritten.
-    const bool id_side = meta->is_icmp_echo_reply ? !is_source : is_source;
-    if (id_side) {
-      auto* icmp = rte_pktmbuf_mtod_offset(m, rte_icmp_hdr*, meta->l4_offset);
-      port = &icmp->icmp_ident;
-      l4csum = &icmp->icmp_cksum;
-    }
-  }
-  const uint16_t new_port_be = Be16(new_port);
-  if (port != nullptr && *port != new_port_be) {
-    if (l4csum != nullptr) *l4csum = ChecksumUpdate16(*l4csum, *port, new_port_be);
-    *port = new_port_be;
-  }
-  // A UDP checksum that computes to 0 is sent as 0xffff (0 means "none").
-  if (meta->key.proto == kProtoUdp && l4csum != nullptr && *l4csum == 0) *l4csum = 0xffff;
-  if (is_source) {
-    meta->key.src_ip = new_ip;
-    if (port != nullptr) meta->key.src_port = new_port;
-  } else {
-    meta->key.dst_ip = new_ip;
-    if (port != nullptr) meta->key.dst_port = new_port;
-  }
-}
-
 // One's-complement sum of the 16-bit word changes old -> new (memory order)
 // that turn packet tuple `in` into `out`, for the IPv4 header checksum and
 // the L4 checksum (pseudo-header addresses and ports for TCP and UDP; the

@@ -17,8 +17,10 @@ namespace sluice {
 namespace {
 
 enum Edge : rte_edge_t { kToTx, kToDrop };
+// Not an edge: the packet left the stream (consumed here (an ARP reply)).
+constexpr rte_edge_t kKept = kToDrop + 1;
 
-// Returns the edge, or kToDrop + 1 when the packet was consumed.
+// Returns the edge, or kKept when the packet was consumed.
 rte_edge_t HandleArp(WorkerContext* ctx, rte_mbuf* m, const PacketPriv& pp) {
   const NodeView& n = ctx->tables->node;
   const PortRole in = static_cast<PortRole>(pp.ingress);
@@ -62,7 +64,7 @@ rte_edge_t HandleArp(WorkerContext* ctx, rte_mbuf* m, const PacketPriv& pp) {
   if (op == RTE_ARP_OP_REPLY) {
     ctx->counters.Add(k_arp_reply_consumed);
     rte_pktmbuf_free(m);
-    return kToDrop + 1;
+    return kKept;
   }
   rte_ether_addr mine;
   std::memcpy(mine.addr_bytes, our_mac.data(), 6);
@@ -84,7 +86,7 @@ uint16_t ArpProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
     const rte_edge_t e = HandleArp(ctx, m, *Priv(m));
-    if (e <= kToDrop) rte_node_enqueue_x1(graph, node, e, m);
+    if (e != kKept) rte_node_enqueue_x1(graph, node, e, m);
   }
   return n;
 }

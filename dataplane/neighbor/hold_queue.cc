@@ -34,10 +34,10 @@ NeighborHoldQueue::~NeighborHoldQueue() {
       rte_pktmbuf_free(packets_[p].m);
 }
 
-NeighborHoldQueue::Hop* NeighborHoldQueue::Find(const NeighborKey& key) {
+int NeighborHoldQueue::IndexOf(const NeighborKey& key) const {
   for (uint16_t i = 0; i < nhops_; ++i)
-    if (std::memcmp(&hops_[i].key, &key, sizeof(key)) == 0) return &hops_[i];
-  return nullptr;
+    if (std::memcmp(&hops_[i].key, &key, sizeof(key)) == 0) return i;
+  return -1;
 }
 
 NeighborHoldQueue::Verdict NeighborHoldQueue::Hold(rte_mbuf* m, const NeighborKey& key,

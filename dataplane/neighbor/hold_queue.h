@@ -95,9 +95,7 @@ class NeighborHoldQueue {
 
   // Whether packets for `key` are held (a packet to that hop must queue
   // behind them, even once the hop resolved, to keep their order).
-  bool Holding(const NeighborKey& key) const {
-    return !empty() && const_cast<NeighborHoldQueue*>(this)->Find(key) != nullptr;
-  }
+  bool Holding(const NeighborKey& key) const { return IndexOf(key) >= 0; }
 
   // No hop being resolved and so no packet held: nothing for the calls above.
   bool empty() const { return nhops_ == 0; }
@@ -121,7 +119,11 @@ class NeighborHoldQueue {
   };
 
   explicit NeighborHoldQueue(const Config& config);
-  Hop* Find(const NeighborKey& key);
+  int IndexOf(const NeighborKey& key) const;  // -1: no such hop
+  Hop* Find(const NeighborKey& key) {
+    const int i = IndexOf(key);
+    return i < 0 ? nullptr : &hops_[i];
+  }
   bool IntervalPassed(const Hop& h, uint64_t now) const {
     return now >= h.last_request && now - h.last_request >= retrans_ticks_;
   }

@@ -20,6 +20,8 @@ namespace sluice {
 namespace {
 
 enum Edge : rte_edge_t { kToTx, kToDrop };
+// Not an edge: the packet left the stream (held by the hold queue).
+constexpr rte_edge_t kKept = kToDrop + 1;
 
 void SendArpRequest(rte_graph* graph, rte_node* node, WorkerContext* ctx, const NeighborKey& k) {
   rte_mbuf* req =
@@ -42,7 +44,7 @@ rte_edge_t Hold(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* 
   if (ask) SendArpRequest(graph, node, ctx, k);
   if (v == NeighborHoldQueue::Verdict::kHeld) {
     ctx->counters.Add(k_neighbor_held);
-    return kToDrop + 1;  // the queue has it
+    return kKept;
   }
   MarkDrop(m, k_neighbor_queue_full);
   return kToDrop;
@@ -105,7 +107,7 @@ uint16_t NeighborProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t
   uint16_t start = 0;
   for (uint16_t i = 0; i <= n; ++i) {
     if (i < n && next[i] == next[start]) continue;
-    if (start < i && next[start] <= kToDrop)
+    if (start < i && next[start] != kKept)
       rte_node_enqueue(graph, node, next[start], objs + start, i - start);
     start = i;
   }

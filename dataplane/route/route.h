@@ -23,7 +23,6 @@ enum class Egress : uint8_t {
   kUplink,  // the underlay or beyond
   kHost,    // one of the node's own addresses
 };
-const char* EgressName(Egress e);
 
 struct RouteResult {
   Egress egress = Egress::kNone;
