@@ -474,6 +474,10 @@ uint32_t ConntrackTable::Expire(uint16_t worker, uint64_t now, uint32_t budget) 
   return expired;
 }
 
+uint32_t ConntrackTable::SliceSize(uint16_t worker) const {
+  return slices_[worker].end - slices_[worker].begin;
+}
+
 uint64_t ConntrackTable::InUse() const {
   uint64_t n = 0;
   for (uint16_t w = 0; w < config_.workers; ++w)

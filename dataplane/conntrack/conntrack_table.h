@@ -241,6 +241,8 @@ class ConntrackTable {
   // number expired. Stops early when the defer queue is full (entries wait
   // for their grace period faster than workers report quiescent states).
   uint32_t Expire(uint16_t worker, uint64_t now, uint32_t budget);
+  // The number of entries worker `worker`'s slice holds (what Expire scans).
+  uint32_t SliceSize(uint16_t worker) const;
 
   // Entries in use (approximate while workers run).
   uint64_t InUse() const;

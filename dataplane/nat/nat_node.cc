@@ -3,17 +3,20 @@
 // precomputed checksum deltas (original direction: to the endpoint and the
 // masquerade source; reply direction: back to the original tuple), and takes
 // the flow direction's cached egress when it is of the current table
-// generation.
-// In: conntrack (hits), new_flow. Out: ttl (egress cached), route. Drops: none.
+// generation; such a packet is forwarded here (ForwardChecks: TTL, VXLAN
+// MTU) and goes straight to its egress, skipping route and ttl.
+// In: conntrack (hits), new_flow. Out: vxlan_encap, neighbor (egress
+// cached), route (not), drop. Drops: ttl_exceeded, vxlan_too_big.
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
 #include "dataplane/nat/nat_rewrite.h"
+#include "dataplane/route/forward.h"
 #include "dataplane/route/route_cache.h"
 
 namespace sluice {
 namespace {
 
-enum Edge : rte_edge_t { kToTtl, kToRoute };
+enum Edge : rte_edge_t { kToVxlanEncap, kToNeighbor, kToRoute, kToDrop };
 
 rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   ConntrackTable& ct = *ctx->shared.conntrack;
@@ -51,7 +54,12 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
       SLUICE_TRACE(ctx, m, kRoute, .a8 = pp->egress, .a = pp->meta.key.dst_ip, .b = pp->next_hop);
     }
   }
-  return kToTtl;
+  switch (ForwardChecks(m, pp, n.uplink_mtu)) {
+    case ForwardVerdict::kVxlanEncap: return kToVxlanEncap;
+    case ForwardVerdict::kNeighbor: return kToNeighbor;
+    case ForwardVerdict::kDrop: break;
+  }
+  return kToDrop;
 }
 
 uint16_t NatProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
@@ -63,7 +71,7 @@ uint16_t NatProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
 }  // namespace
 
 const GraphNodeSpec& NatNodeSpec() {
-  static const GraphNodeSpec spec{kNatNode, &NatProcess, false, {kTtlNode, kRouteNode}};
+  static const GraphNodeSpec spec{kNatNode, &NatProcess, false, {kVxlanEncapNode, kNeighborNode, kRouteNode, kDropNode}};
   return spec;
 }
 

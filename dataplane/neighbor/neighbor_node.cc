@@ -6,7 +6,7 @@
 // worker's hold queue while an ARP request (at most one per hop per second)
 // asks for it; the worker loop sends it on when the answer comes. A learned
 // entry past its reachable time is still used, and refreshed by a request.
-// In: ttl, vxlan_encap. Out: tx, drop. Drops: neighbor_queue_full.
+// In: ttl, nat (cached egress), vxlan_encap. Out: tx, drop. Drops: neighbor_queue_full.
 #include <rte_ether.h>
 #include <rte_hash_crc.h>
 

@@ -6,7 +6,7 @@
 // UDP source port. When the next hop towards the peer is not resolved yet,
 // the packet goes on to the neighbour node, which resolves and fills the
 // outer destination MAC.
-// In: ttl. Out: tx, neighbor, drop. Drops: no_headroom, no_route (a peer
+// In: ttl, nat (cached egress). Out: tx, neighbor, drop. Drops: no_headroom, no_route (a peer
 // index beyond the per-worker header cache; table builds refuse such maps).
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/neighbor/arp_request.h"
@@ -50,6 +51,12 @@ Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports
     std::abort();
   }
   graph_ = *graph;
+  sweep_step_ = shared.ticks_per_second / kSweepStepsPerSecond;
+  if (sweep_step_ == 0) sweep_step_ = 1;
+  const uint64_t steps = uint64_t{kSweepSeconds} * shared.ticks_per_second / sweep_step_;
+  sweep_budget_ = static_cast<uint32_t>(
+      (shared.conntrack->SliceSize(id) + steps - 1) / (steps == 0 ? 1 : steps));
+  if (sweep_budget_ < kMinSweepBudget) sweep_budget_ = kMinSweepBudget;
 }
 
 Worker::~Worker() {
@@ -166,8 +173,19 @@ uint32_t Worker::PollOnce(uint64_t now) {
   Walk(now);
   Flush();
   rte_rcu_qsbr_quiescent(ctx_->shared.qsbr, ctx_->id);
-  if ((++loops_ & 63) == 0)
-    ctx_->counters.Add(k_conntrack_expired, ctx_->shared.conntrack->Expire(ctx_->id, now, 256));
+  // Aging by time, not by loop: an idle worker polls millions of times a
+  // second and a busy one ~100k; neither should change how fast the slice is
+  // swept, nor should a sweep cost the packets of every burst.
+  // After a gap (a capture's idle time in replay) the steps missed are made
+  // up, up to one whole sweep.
+  if (now >= next_sweep_) {
+    const uint64_t missed = next_sweep_ == 0 ? 1 : (now - next_sweep_) / sweep_step_ + 1;
+    const uint64_t budget = missed * sweep_budget_;
+    next_sweep_ = now + sweep_step_;
+    ctx_->counters.Add(k_conntrack_expired,
+                       ctx_->shared.conntrack->Expire(
+                           ctx_->id, now, static_cast<uint32_t>(std::min<uint64_t>(budget, ~0u))));
+  }
   return static_cast<uint32_t>(ctx_->counters.value[k_rx_packets] - before);
 }
 

@@ -87,7 +87,14 @@ class Worker {
   std::string graph_name_;
   rte_graph* graph_ = nullptr;
   std::unique_ptr<NeighborHoldQueue> hold_;
-  uint64_t loops_ = 0;
+  // Aging: the worker's conntrack slice is swept once per kSweepSeconds in
+  // steps of sweep_budget_ entries, one step per sweep_step_ TSC cycles.
+  static constexpr uint32_t kSweepSeconds = 1;
+  static constexpr uint32_t kSweepStepsPerSecond = 1000;
+  static constexpr uint32_t kMinSweepBudget = 16;
+  uint64_t sweep_step_ = 0;
+  uint64_t next_sweep_ = 0;
+  uint32_t sweep_budget_ = 0;
 };
 
 }  // namespace sluice

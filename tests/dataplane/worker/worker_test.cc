@@ -534,6 +534,39 @@ TEST_F(WorkerTest, EstablishedPacketsUseTheFlowsCachedEgressUntilAReload) {
   }
 }
 
+// Established packets with a current cached egress skip route and ttl: nat
+// forwards them, with the same router checks the ttl node makes.
+TEST_F(WorkerTest, EstablishedPacketsAreForwardedAsARouterWouldWithoutTheTtlNode) {
+  Worker& w = node_.worker(0);
+  ASSERT_EQ(node_.Run(PortRole::kUplink, {ClientSynToNodePort()}).uplink().size(), 1u);
+  const ParsedFrame syn = ParseFrame(ClientSynToNodePort());
+  FrameSpec s;
+  s.src_mac = syn.src_mac;
+  s.dst_mac = syn.dst_mac;
+  s.src_ip = syn.src_ip;
+  s.dst_ip = syn.dst_ip;
+  s.l4.src_port = syn.src_port;
+  s.l4.dst_port = syn.dst_port;
+  s.l4.tcp_flags = 0x10;  // ACK
+  s.ttl = 9;
+  Outputs out = node_.Run(PortRole::kUplink, {BuildFrame(s)});
+  ASSERT_EQ(out.uplink().size(), 1u);
+  EXPECT_EQ(ParseFrame(out.uplink()[0], 50).ttl, 8);
+  EXPECT_EQ(VerifyChecksums(out.uplink()[0], 64), "");
+  s.ttl = 1;  // would leave with TTL 0
+  EXPECT_EQ(node_.Run(PortRole::kUplink, {BuildFrame(s)}).total(), 0u);
+  EXPECT_EQ(node_.counter(k_ttl_exceeded), 1u);
+  s.ttl = 64;
+  s.l4.payload.assign(1451 - 40, 'x');  // inner IPv4 of 1451 bytes: 1501 outside
+  EXPECT_EQ(node_.Run(PortRole::kUplink, {BuildFrame(s)}).total(), 0u);
+  EXPECT_EQ(node_.counter(k_vxlan_too_big), 1u);
+  s.l4.payload.assign(1450 - 40, 'x');  // fits exactly
+  EXPECT_EQ(node_.Run(PortRole::kUplink, {BuildFrame(s)}).uplink().size(), 1u);
+  EXPECT_EQ(node_.counter(k_conntrack_hit_original), 4u);
+  EXPECT_EQ(StagePackets(w, kRouteNode), 0u);
+  EXPECT_EQ(StagePackets(w, kTtlNode), 0u);
+}
+
 TEST_F(WorkerTest, TraceRecordsTellTheNodePortJourney) {
   Tracer tracer(0, -1);
   node_.worker(0).SetTracer(&tracer);
