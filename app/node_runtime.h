@@ -22,7 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "control/cluster_model.h"
+#include "api/cluster_model.h"
 #include "dataplane/conntrack/conntrack_table.h"
 #include "dataplane/tables/neighbor_table.h"
 #include "dataplane/tables/table_set.h"

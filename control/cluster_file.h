@@ -20,7 +20,7 @@
 #include <string_view>
 
 #include "absl/status/statusor.h"
-#include "control/cluster_model.h"
+#include "api/cluster_model.h"
 
 namespace sluice {
 

@@ -1,13 +1,14 @@
-// The node's view of the cluster, as parsed from a cluster file (or, later,
-// from etcd and the Kubernetes API). Plain data owned by the control side;
-// tables for the workers are built from it by control/table_builder.h.
+// The node's view of the cluster as plain data: parsed from a cluster file
+// (control/cluster_file.h) or gathered from etcd and the Kubernetes API, and
+// the payload types of the dataplane's socket protocol (messages.h). Tables
+// for the workers are built from it by control/table_builder.h.
 //
 // All IPv4 addresses are host byte order. Nothing here is touched by workers.
 // Field widths here are the file's; the tables' are narrower in places
 // (16-bit endpoint counts per Service port, 24-bit VNIs and LPM next hops),
 // and the table builder rejects what does not fit rather than truncate.
-#ifndef SLUICE_CONTROL_CLUSTER_MODEL_H_
-#define SLUICE_CONTROL_CLUSTER_MODEL_H_
+#ifndef SLUICE_API_CLUSTER_MODEL_H_
+#define SLUICE_API_CLUSTER_MODEL_H_
 
 #include <cstdint>
 #include <string>
@@ -128,4 +129,4 @@ struct ClusterModel {
 
 }  // namespace sluice
 
-#endif  // SLUICE_CONTROL_CLUSTER_MODEL_H_
+#endif  // SLUICE_API_CLUSTER_MODEL_H_
