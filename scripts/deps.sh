@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config
       libdpdk-dev dpdk libabsl-dev nlohmann-json3-dev libpcap-dev
-      libgtest-dev libgmock-dev googletest libbenchmark-dev
+      libgtest-dev libgmock-dev googletest libbenchmark-dev libmicrohttpd-dev
       python3-scapy python3-matplotlib iproute2 iptables)
 missing=()
 for p in "${pkgs[@]}"; do
