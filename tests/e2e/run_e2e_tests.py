@@ -1,0 +1,199 @@
+#!/usr/bin/python3
+"""End-to-end suite: sluice-node on AF_PACKET ports between real Linux
+network stacks in namespaces this run creates (tests/e2e/topology.py): a
+pod's TCP connection through a ClusterIP, DNATed by Sluice, carried in VXLAN
+to node-227's kernel flannel.1 and back.
+
+Needs root (namespaces, veth). Every scenario builds its own topology and
+removes it, also on failure; the run fails if anything of ours is left.
+
+    run_e2e_tests.py --node build/app/sluice-node --source-root . [--only NAME]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import topology as topo  # noqa: E402
+
+ECHO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "echo.py")
+PY = "/usr/bin/python3"
+SCENARIOS = []
+CLUSTER_IP = "10.111.123.177"  # tzp-pytorch-2 (ssh, 22) -> 10.244.25.149:22 on node-227
+
+
+def scenario(name):
+    def wrap(f):
+        SCENARIOS.append((name, f))
+        return f
+    return wrap
+
+
+class Ctx:
+    def __init__(self, args, tmp):
+        self.args = args
+        self.tmp = tmp
+        self.procs = []
+        self.t = None
+
+    def cluster_file(self):
+        return os.path.join(self.args.source_root, "examples", "cluster", "node-228.json")
+
+    def spawn(self, cmd, ns=None, **kw):
+        if ns is not None:
+            cmd = ["ip", "netns", "exec", ns] + cmd
+        p = subprocess.Popen(cmd, stdout=kw.pop("stdout", subprocess.DEVNULL),
+                             stderr=kw.pop("stderr", subprocess.DEVNULL), **kw)
+        self.procs.append(p)
+        return p
+
+    def start_node(self, name, extra=()):
+        out = open(os.path.join(self.tmp, name + ".out"), "w+")
+        cmd = ([self.args.node] + self.t.node_eal_args(name) + ["--"] +
+               ["--cluster", self.cluster_file()] + self.t.node_port_args() + list(extra))
+        p = self.spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
+        p.log = out
+        topo.wait_for(lambda: "sluice-node: node " in read_log(p) or p.poll() is not None,
+                      20, "sluice-node to start")
+        if p.poll() is not None:
+            raise AssertionError("sluice-node exited %d:\n%s" % (p.returncode, read_log(p)))
+        return p
+
+    def stop_node(self, p):
+        """SIGINT, wait, return its output (counters at exit)."""
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+                raise AssertionError("sluice-node did not stop on SIGINT")
+        return read_log(p)
+
+    def echo_servers(self):
+        for ip, port in ((topo.PEER_PODS[0], 22), (topo.PEER_PODS[1], 8080)):
+            self.spawn([PY, ECHO, "server", ip, str(port)], ns=self.t.peer_ns)
+        time.sleep(0.3)
+
+    def client(self, name, ip, port, seconds):
+        status = os.path.join(self.tmp, name + ".json")
+        p = self.spawn([PY, ECHO, "client", ip, str(port), status, str(seconds)],
+                       ns=self.t.pod_ns)
+        p.status_path = status
+        return p
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            log = getattr(p, "log", None)
+            if log is not None:
+                log.close()
+        self.procs = []
+
+
+def read_log(p):
+    p.log.flush()
+    with open(p.log.name) as f:
+        return f.read()
+
+
+def status_of(client):
+    try:
+        with open(client.status_path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {"sent": 0, "echoed": 0, "max_gap_ms": 0, "errors": [], "done": False}
+
+
+def counter(log, name):
+    """A counter's total (over all workers) in sluice-node's last report:
+    "name  total  worker0 ...  help"."""
+    total = 0
+    for line in log.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == name and parts[1].isdigit():
+            total = int(parts[1])
+    return total
+
+
+def connects(ctx, ip, port):
+    return subprocess.run(["ip", "netns", "exec", ctx.t.pod_ns, PY, ECHO, "connect", ip,
+                           str(port)], timeout=10).returncode == 0
+
+
+@scenario("clusterip_over_kernel_vxlan")
+def t_clusterip(ctx):
+    """A pod on node-228 talks to a ClusterIP whose endpoint is on node-227:
+    Sluice DNATs it, encapsulates it for node-227's kernel flannel.1, and
+    reverse-translates the answers the kernel encapsulates back."""
+    ctx.echo_servers()
+    node = ctx.start_node("clusterip")
+    c = ctx.client("flow", CLUSTER_IP, 22, 3.0)
+    topo.wait_for(lambda: status_of(c)["done"], 15, "the client to finish")
+    st = status_of(c)
+    if st["errors"] or st["echoed"] < 50:
+        raise AssertionError("client: %s\nnode:\n%s" % (st, ctx.stop_node(node)))
+    if not connects(ctx, CLUSTER_IP, 22):
+        raise AssertionError("a second, fresh connection failed")
+    log = ctx.stop_node(node)
+    for name, least in (("service_dnat", 2), ("vxlan_encapsulated", st["echoed"]),
+                        ("vxlan_decapsulated", st["echoed"])):
+        if counter(log, name) < least:
+            raise AssertionError("%s = %d, expected >= %d\n%s" % (name, counter(log, name),
+                                                                 least, log))
+    return "%d echoes over one connection (longest gap %.0f ms), a second connection" % (
+        st["echoed"], st["max_gap_ms"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--node", required=True)
+    ap.add_argument("--source-root", required=True)
+    ap.add_argument("--only")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("e2e: needs root (network namespaces)")
+        return 1
+    failed = 0
+    for name, f in SCENARIOS:
+        if args.only and name != args.only:
+            continue
+        tmp = tempfile.mkdtemp(prefix="sluice-e2e-")
+        ctx = Ctx(args, tmp)
+        ctx.t = topo.Topology()
+        t0 = time.monotonic()
+        try:
+            ctx.t.open()
+            msg = f(ctx)
+            print("ok   %-32s %5.1f s  %s" % (name, time.monotonic() - t0, msg))
+        except Exception as e:  # noqa: BLE001 - report every failure the same way
+            failed += 1
+            print("FAIL %-32s %5.1f s  %s" % (name, time.monotonic() - t0, e))
+            traceback.print_exc()
+        finally:
+            ctx.cleanup()
+            ctx.t.close()
+            left = ctx.t.leftovers()
+            shutil.rmtree(tmp, ignore_errors=True)
+            if left:
+                failed += 1
+                print("FAIL %s left behind: %s" % (name, left))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
