@@ -206,6 +206,11 @@ class ConntrackTable {
   // The table's coarse clock: `now` (in ticks_per_second units) shifted so
   // that one tick is about a millisecond (no shift below 2000 ticks/s).
   uint32_t Tick(uint64_t now) const { return static_cast<uint32_t>(now >> tick_shift_); }
+  // One tick, in seconds (for inspection tools).
+  double TickSeconds() const {
+    return static_cast<double>(uint64_t{1} << tick_shift_) /
+           static_cast<double>(config_.ticks_per_second);
+  }
 
   // Records a packet of a tracked flow (any worker). Writes the entry only
   // when the coarse tick moved forward or a state bit is new.

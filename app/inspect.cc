@@ -1,0 +1,103 @@
+#include "app/inspect.h"
+
+#include "absl/strings/str_format.h"
+
+namespace sluice {
+namespace {
+
+const char* ProtoName(uint8_t p) {
+  return p == kProtoTcp ? "tcp" : p == kProtoUdp ? "udp" : p == kProtoIcmp ? "icmp" : "other";
+}
+
+nlohmann::json Tuple(const FlowKey& k) {
+  return {{"src", FormatIpv4(k.src_ip)},
+          {"dst", FormatIpv4(k.dst_ip)},
+          {"sport", k.src_port},
+          {"dport", k.dst_port}};
+}
+
+bool Matches(const FlowKey& o, const FlowKey& r, const ConntrackFilter& f) {
+  if (f.protocol != 0 && o.proto != f.protocol) return false;
+  if (f.address != 0 && o.src_ip != f.address && o.dst_ip != f.address &&
+      r.src_ip != f.address && r.dst_ip != f.address)
+    return false;
+  if (f.port != 0 && o.src_port != f.port && o.dst_port != f.port && r.src_port != f.port &&
+      r.dst_port != f.port)
+    return false;
+  return true;
+}
+
+}  // namespace
+
+nlohmann::json PeersJson(const TableSet& t) {
+  const NodeView& n = t.node;
+  nlohmann::json peers = nlohmann::json::array();
+  for (size_t i = 0; i < t.overlay->size(); ++i) {
+    const VtepPeer& p = t.overlay->peer(static_cast<uint32_t>(i));
+    peers.push_back({{"subnet", absl::StrFormat("%s/%u", FormatIpv4(p.subnet), p.subnet_length)},
+                     {"public_ip", FormatIpv4(p.public_ip)},
+                     {"vtep_mac", FormatMac(p.vtep_mac)},
+                     {"local", p.local}});
+  }
+  return {{"generation", t.generation},
+          {"node",
+           {{"name", n.name},
+            {"node_ip", FormatIpv4(n.node_ip)},
+            {"gateway", FormatIpv4(n.gateway_ip)},
+            {"pod_subnet", absl::StrFormat("%s/%d", FormatIpv4(n.pod_net),
+                                           __builtin_popcount(n.pod_mask))},
+            {"cluster_network", absl::StrFormat("%s/%d", FormatIpv4(n.cluster_net),
+                                                __builtin_popcount(n.cluster_mask))},
+            {"vxlan_ip", FormatIpv4(n.vxlan_ip)},
+            {"vtep_mac", FormatMac(n.vtep_mac)},
+            {"vni", n.vni},
+            {"vxlan_port", n.vxlan_port}}},
+          {"peers", peers}};
+}
+
+nlohmann::json ConntrackJson(const ConntrackTable& table, const ConntrackFilter& filter,
+                             uint64_t now) {
+  nlohmann::json flows = nlohmann::json::array();
+  uint64_t matched = 0;
+  const uint32_t tick = table.Tick(now);
+  for (uint32_t i = 0; i < table.capacity(); ++i) {
+    const ConntrackEntry& e = table.entry(i);
+    if (!e.in_use) continue;
+    const FlowKey o = e.original;
+    const FlowKey r = e.reply;
+    if (!Matches(o, r, filter)) continue;
+    ++matched;
+    if (flows.size() >= filter.limit) continue;
+    const uint8_t state = e.state.load(std::memory_order_relaxed);
+    const int32_t idle =
+        static_cast<int32_t>(tick - e.last_seen.load(std::memory_order_relaxed));
+    flows.push_back({{"protocol", ProtoName(o.proto)},
+                     {"original", Tuple(o)},
+                     {"reply", Tuple(r)},
+                     {"dnat", (e.flags & ConntrackEntry::kDnat) != 0},
+                     {"snat", (e.flags & ConntrackEntry::kSnat) != 0},
+                     {"seen_reply", (state & ConntrackEntry::kSeenReply) != 0},
+                     {"fin", (state & ConntrackEntry::kFin) != 0},
+                     {"rst", (state & ConntrackEntry::kRst) != 0},
+                     {"idle_seconds", idle < 0 ? 0.0 : idle * table.TickSeconds()},
+                     {"owner", e.owner}});
+  }
+  return {{"flows", flows},
+          {"matched", matched},
+          {"shown", flows.size()},
+          {"in_use", table.InUse()}};
+}
+
+nlohmann::json StagesJson(const std::vector<NodeStats>& stats) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const NodeStats& s : stats)
+    out.push_back({{"node", s.node},
+                   {"calls", s.calls},
+                   {"packets", s.packets},
+                   {"cycles", s.cycles},
+                   {"cycles_per_packet",
+                    s.packets == 0 ? 0.0 : static_cast<double>(s.cycles) / s.packets}});
+  return out;
+}
+
+}  // namespace sluice
