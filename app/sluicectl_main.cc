@@ -7,6 +7,8 @@
 //
 // Exit status: 0 shown, 1 the dataplane answered with an error or could not
 // be reached, 2 bad usage.
+#include <arpa/inet.h>
+
 #include <cstdio>
 #include <string>
 #include <variant>
@@ -14,7 +16,6 @@
 #include "absl/strings/numbers.h"
 #include "api/messages.h"
 #include "api/socket.h"
-#include "control/cluster_file.h"
 #include "control/sluicectl_format.h"
 
 namespace {
@@ -59,10 +60,10 @@ int main(int argc, char** argv) {
       else return Usage("-p takes tcp, udp or icmp");
     } else if (a == "--addr") {
       const char* v = value("--addr");
-      auto ip = v == nullptr ? absl::StatusOr<uint32_t>(absl::InvalidArgumentError("missing"))
-                             : sluice::ParseIpv4(v);
-      if (!ip.ok()) return Usage("--addr takes an IPv4 address");
-      show.address = *ip;
+      in_addr a4{};
+      if (v == nullptr || inet_pton(AF_INET, v, &a4) != 1)
+        return Usage("--addr takes an IPv4 address");
+      show.address = ntohl(a4.s_addr);
     } else if (a == "--port" || a == "--limit") {
       const char* v = value(a.c_str());
       uint32_t n = 0;

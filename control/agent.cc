@@ -9,24 +9,10 @@
 #include <variant>
 
 #include "absl/strings/str_format.h"
+#include "api/codec.h"
 
 namespace sluice {
 namespace {
-
-const char* TypeName(const api::Message& m) {
-  switch (m.index()) {
-    case 1: return "SyncBegin";
-    case 2: return "SyncEnd";
-    case 3: return "NodeSettings";
-    case 4: return "LeaseUpsert";
-    case 5: return "LeaseDelete";
-    case 6: return "ServicePortUpsert";
-    case 7: return "ServicePortDelete";
-    case 8: return "EndpointSetReplace";
-    case 9: return "NeighborsReplace";
-    default: return "message";
-  }
-}
 
 // Sleeps up to `d`, waking early when `stop` is set.
 void SleepUnlessStopped(const std::atomic<bool>& stop, std::chrono::milliseconds d) {
@@ -152,7 +138,7 @@ bool Agent::SendBatch(api::Client& client, const std::vector<api::Message>& batc
     if (const auto* e = std::get_if<api::Error>(&reply->message)) {
       ++rejected;
       std::fprintf(stderr, "sluice-control: dataplane rejected %s: %s%s%s%s\n",
-                   TypeName(batch[index]), e->object.c_str(), e->field.empty() ? "" : ": ",
+                   api::MessageTypeName(api::TypeOf(batch[index])).c_str(), e->object.c_str(), e->field.empty() ? "" : ": ",
                    e->field.c_str(), (": " + e->message).c_str());
     } else {
       ++ok;
@@ -257,6 +243,10 @@ void Agent::Run(const std::atomic<bool>& stop) {
           probe.what = "status";
           absl::StatusOr<api::Message> r = client->Call(probe, config_.call_timeout);
           alive = r.ok();
+          if (!alive) {
+            std::lock_guard<std::mutex> g(mu_);
+            status_.last_error = std::string(r.status().message());
+          }
           continue;
         }
         want = Desired();
