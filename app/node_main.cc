@@ -1,8 +1,17 @@
 // sluice-node: the dataplane on a node's real ports.
 //
-//   sluice-node [EAL options] -- --cluster FILE --uplink PORT --pods PORT
-//       [--host PORT] [--workers N] [--conntrack-capacity N]
-//       [--stats-interval SECONDS] [--run-seconds N]
+//   sluice-node [EAL options] -- [--cluster FILE] [--socket PATH] --uplink PORT
+//       --pods PORT [--host PORT] [--workers N] [--conntrack-capacity N]
+//       [--socket-mode OCTAL] [--socket-group GID] [--writer-uid UID]
+//       [--writer-gid GID] [--stats-interval SECONDS] [--run-seconds N]
+//
+// With --socket, sluice-control (or any writer the socket's mode and the
+// peer-credential rule admit: root, --writer-uid, --writer-gid) feeds the
+// tables over the socket, and sluicectl reads them; with --cluster, the
+// node starts from the file's tables (SIGHUP re-reads it). At least one of
+// the two. Without --cluster the ports keep their own MACs until the node
+// settings arrive, and workers drop what they receive (no_tables) until
+// node settings, flannel's network and this node's lease are known.
 //
 // PORT is a DPDK port name (a PCI address such as 0000:3b:00.0, or a vdev
 // name such as net_tap0) or a port number. Each port gets one rx and one tx
@@ -15,14 +24,18 @@
 #include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_lcore.h>
+#include <rte_random.h>
 
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <string>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "app/control_server.h"
+#include "app/dataplane_state.h"
 #include "app/node_runtime.h"
 #include "control/cluster_file.h"
 #include "dataplane/common/eal_cleanup.h"
@@ -41,6 +54,9 @@ void OnSignal(int sig) {
 
 struct Options {
   std::string cluster;
+  std::string socket;
+  uint32_t socket_mode = 0660;
+  int64_t socket_group = -1, writer_uid = -1, writer_gid = -1;
   std::string port[sluice::kPortRoleCount];
   uint16_t workers = 1;
   uint32_t conntrack_capacity = 1 << 20;
@@ -58,8 +74,20 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
     const std::string v = argv[++i];
     uint32_t n = 0;
     const bool numeric = absl::SimpleAtoi(v, &n);
+    uint32_t octal = 0;
     if (a == "--cluster")
       o->cluster = v;
+    else if (a == "--socket")
+      o->socket = v;
+    else if (a == "--socket-mode" && absl::numbers_internal::safe_strtou32_base(v, &octal, 8) &&
+             octal <= 0777)
+      o->socket_mode = octal;
+    else if (a == "--socket-group" && numeric)
+      o->socket_group = n;
+    else if (a == "--writer-uid" && numeric)
+      o->writer_uid = n;
+    else if (a == "--writer-gid" && numeric)
+      o->writer_gid = n;
     else if (a == "--uplink")
       o->port[0] = v;
     else if (a == "--pods")
@@ -79,8 +107,8 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
       return false;
     }
   }
-  if (o->cluster.empty() || o->port[0].empty() || o->port[1].empty()) {
-    *error = "--cluster, --uplink and --pods are required";
+  if ((o->cluster.empty() && o->socket.empty()) || o->port[0].empty() || o->port[1].empty()) {
+    *error = "--uplink, --pods and one of --cluster or --socket are required";
     return false;
   }
   return true;
@@ -104,6 +132,31 @@ double Now() {
 
 }  // namespace
 
+namespace {
+
+// Gives port `id` the MAC `mac` (or promiscuous mode when the device cannot
+// take it).
+void SetPortMac(uint16_t id, const char* role, const sluice::MacAddress& mac) {
+  rte_ether_addr want;
+  std::copy(mac.begin(), mac.end(), want.addr_bytes);
+  rte_ether_addr have;
+  if (rte_eth_macaddr_get(id, &have) == 0 && rte_is_same_ether_addr(&have, &want)) return;
+  if (rte_eth_dev_default_mac_addr_set(id, &want) != 0) {
+    std::fprintf(stderr,
+                 "sluice-node: %s port cannot take MAC %s; using promiscuous mode\n", role,
+                 sluice::FormatMac(mac).c_str());
+    rte_eth_promiscuous_enable(id);
+  }
+}
+
+std::string Describe(sluice::NodeRuntime& rt) {
+  if (!rt.has_tables()) return "no tables yet";
+  return absl::StrFormat("%zu Service entries, %zu flannel leases",
+                         rt.tables().services->size(), rt.tables().overlay->size());
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const int eal_args = rte_eal_init(argc, argv);
   if (eal_args < 0) {
@@ -115,17 +168,22 @@ int main(int argc, char** argv) {
   std::string error;
   if (!Parse(argc - eal_args - 1, argv + eal_args + 1, &o, &error)) {
     std::fprintf(stderr,
-                 "sluice-node: %s\nusage: sluice-node [EAL options] -- --cluster FILE --uplink "
-                 "PORT --pods PORT [--host PORT] [--workers N] [--conntrack-capacity N] "
-                 "[--stats-interval S] [--run-seconds N]\n",
+                 "sluice-node: %s\nusage: sluice-node [EAL options] -- [--cluster FILE] [--socket "
+                 "PATH] --uplink PORT --pods PORT [--host PORT] [--workers N] "
+                 "[--conntrack-capacity N] [--socket-mode OCTAL] [--socket-group GID] "
+                 "[--writer-uid UID] [--writer-gid GID] [--stats-interval S] [--run-seconds N]\n",
                  error.c_str());
     return 2;
   }
-  absl::StatusOr<sluice::ClusterModel> model = sluice::LoadClusterFile(o.cluster);
-  if (!model.ok()) {
-    std::fprintf(stderr, "sluice-node: cluster file %s rejected: %s\n", o.cluster.c_str(),
-                 std::string(model.status().message()).c_str());
-    return 2;
+  std::optional<sluice::ClusterModel> model;
+  if (!o.cluster.empty()) {
+    absl::StatusOr<sluice::ClusterModel> m = sluice::LoadClusterFile(o.cluster);
+    if (!m.ok()) {
+      std::fprintf(stderr, "sluice-node: cluster file %s rejected: %s\n", o.cluster.c_str(),
+                   std::string(m.status().message()).c_str());
+      return 2;
+    }
+    model = *std::move(m);
   }
   if (rte_lcore_count() < o.workers + 1u) {
     std::fprintf(stderr, "sluice-node: %u workers need %u lcores (-l), have %u\n", o.workers,
@@ -139,8 +197,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   sluice::WorkerPorts ports;
-  const sluice::MacAddress* macs[sluice::kPortRoleCount] = {
-      &model->node.uplink_mac, &model->node.pods_mac, &model->node.host_mac};
   for (int r = 0; r < sluice::kPortRoleCount; ++r) {
     if (o.port[r].empty()) continue;
     const char* role = sluice::PortRoleName(static_cast<sluice::PortRole>(r));
@@ -149,14 +205,10 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "sluice-node: %s port %s: no such DPDK port\n", role, o.port[r].c_str());
       return 2;
     }
-    rte_ether_addr mac;
-    std::copy(macs[r]->begin(), macs[r]->end(), mac.addr_bytes);
-    if (rte_eth_dev_default_mac_addr_set(id, &mac) != 0) {
-      std::fprintf(stderr,
-                   "sluice-node: %s port %s cannot take MAC from the cluster file; "
-                   "using promiscuous mode\n",
-                   role, o.port[r].c_str());
-      rte_eth_promiscuous_enable(id);
+    if (model) {
+      const sluice::MacAddress* macs[sluice::kPortRoleCount] = {
+          &model->node.uplink_mac, &model->node.pods_mac, &model->node.host_mac};
+      SetPortMac(id, role, *macs[r]);
     }
     if (!sluice::ConfigurePort(id, o.workers, pool, /*rss=*/true, &error)) {
       std::fprintf(stderr, "sluice-node: %s port %s: %s\n", role, o.port[r].c_str(), error.c_str());
@@ -168,39 +220,90 @@ int main(int argc, char** argv) {
   sluice::NodeRuntime::Config rc;
   rc.workers = o.workers;
   rc.conntrack_capacity = o.conntrack_capacity;
-  auto runtime = sluice::NodeRuntime::Create(rc, *model, ports, pool);
+  auto runtime = model ? sluice::NodeRuntime::Create(rc, *model, ports, pool)
+                       : sluice::NodeRuntime::Create(rc, ports, pool);
   if (!runtime.ok()) {
     std::fprintf(stderr, "sluice-node: %s\n", std::string(runtime.status().message()).c_str());
     return 2;
   }
   sluice::NodeRuntime& rt = **runtime;
+
+  // The socket protocol's state, fed by writers (and seeded by the file).
+  sluice::DataplaneState::Targets targets;
+  targets.publish_network = [&](const sluice::ClusterModel& m) -> absl::StatusOr<uint64_t> {
+    const sluice::MacAddress* macs[sluice::kPortRoleCount] = {&m.node.uplink_mac,
+                                                              &m.node.pods_mac, &m.node.host_mac};
+    auto g = rt.PublishNetwork(m);
+    if (g.ok())
+      for (int r = 0; r < sluice::kPortRoleCount; ++r)
+        if (ports.present[r] && (r != 2 || m.node.has_host_port))
+          SetPortMac(ports.port_id[r], sluice::PortRoleName(static_cast<sluice::PortRole>(r)),
+                     *macs[r]);
+    return g;
+  };
+  targets.replace_neighbors = [&](const std::vector<sluice::NeighborEntry>& n) {
+    return rt.ReplaceStaticNeighbors(n);
+  };
+  targets.generation = [&] { return rt.generation(); };
+  sluice::DataplaneState state(std::move(targets), rte_rand());
+  if (model) {
+    if (absl::Status s = state.Seed(*model); !s.ok())
+      std::fprintf(stderr, "sluice-node: %s\n", std::string(s.message()).c_str());
+  }
+  std::unique_ptr<sluice::ControlServer> control;
+  if (!o.socket.empty()) {
+    sluice::api::ServerOptions so;
+    so.path = o.socket;
+    so.mode = static_cast<mode_t>(o.socket_mode);
+    if (o.socket_group >= 0) so.group = static_cast<gid_t>(o.socket_group);
+    if (o.writer_uid >= 0) so.writer_uid = static_cast<uid_t>(o.writer_uid);
+    if (o.writer_gid >= 0) so.writer_gid = static_cast<gid_t>(o.writer_gid);
+    auto c = sluice::ControlServer::Start(so, &rt, &state, nullptr);
+    if (!c.ok()) {
+      std::fprintf(stderr, "sluice-node: socket %s: %s\n", o.socket.c_str(),
+                   std::string(c.status().message()).c_str());
+      return 2;
+    }
+    control = *std::move(c);
+  }
   std::signal(SIGHUP, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  std::printf("sluice-node: node %s (%s), %zu Service entries, %zu flannel leases, %u workers\n",
-              rt.tables().node.name.c_str(), sluice::FormatIpv4(rt.tables().node.node_ip).c_str(),
-              rt.tables().services->size(), rt.tables().overlay->size(), o.workers);
+  std::printf("sluice-node: node %s, %s, %u workers%s%s\n",
+              model ? model->node.name.c_str() : "(from the socket)", Describe(rt).c_str(),
+              o.workers, o.socket.empty() ? "" : ", socket ", o.socket.c_str());
   std::fflush(stdout);
   rt.Launch();
   const double start = Now();
   double last_stats = start;
   double last_age = start;
+  uint64_t shown_generation = rt.generation();
   while (!g_stop) {
-    rte_delay_us_sleep(50 * 1000);
+    if (control)
+      control->Poll(50);
+    else
+      rte_delay_us_sleep(50 * 1000);
     const double now = Now();
     if (o.run_seconds != 0 && now - start >= o.run_seconds) break;
-    if (g_reload) {
+    if (g_reload && !o.cluster.empty()) {
       g_reload = 0;
       auto next = sluice::LoadClusterFile(o.cluster);
       absl::Status s = next.ok() ? rt.Reload(*next) : next.status();
+      if (s.ok()) s = state.Seed(*next);
       if (s.ok())
-        std::printf("sluice-node: reloaded %s: %zu Service entries, %zu flannel leases\n",
-                    o.cluster.c_str(), rt.tables().services->size(), rt.tables().overlay->size());
+        std::printf("sluice-node: reloaded %s: %s\n", o.cluster.c_str(), Describe(rt).c_str());
       else
         std::fprintf(stderr,
                      "sluice-node: reload of %s rejected, last good tables keep "
                      "serving: %s\n",
                      o.cluster.c_str(), std::string(s.message()).c_str());
+      shown_generation = rt.generation();
+      std::fflush(stdout);
+    }
+    if (rt.generation() != shown_generation) {
+      shown_generation = rt.generation();
+      std::printf("sluice-node: generation %lu from the socket: %s\n",
+                  static_cast<unsigned long>(shown_generation), Describe(rt).c_str());
       std::fflush(stdout);
     }
     if (now - last_age >= 1.0) {  // neighbours learned from ARP and gone quiet
@@ -214,6 +317,7 @@ int main(int argc, char** argv) {
       std::fflush(stdout);
     }
   }
+  control.reset();  // removes the socket file
   rt.StopAndJoin();
   rt.PrintCounters(stdout);
   rt.PrintStageStats(stdout);

@@ -19,6 +19,15 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
                                                                  const ClusterModel& model,
                                                                  const WorkerPorts& ports,
                                                                  rte_mempool* pool) {
+  auto rt = Create(config, ports, pool);
+  if (!rt.ok()) return rt.status();
+  if (absl::Status s = (*rt)->Reload(model); !s.ok()) return s;
+  return rt;
+}
+
+absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& config,
+                                                                 const WorkerPorts& ports,
+                                                                 rte_mempool* pool) {
   std::unique_ptr<NodeRuntime> rt(new NodeRuntime());
   rt->config_ = config;
   rt->qsbr_ = static_cast<rte_rcu_qsbr*>(
@@ -40,7 +49,6 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
   auto neighbors = NeighborTable::Create(nc);
   if (!neighbors.ok()) return neighbors.status();
   rt->neighbors_ = *std::move(neighbors);
-  if (absl::Status s = rt->Reload(model); !s.ok()) return s;
 
   WorkerShared shared;
   shared.tables = rt->publisher_.get();
@@ -74,6 +82,21 @@ NodeRuntime::~NodeRuntime() {
   conntrack_.reset();
   neighbors_.reset();
   rte_free(qsbr_);
+}
+
+absl::StatusOr<uint64_t> NodeRuntime::PublishNetwork(const ClusterModel& model) {
+  auto tables = BuildTableSet(model, generation_ + 1);
+  if (!tables.ok()) return tables.status();
+  ++generation_;
+  publisher_->Publish(*std::move(tables));
+  return generation_;
+}
+
+absl::Status NodeRuntime::ReplaceStaticNeighbors(const std::vector<NeighborEntry>& entries) {
+  std::vector<StaticNeighbor> s;
+  for (const NeighborEntry& e : entries) s.push_back({e.port, e.ip, e.mac});
+  if (absl::Status v = neighbors_->ValidateStatic(s); !v.ok()) return v;
+  return neighbors_->ReplaceStatic(s);
 }
 
 absl::Status NodeRuntime::Reload(const ClusterModel& model) {

@@ -46,6 +46,12 @@ class NodeRuntime {
                                                              const ClusterModel& model,
                                                              const WorkerPorts& ports,
                                                              rte_mempool* pool);
+  // The same without tables: workers drop what they receive (no_tables)
+  // until the first PublishNetwork or Reload (sluice-node fed by
+  // sluice-control).
+  static absl::StatusOr<std::unique_ptr<NodeRuntime>> Create(const Config& config,
+                                                             const WorkerPorts& ports,
+                                                             rte_mempool* pool);
   // Frees every DPDK object; call before rte_eal_cleanup.
   ~NodeRuntime();
 
@@ -53,6 +59,16 @@ class NodeRuntime {
   // static neighbour set), then applies it. On error nothing changes: the
   // last good tables and static neighbours keep serving.
   absl::Status Reload(const ClusterModel& model);
+
+  // Builds the node view and subnet map of `model` (its Services too, while
+  // they live in the TableSet) and publishes them as the next generation;
+  // returns it. On error nothing changes.
+  absl::StatusOr<uint64_t> PublishNetwork(const ClusterModel& model);
+  // Makes the static neighbours exactly `entries` (validated first: on
+  // error nothing changes).
+  absl::Status ReplaceStaticNeighbors(const std::vector<NeighborEntry>& entries);
+  uint64_t generation() const { return generation_; }
+  bool has_tables() const { return publisher_->Current() != nullptr; }
 
   // Removes neighbours learned from ARP and not confirmed for the stale time
   // (NeighborTable::Age); call about once a second. Returns how many.

@@ -1,0 +1,48 @@
+// ControlServer: sluice-node's end of the socket. It listens on the
+// dataplane's Unix socket (api/socket.h: file mode, peer credentials and
+// roles), answers Hello with the dataplane's instance and last epoch, hands
+// writers' messages to DataplaneState, and answers queries (api::Show) from
+// the live tables with the JSON documents of app/inspect.h.
+//
+// Errors: Start returns api::Server::Listen's.
+// Concurrency: the control thread (sluice-node's main lcore) only; Poll()
+// is called from its loop and never blocks longer than its timeout.
+#ifndef SLUICE_APP_CONTROL_SERVER_H_
+#define SLUICE_APP_CONTROL_SERVER_H_
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "api/socket.h"
+#include "app/dataplane_state.h"
+#include "app/node_runtime.h"
+
+namespace sluice {
+
+class ControlServer {
+ public:
+  // `services_json` answers Show "services" (empty: not available).
+  static absl::StatusOr<std::unique_ptr<ControlServer>> Start(
+      const api::ServerOptions& options, NodeRuntime* runtime, DataplaneState* state,
+      std::function<std::string()> services_json);
+
+  // Serves the socket for up to `timeout_ms`.
+  void Poll(int timeout_ms);
+  const api::ServerStats& stats() const { return server_->stats(); }
+
+ private:
+  ControlServer() = default;
+  api::Message Handle(const api::Request& r);
+  api::Message Show(const api::Show& s);
+
+  NodeRuntime* runtime_ = nullptr;
+  DataplaneState* state_ = nullptr;
+  std::function<std::string()> services_json_;
+  std::unique_ptr<api::Server> server_;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_APP_CONTROL_SERVER_H_
