@@ -55,10 +55,11 @@ class Ctx:
         self.procs.append(p)
         return p
 
-    def start_node(self, name, extra=()):
+    def start_node(self, name, extra=(), cluster=True):
         out = open(os.path.join(self.tmp, name + ".out"), "w+")
         cmd = ([self.args.node] + self.t.node_eal_args(name) + ["--"] +
-               ["--cluster", self.cluster_file()] + self.t.node_port_args() + list(extra))
+               (["--cluster", self.cluster_file()] if cluster else []) +
+               self.t.node_port_args() + list(extra))
         p = self.spawn(cmd, stdout=out, stderr=subprocess.STDOUT)
         p.log = out
         topo.wait_for(lambda: "sluice-node: node " in read_log(p) or p.poll() is not None,
@@ -78,6 +79,25 @@ class Ctx:
                 p.wait()
                 raise AssertionError("sluice-node did not stop on SIGINT")
         return read_log(p)
+
+    def socket(self):
+        return os.path.join(self.tmp, "sluice.sock")
+
+    def start_control(self, name, cluster):
+        out = open(os.path.join(self.tmp, name + ".out"), "w+")
+        p = self.spawn([self.args.control, "--socket", self.socket(), "--cluster", cluster,
+                        "--metrics-bind", "127.0.0.1:0", "--healthz-bind", "127.0.0.1:0"],
+                       stdout=out, stderr=subprocess.STDOUT)
+        p.log = out
+        return p
+
+    def ctl(self, *what):
+        """sluicectl -o json WHAT...: the parsed answer."""
+        p = subprocess.run([self.args.ctl, "--socket", self.socket(), "-o", "json"] + list(what),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
+        if p.returncode != 0:
+            raise AssertionError("sluicectl %s: %s" % (" ".join(what), p.stderr.decode()))
+        return json.loads(p.stdout)
 
     def echo_servers(self):
         for ip, port in ((topo.PEER_PODS[0], 22), (topo.PEER_PODS[1], 8080)):
@@ -159,9 +179,75 @@ def t_clusterip(ctx):
         st["echoed"], st["max_gap_ms"])
 
 
+@scenario("seed002_control_dies")
+def t_seed002(ctx):
+    """Seed 002: cross-host pod traffic keeps flowing when the control side
+    dies. sluice-node holds the tables; sluice-control feeds it from a
+    cluster file and is killed (SIGKILL) in the middle of an update; the
+    pod's connection to node-227's pod goes on over VXLAN; a restarted
+    sluice-control resyncs without changing what was right; a restarted
+    dataplane gets a full resync from the running sluice-control."""
+    ctx.echo_servers()
+    cluster = os.path.join(ctx.tmp, "cluster.json")
+    with open(ctx.cluster_file()) as f:
+        model = json.load(f)
+    with open(cluster, "w") as f:
+        json.dump(model, f)
+    node = ctx.start_node("seed002", extra=["--socket", ctx.socket()], cluster=False)
+    control = ctx.start_control("control1", cluster)
+    topo.wait_for(lambda: os.path.exists(ctx.socket()) and ctx.ctl("status")["tables"], 15,
+                  "the tables from sluice-control")
+    first = ctx.ctl("status")
+    c = ctx.client("flow", topo.PEER_PODS[0], 22, 6.0)  # pod to pod: no NAT, VXLAN both ways
+    topo.wait_for(lambda: status_of(c)["echoed"] >= 20, 10, "traffic to flow")
+    # An update in flight (a new node's lease), then SIGKILL.
+    model["etcd"]["kvs"].append({
+        "key": "/coreos.com/network/subnets/10.244.30.0-24",
+        "value": json.dumps({"PublicIP": "10.10.100.230", "BackendType": "vxlan",
+                             "BackendData": {"VNI": 1, "VtepMAC": "0e:00:00:00:00:f0"}})})
+    with open(cluster + ".new", "w") as f:
+        json.dump(model, f)
+    os.replace(cluster + ".new", cluster)
+    time.sleep(0.05)
+    control.kill()
+    control.wait(timeout=10)
+    at_kill = status_of(c)["echoed"]
+    time.sleep(1.5)
+    mid = status_of(c)
+    if mid["echoed"] < at_kill + 30 or mid["errors"]:
+        raise AssertionError("traffic stalled after sluice-control died: %d -> %s"
+                             % (at_kill, mid))
+    if not ctx.ctl("status")["tables"]:
+        raise AssertionError("the dataplane lost its tables")
+    # A restarted sluice-control resyncs (a new epoch) and changes nothing right.
+    control = ctx.start_control("control2", cluster)
+    topo.wait_for(lambda: ctx.ctl("status")["last_epoch"] > first["last_epoch"], 15,
+                  "a full sync from the restarted sluice-control")
+    peers = {p["subnet"] for p in ctx.ctl("peers")["peers"]}
+    if "10.244.30.0/24" not in peers or "10.244.25.0/24" not in peers:
+        raise AssertionError("peers after the resync: %s" % sorted(peers))
+    topo.wait_for(lambda: status_of(c)["done"], 15, "the client to finish")
+    st = status_of(c)
+    if st["errors"] or st["max_gap_ms"] > 500:
+        raise AssertionError("the connection suffered: %s" % st)
+    # A restarted dataplane: sluice-control notices and resyncs it whole.
+    ctx.stop_node(node)
+    node = ctx.start_node("seed002b", extra=["--socket", ctx.socket()], cluster=False)
+    topo.wait_for(lambda: os.path.exists(ctx.socket()) and ctx.ctl("status")["tables"], 15,
+                  "the restarted dataplane's tables from the running sluice-control")
+    if not connects(ctx, topo.PEER_PODS[0], 22):
+        raise AssertionError("no traffic through the restarted dataplane")
+    ctx.stop_node(node)
+    return ("%d echoes, longest gap %.0f ms across sluice-control's SIGKILL; resynced by a "
+            "restarted sluice-control and into a restarted dataplane" % (st["echoed"],
+                                                                        st["max_gap_ms"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
+    ap.add_argument("--control", required=True)
+    ap.add_argument("--ctl", required=True)
     ap.add_argument("--source-root", required=True)
     ap.add_argument("--only")
     args = ap.parse_args()
