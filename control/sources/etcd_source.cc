@@ -235,8 +235,8 @@ struct EtcdSource::Loop {
     keyspace.Relist(at_revision, kvs, &events, &problems);
     SetRevision(at_revision);
     counters->lists.fetch_add(1, std::memory_order_relaxed);
-    delivered_since_list = false;
     Deliver(&events, &problems);
+    delivered_since_list = false;  // counts watched changes only
     return absl::OkStatus();
   }
 

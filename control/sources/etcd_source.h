@@ -30,8 +30,8 @@
 // DeadlineExceeded (a range request past request_timeout), InvalidArgument
 // (a value that does not parse: the message names the key and the field,
 // "etcd key /coreos.com/network/subnets/10.244.1.0-24: BackendData.VtepMAC:
-// malformed MAC \"zz\""), OutOfRange (a compacted revision; followed by a
-// relist).
+// malformed MAC \"zz\""), OutOfRange (a compacted revision) and DataLoss (the
+// store's revision went back), each followed by a relist.
 //
 // Concurrency: the source runs one thread of its own, started by Start() and
 // joined by Stop(). on_event and on_problem run on that thread, one call at a
