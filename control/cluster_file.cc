@@ -394,9 +394,7 @@ struct EtcdEntry {
   const json* value = nullptr;  // nullptr when absent
 };
 
-Loc EtcdKeyLoc(absl::string_view key) {
-  return Loc(EtcdKeyObject(ToStd(key)));
-}
+Loc EtcdKeyLoc(absl::string_view key) { return Loc(EtcdKeyObject(ToStd(key))); }
 
 absl::Status ParseEtcd(const json& doc, const NodeSpec& node, FlannelNetworkConfig* network,
                        std::vector<FlannelLease>* leases) {

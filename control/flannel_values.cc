@@ -179,9 +179,8 @@ absl::StatusOr<FlannelNetworkConfig> ParseFlannelNetworkConfig(std::string_view 
 }
 
 absl::StatusOr<FlannelLease> ParseFlannelLease(std::string_view key,
-                                               std::string_view subnets_prefix,
-                                               const json* value, bool base64,
-                                               const FlannelNetworkConfig& network) {
+                                               std::string_view subnets_prefix, const json* value,
+                                               bool base64, const FlannelNetworkConfig& network) {
   const Loc loc(EtcdKeyObject(key));
   const EtcdEntry entry{FromStd(key), base64, value};
   FlannelLease lease;

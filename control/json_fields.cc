@@ -218,7 +218,6 @@ absl::Status GetStationMac(const json& obj, const Loc& loc, absl::string_view ke
   return absl::OkStatus();
 }
 
-
 #undef JF_RETURN_IF_ERROR
 
 }  // namespace json_fields

@@ -59,7 +59,8 @@ absl::Status GetBool(const json& obj, const char* key, absl::string_view what, b
   const json* v = Member(obj, key);
   if (v == nullptr) return absl::OkStatus();
   const auto* b = v->get_ptr<const json::boolean_t*>();
-  if (b == nullptr) return absl::InvalidArgumentError(absl::StrCat(what, ".", key, ": expected a boolean"));
+  if (b == nullptr)
+    return absl::InvalidArgumentError(absl::StrCat(what, ".", key, ": expected a boolean"));
   *out = *b;
   return absl::OkStatus();
 }
@@ -75,8 +76,7 @@ absl::Status GetBase64(const json& obj, const char* key, absl::string_view what,
   return absl::OkStatus();
 }
 
-absl::Status GetObject(const json& obj, const char* key, absl::string_view what,
-                       const json** out) {
+absl::Status GetObject(const json& obj, const char* key, absl::string_view what, const json** out) {
   *out = Member(obj, key);
   if (*out != nullptr && !(*out)->is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(what, ".", key, ": expected an object"));
@@ -85,7 +85,8 @@ absl::Status GetObject(const json& obj, const char* key, absl::string_view what,
 }
 
 absl::Status ParseKv(const json& kv, absl::string_view what, EtcdKv* out) {
-  if (!kv.is_object()) return absl::InvalidArgumentError(absl::StrCat(what, ": expected an object"));
+  if (!kv.is_object())
+    return absl::InvalidArgumentError(absl::StrCat(what, ": expected an object"));
   absl::Status status = GetBase64(kv, "key", what, &out->key);
   if (status.ok()) status = GetBase64(kv, "value", what, &out->value);
   if (status.ok()) status = GetInt64(kv, "mod_revision", what, &out->mod_revision);
@@ -206,7 +207,8 @@ absl::StatusOr<EtcdWatchResponse> ParseWatchResponse(std::string_view object_tex
   if (status.ok()) status = GetBool(*result, "canceled", what, &out.canceled);
   if (status.ok()) status = GetInt64(*result, "compact_revision", what, &out.compact_revision);
   if (!status.ok()) return status;
-  if (const json* reason = Member(*result, "cancel_reason"); reason != nullptr && reason->is_string()) {
+  if (const json* reason = Member(*result, "cancel_reason");
+      reason != nullptr && reason->is_string()) {
     out.cancel_reason = *reason->get_ptr<const json::string_t*>();
   }
   const json* events = Member(*result, "events");
@@ -253,8 +255,8 @@ absl::Status GatewayError(long http_status, std::string_view body) {
   }
   constexpr size_t kMaxShown = 200;
   const std::string_view shown = body.substr(0, kMaxShown);
-  return absl::UnavailableError(absl::StrCat("etcd answered HTTP ", http_status, ": ",
-                                             absl::CHexEscape(FromStd(shown))));
+  return absl::UnavailableError(
+      absl::StrCat("etcd answered HTTP ", http_status, ": ", absl::CHexEscape(FromStd(shown))));
 }
 
 }  // namespace sluice

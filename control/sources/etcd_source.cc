@@ -52,19 +52,18 @@ struct EtcdSource::Loop {
   char error_text[CURL_ERROR_SIZE] = {};
 
   // One transfer's answer.
-  std::string answer;          // range: the body; watch: the body of a non-200 answer
+  std::string answer;  // range: the body; watch: the body of a non-200 answer
   bool answer_too_big = false;
   // The watch stream being read.
   JsonObjectSplitter splitter{kMaxWatchObjectBytes};
   bool watch_checked_status = false;
   bool watch_ok_status = false;
   bool watch_created = false;
-  bool watch_relist = false;     // the stream asks for a fresh listing
-  absl::Status watch_error;      // why the stream was abandoned
+  bool watch_relist = false;  // the stream asks for a fresh listing
+  absl::Status watch_error;   // why the stream was abandoned
   bool delivered_since_list = false;
 
-  explicit Loop(EtcdSourceOptions opts)
-      : options(std::move(opts)), keyspace(options.prefix) {
+  explicit Loop(EtcdSourceOptions opts) : options(std::move(opts)), keyspace(options.prefix) {
     range_end = PrefixRangeEnd(keyspace.range_key());
   }
 
@@ -255,20 +254,20 @@ struct EtcdSource::Loop {
             "etcd ", options.endpoint, ": watch from revision ", revision + 1,
             " canceled: compacted up to revision ", response->compact_revision, "; relisting"));
       } else {
-        watch_error = absl::UnavailableError(
-            absl::StrCat("etcd ", options.endpoint, ": watch canceled (",
-                         response->cancel_reason.empty() ? "no reason given"
-                                                         : response->cancel_reason,
-                         "); relisting"));
+        watch_error = absl::UnavailableError(absl::StrCat(
+            "etcd ", options.endpoint, ": watch canceled (",
+            response->cancel_reason.empty() ? "no reason given" : response->cancel_reason,
+            "); relisting"));
       }
       return false;
     }
     if (response->created) {
       if (response->revision < revision) {
         watch_relist = true;
-        watch_error = absl::DataLossError(absl::StrCat(
-            "etcd ", options.endpoint, ": store revision ", response->revision,
-            " is behind revision ", revision, " already seen (restored from a backup?); relisting"));
+        watch_error =
+            absl::DataLossError(absl::StrCat("etcd ", options.endpoint, ": store revision ",
+                                             response->revision, " is behind revision ", revision,
+                                             " already seen (restored from a backup?); relisting"));
         return false;
       }
       watch_created = true;
@@ -346,8 +345,8 @@ struct EtcdSource::Loop {
       if (code == CURLE_OK && http != 200 && http != 0) {
         watch_error = GatewayError(http, answer);
       } else if (code == CURLE_OK) {
-        watch_error = absl::UnavailableError(
-            absl::StrCat("etcd ", options.endpoint, ": watch stream ended"));
+        watch_error =
+            absl::UnavailableError(absl::StrCat("etcd ", options.endpoint, ": watch stream ended"));
       } else {
         watch_error = TransferError("watch", code);
       }
@@ -404,8 +403,8 @@ struct EtcdSource::Loop {
 };
 
 absl::StatusOr<std::unique_ptr<EtcdSource>> EtcdSource::Start(EtcdSourceOptions options,
-                                                                EventCallback on_event,
-                                                                ProblemCallback on_problem) {
+                                                              EventCallback on_event,
+                                                              ProblemCallback on_problem) {
   if (!absl::StartsWith(options.endpoint, "http://") &&
       !absl::StartsWith(options.endpoint, "https://")) {
     return absl::InvalidArgumentError(absl::StrCat(

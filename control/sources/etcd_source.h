@@ -73,14 +73,14 @@ struct EtcdSourceOptions {
 
 // Counters since Start(); read with relaxed loads, each exact on its own.
 struct EtcdSourceStats {
-  uint64_t lists = 0;          // listings completed (snapshots delivered)
-  uint64_t watches = 0;        // watches created
-  uint64_t watch_breaks = 0;   // watch streams that ended or failed (not by Stop)
-  uint64_t failures = 0;       // failed connects and requests (each retry counts)
-  uint64_t compactions = 0;    // watches canceled for compaction (each led to a relist)
-  uint64_t events = 0;         // FlannelEvents delivered
-  uint64_t bad_values = 0;     // values reported and skipped
-  int64_t revision = 0;        // last revision seen
+  uint64_t lists = 0;         // listings completed (snapshots delivered)
+  uint64_t watches = 0;       // watches created
+  uint64_t watch_breaks = 0;  // watch streams that ended or failed (not by Stop)
+  uint64_t failures = 0;      // failed connects and requests (each retry counts)
+  uint64_t compactions = 0;   // watches canceled for compaction (each led to a relist)
+  uint64_t events = 0;        // FlannelEvents delivered
+  uint64_t bad_values = 0;    // values reported and skipped
+  int64_t revision = 0;       // last revision seen
 };
 
 class EtcdSource {

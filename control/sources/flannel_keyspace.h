@@ -90,15 +90,14 @@ class FlannelKeyspace {
   bool IsLeaseKey(const std::string& key) const;
   // Parses every stored lease against config_; returns the good ones.
   std::map<std::string, FlannelLease> ParseAll(std::vector<absl::Status>* problems) const;
-  void ParseConfig(const std::string& value, std::vector<absl::Status>* problems,
-                   bool* changed);
+  void ParseConfig(const std::string& value, std::vector<absl::Status>* problems, bool* changed);
 
-  std::string range_key_;       // "<prefix>/"
-  std::string config_key_;      // "<prefix>/config"
-  std::string subnets_prefix_;  // "<prefix>/subnets/"
-  std::optional<FlannelNetworkConfig> config_;        // the config in use
-  std::map<std::string, std::string> lease_values_;   // every lease key in etcd -> value
-  std::map<std::string, FlannelLease> delivered_;     // what the consumer holds, by key
+  std::string range_key_;                            // "<prefix>/"
+  std::string config_key_;                           // "<prefix>/config"
+  std::string subnets_prefix_;                       // "<prefix>/subnets/"
+  std::optional<FlannelNetworkConfig> config_;       // the config in use
+  std::map<std::string, std::string> lease_values_;  // every lease key in etcd -> value
+  std::map<std::string, FlannelLease> delivered_;    // what the consumer holds, by key
 };
 
 }  // namespace sluice

@@ -90,7 +90,8 @@ absl::StatusOr<long> Request(const std::string& url, const std::string* post_bod
 
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(std::vector<std::string> extra_args) {
   const char* from_env = std::getenv("SLUICE_ETCD");
-  const std::string binary = from_env != nullptr && from_env[0] != '\0' ? from_env : "/usr/bin/etcd";
+  const std::string binary =
+      from_env != nullptr && from_env[0] != '\0' ? from_env : "/usr/bin/etcd";
   if (access(binary.c_str(), X_OK) != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("no etcd binary at ", binary,
@@ -102,8 +103,8 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(std::vector<std::s
   server->binary_ = binary;
   server->extra_args_ = std::move(extra_args);
   const char* tmp = std::getenv("TMPDIR");
-  std::string pattern = absl::StrCat(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp",
-                                     "/sluice-etcd-XXXXXX");
+  std::string pattern =
+      absl::StrCat(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp", "/sluice-etcd-XXXXXX");
   if (mkdtemp(pattern.data()) == nullptr) return absl::ErrnoToStatus(errno, "mkdtemp");
   server->dir_ = pattern;
 
@@ -165,8 +166,9 @@ EtcdServer::~EtcdServer() {
   if (!dir_.empty()) {
     std::error_code error;
     std::filesystem::remove_all(dir_, error);
-    if (error) std::fprintf(stderr, "etcd_server: cannot remove %s: %s\n", dir_.c_str(),
-                            error.message().c_str());
+    if (error)
+      std::fprintf(stderr, "etcd_server: cannot remove %s: %s\n", dir_.c_str(),
+                   error.message().c_str());
   }
   if (reaper_fd_ >= 0) {
     const char done = 'D';
@@ -197,8 +199,7 @@ absl::Status EtcdServer::Launch(bool serve_source_port) {
       "--name=sluice-test",
       absl::StrCat("--data-dir=", dir_, "/data"),
       absl::StrCat("--listen-client-urls=",
-                   serve_source_port ? absl::StrCat(Url(source_port_), ",") : "",
-                   Url(admin_port_)),
+                   serve_source_port ? absl::StrCat(Url(source_port_), ",") : "", Url(admin_port_)),
       absl::StrCat("--advertise-client-urls=", Url(admin_port_)),
       absl::StrCat("--listen-peer-urls=", Url(peer_port_)),
       absl::StrCat("--initial-advertise-peer-urls=", Url(peer_port_)),
@@ -244,12 +245,12 @@ absl::Status EtcdServer::WaitHealthy() {
     int status = 0;
     if (waitpid(pid_, &status, WNOHANG) == pid_) {
       pid_ = -1;
-      return absl::UnavailableError(
-          absl::StrCat("etcd exited (status ", status, ") before it was healthy; its log:\n",
-                       LogTail()));
+      return absl::UnavailableError(absl::StrCat("etcd exited (status ", status,
+                                                 ") before it was healthy; its log:\n", LogTail()));
     }
     std::string answer;
-    absl::StatusOr<long> http = Request(absl::StrCat(admin_endpoint(), "/health"), nullptr, &answer);
+    absl::StatusOr<long> http =
+        Request(absl::StrCat(admin_endpoint(), "/health"), nullptr, &answer);
     if (http.ok() && *http == 200 && answer.find("\"health\":\"true\"") != std::string::npos) {
       return absl::OkStatus();
     }

@@ -39,7 +39,8 @@ namespace sluice::testing {
 class EtcdServer {
  public:
   // `extra_args` are appended to etcd's command line.
-  static absl::StatusOr<std::unique_ptr<EtcdServer>> Start(std::vector<std::string> extra_args = {});
+  static absl::StatusOr<std::unique_ptr<EtcdServer>> Start(
+      std::vector<std::string> extra_args = {});
   ~EtcdServer();
 
   EtcdServer(const EtcdServer&) = delete;

@@ -74,8 +74,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluice-bench-etcd: %s\n", etcd.status().ToString().c_str());
     return 1;
   }
-  if (!(*etcd)->Put("/coreos.com/network/config",
-                    R"({"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}})")
+  if (!(*etcd)
+           ->Put("/coreos.com/network/config",
+                 R"({"Network":"10.244.0.0/16","Backend":{"Type":"vxlan"}})")
            .ok()) {
     std::fprintf(stderr, "sluice-bench-etcd: cannot write the config\n");
     return 1;
@@ -96,15 +97,17 @@ int main(int argc, char** argv) {
           seen.last = Clock::now();
           seen.cv.notify_all();
         },
-        [](const absl::Status& s) { std::fprintf(stderr, "reported: %s\n", s.ToString().c_str()); });
+        [](const absl::Status& s) {
+          std::fprintf(stderr, "reported: %s\n", s.ToString().c_str());
+        });
     if (!source.ok()) {
       std::fprintf(stderr, "sluice-bench-etcd: %s\n", source.status().ToString().c_str());
       return 1;
     }
     const auto wait_for = [&](size_t n, Clock::time_point* at) {
       std::unique_lock<std::mutex> lock(seen.mu);
-      const bool ok = seen.cv.wait_for(lock, std::chrono::seconds(10),
-                                       [&] { return seen.events >= n; });
+      const bool ok =
+          seen.cv.wait_for(lock, std::chrono::seconds(10), [&] { return seen.events >= n; });
       *at = seen.last;
       return ok;
     };
@@ -132,8 +135,10 @@ int main(int argc, char** argv) {
       ack_us.push_back(std::chrono::duration<double, std::micro>(at - acked).count());
     }
     (*source)->Stop();
-    const nlohmann::json r = {{"p50_us", Quantile(put_us, 0.5)},   {"p99_us", Quantile(put_us, 0.99)},
-                              {"max_us", Quantile(put_us, 1.0)},   {"ack_p50_us", Quantile(ack_us, 0.5)},
+    const nlohmann::json r = {{"p50_us", Quantile(put_us, 0.5)},
+                              {"p99_us", Quantile(put_us, 0.99)},
+                              {"max_us", Quantile(put_us, 1.0)},
+                              {"ack_p50_us", Quantile(ack_us, 0.5)},
                               {"ack_p99_us", Quantile(ack_us, 0.99)}};
     runs.push_back(r);
     p50s.push_back(r["p50_us"]);
@@ -142,16 +147,14 @@ int main(int argc, char** argv) {
     ack_p50s.push_back(r["ack_p50_us"]);
     ack_p99s.push_back(r["ack_p99_us"]);
   }
-  const nlohmann::json result = {
-      {"puts_per_run", puts},          {"runs", runs},
-      {"p50_us", Median(p50s)},        {"p99_us", Median(p99s)},
-      {"max_us", Median(maxes)},       {"ack_p50_us", Median(ack_p50s)},
-      {"ack_p99_us", Median(ack_p99s)}};
+  const nlohmann::json result = {{"puts_per_run", puts},          {"runs", runs},
+                                 {"p50_us", Median(p50s)},        {"p99_us", Median(p99s)},
+                                 {"max_us", Median(maxes)},       {"ack_p50_us", Median(ack_p50s)},
+                                 {"ack_p99_us", Median(ack_p99s)}};
   std::printf(
       "etcd put -> EtcdSource callback, %d puts x %d runs (medians): p50 %.0f us, p99 %.0f us, "
       "max %.0f us; put answered -> callback p50 %.0f us, p99 %.0f us\n",
-      puts, repeat, Median(p50s), Median(p99s), Median(maxes), Median(ack_p50s),
-      Median(ack_p99s));
+      puts, repeat, Median(p50s), Median(p99s), Median(maxes), Median(ack_p50s), Median(ack_p99s));
   if (!out.empty()) {
     std::ofstream file(out);
     file << result.dump(2) << "\n";

@@ -111,7 +111,8 @@ TEST(EtcdGatewayTest, ParsesWatchResponses) {
 
 TEST(EtcdGatewayTest, GatewayErrorsKeepTheGrpcCode) {
   const absl::Status compacted = GatewayError(
-      400, R"({"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11})");
+      400,
+      R"({"error":"etcdserver: mvcc: required revision has been compacted","message":"etcdserver: mvcc: required revision has been compacted","code":11})");
   EXPECT_EQ(compacted.code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ(compacted.message(),
             "etcd: etcdserver: mvcc: required revision has been compacted (HTTP 400)");

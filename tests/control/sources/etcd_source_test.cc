@@ -46,9 +46,10 @@ constexpr char kLease3Key[] = "/coreos.com/network/subnets/10.244.3.0-24";
 
 // flannel's lease JSON, as flanneld writes it.
 std::string Lease(const std::string& public_ip, const std::string& mac) {
-  return absl::StrCat(R"({"PublicIP":")", public_ip,
-                      R"(","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":")",
-                      mac, R"("}})");
+  return absl::StrCat(
+      R"({"PublicIP":")", public_ip,
+      R"(","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":")", mac,
+      R"("}})");
 }
 
 Ipv4Prefix Subnet(uint32_t third_octet) {
@@ -58,7 +59,9 @@ Ipv4Prefix Subnet(uint32_t third_octet) {
   return p;
 }
 
-uint32_t Ip(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return a << 24 | b << 16 | c << 8 | d; }
+uint32_t Ip(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  return a << 24 | b << 16 | c << 8 | d;
+}
 
 // What the callbacks saw, with when.
 class Recorder {
@@ -297,9 +300,8 @@ TEST_F(EtcdSourceTest, SurvivesEtcdKilledAndRestartedAndSeesWhatChangedMeanwhile
   Put(kLease1Key, Lease("10.10.100.227", "5e:36:5f:2f:1c:01"));
   StartSource();
   ASSERT_EQ(InitialSnapshot().leases.size(), 1u);
-  ASSERT_TRUE(recorder_.WaitFor([&](const auto&, const auto&) {
-    return source_->stats().watches >= 1;
-  }));
+  ASSERT_TRUE(
+      recorder_.WaitFor([&](const auto&, const auto&) { return source_->stats().watches >= 1; }));
 
   etcd_->Kill();
   ASSERT_TRUE(recorder_.WaitForProblem(": watch"));
@@ -338,9 +340,8 @@ TEST_F(EtcdSourceTest, CompactionWhileDisconnectedForcesARelistWithNoStaleLease)
   Put(kLease2Key, Lease("10.10.100.228", "5e:36:5f:2f:1c:02"));
   StartSource();
   ASSERT_EQ(InitialSnapshot().leases.size(), 2u);
-  ASSERT_TRUE(recorder_.WaitFor([&](const auto&, const auto&) {
-    return source_->stats().watches >= 1;
-  }));
+  ASSERT_TRUE(
+      recorder_.WaitFor([&](const auto&, const auto&) { return source_->stats().watches >= 1; }));
 
   etcd_->Kill();
   ASSERT_TRUE(etcd_->Restart(/*serve_source_port=*/false).ok()) << etcd_->LogTail();
@@ -381,9 +382,8 @@ TEST_F(EtcdSourceTest, ProgressNotificationsAdvanceTheRevision) {
   // A change outside the prefix moves the store's revision but sends this
   // watch nothing; only a progress notification can carry it.
   const int64_t outside = Put("/elsewhere", "x");
-  ASSERT_TRUE(recorder_.WaitFor([&](const auto&, const auto&) {
-    return source_->stats().revision >= outside;
-  }));
+  ASSERT_TRUE(recorder_.WaitFor(
+      [&](const auto&, const auto&) { return source_->stats().revision >= outside; }));
   EXPECT_EQ(recorder_.events().size(), 1u);
 }
 
@@ -451,10 +451,8 @@ TEST_F(EtcdSourceTest, PutToCallbackLatency) {
     const Clock::time_point acked = Clock::now();
     ASSERT_TRUE(recorder_.WaitForEvents(static_cast<size_t>(i) + 2));
     const Clock::time_point seen = recorder_.time_of(static_cast<size_t>(i) + 1);
-    put_to_callback_us.push_back(
-        std::chrono::duration<double, std::micro>(seen - sent).count());
-    ack_to_callback_us.push_back(
-        std::chrono::duration<double, std::micro>(seen - acked).count());
+    put_to_callback_us.push_back(std::chrono::duration<double, std::micro>(seen - sent).count());
+    ack_to_callback_us.push_back(std::chrono::duration<double, std::micro>(seen - acked).count());
     ASSERT_EQ(FormatMac(recorder_.events().back().lease.vtep_mac), mac);
   }
   const auto quantile = [](std::vector<double> v, double q) {

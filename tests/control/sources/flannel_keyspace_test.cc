@@ -16,8 +16,8 @@ constexpr char kLease2[] = "/coreos.com/network/subnets/10.244.2.0-24";
 
 std::string Lease(const std::string& mac, const std::string& vni = "") {
   return absl::StrCat(R"({"PublicIP":"10.10.100.227","BackendType":"vxlan","BackendData":{)",
-                      vni.empty() ? "" : absl::StrCat(R"("VNI":)", vni, ","), R"("VtepMAC":")",
-                      mac, R"("}})");
+                      vni.empty() ? "" : absl::StrCat(R"("VNI":)", vni, ","), R"("VtepMAC":")", mac,
+                      R"("}})");
 }
 
 EtcdKv Kv(const std::string& key, const std::string& value, int64_t revision = 0) {
