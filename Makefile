@@ -1,7 +1,7 @@
 # Sluice: a thin wrapper over meson/ninja. Every target installs what is
 # missing (Debian 12 packages, idempotent), configures and builds first.
 #   make demo    the NodePort journey, traced, on the bundled example cluster
-#   make test    all test suites (unit, pcap), then the sanitizer build's unit suite
+#   make test    all test suites (unit, pcap, etcd), then the sanitizer build's unit suite
 #   make bench   benchmarks and the kernel side by side (QUICK=1: under 2 minutes)
 #   make build   just build
 BUILD ?= build

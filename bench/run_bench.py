@@ -96,6 +96,18 @@ def kernel(out_dir, quick):
         return json.load(f)
 
 
+def etcd(build, out_dir, quick):
+    """Put -> callback latency of the etcd source; None without etcd."""
+    binary = os.path.join(build, "bench", "sluice-bench-etcd")
+    if not os.path.exists(binary) or not os.path.exists("/usr/bin/etcd"):
+        log("etcd source latency skipped (no sluice-bench-etcd or /usr/bin/etcd)")
+        return None
+    out = os.path.join(out_dir, "etcd.json")
+    run([binary, "--puts", "200", "--repeat", "1" if quick else "3", "--out", out], 300)
+    with open(out) as f:
+        return json.load(f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -113,6 +125,7 @@ def main():
     data = {"hugepages": hp, "quick": args.quick, "date": stamp}
     data["micro"] = micro(args.build, out_dir, args.quick)
     data["throughput"] = throughput(args.build, out_dir, args.quick)
+    data["etcd"] = etcd(args.build, out_dir, args.quick)
     if args.no_kernel or os.geteuid() != 0:
         data["kernel"] = None
         log("kernel side skipped" + ("" if args.no_kernel else " (needs root)"))

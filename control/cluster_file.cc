@@ -17,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "control/flannel_values.h"
 
 namespace sluice {
 namespace {
@@ -40,8 +41,6 @@ std::string_view ToStd(absl::string_view s) { return std::string_view(s.data(), 
 
 constexpr absl::string_view kConfigKey = "/coreos.com/network/config";
 constexpr absl::string_view kSubnetsPrefix = "/coreos.com/network/subnets/";
-constexpr uint16_t kDefaultVxlanPort = 8472;  // flannel: Port 0 = the kernel's default
-constexpr int64_t kMaxVni = (1 << 24) - 1;
 constexpr const char* kServiceNameLabel = "kubernetes.io/service-name";
 
 // Where a value sits, for error messages: the object it belongs to ("node",
@@ -395,124 +394,7 @@ struct EtcdEntry {
   const json* value = nullptr;  // nullptr when absent
 };
 
-// The JSON object an entry's value holds: base64 or plain JSON text in a
-// string, or (plain-form convenience) the object itself.
-absl::StatusOr<json> DecodeEtcdValue(const EtcdEntry& entry, const Loc& key_loc) {
-  const Loc loc = key_loc.Child("value");
-  if (entry.value == nullptr) return loc.Error("missing");
-  if (entry.value->is_object()) return *entry.value;
-  const auto* text = entry.value->get_ptr<const json::string_t*>();
-  if (text == nullptr) return TypeError(loc, "string or object", *entry.value);
-  std::string decoded;
-  if (entry.base64 && !absl::Base64Unescape(*text, &decoded)) {
-    return loc.Error("malformed base64 (the key is base64, so the value must be too)");
-  }
-  absl::StatusOr<json> value = ParseJson(entry.base64 ? decoded : *text, loc);
-  if (!value.ok()) return value.status();
-  if (!value->is_object()) return TypeError(loc, "a JSON object", *value);
-  return value;
-}
-
-absl::Status ParseNetworkConfig(const json& config, const Loc& loc, FlannelNetworkConfig* out) {
-  std::string text;
-  CF_RETURN_IF_ERROR(GetString(config, loc, "Network", Need::kRequired, &text));
-  absl::StatusOr<Ipv4Prefix> network = ParseIpv4Prefix(text);
-  if (!network.ok()) return loc.Child("Network").Error(network.status().message());
-  // flannel (Go's net.ParseCIDR) drops host bits: 10.244.1.5/16 is 10.244.0.0/16.
-  network->address &= PrefixMask(network->length);
-  out->network = *network;
-
-  // flannel's checks and defaults (pkg/subnet/config.go); 0 means absent.
-  int64_t value = 0;
-  CF_RETURN_IF_ERROR(GetInt(config, loc, "SubnetLen", Need::kOptional, 0, 30, &value));
-  if (value != 0) {
-    if (value < network->length + 2) {
-      return loc.Child("SubnetLen")
-          .Error(absl::StrCat("must be at least Network's length + 2 (", network->length + 2,
-                              "), got ", value));
-    }
-    out->subnet_len = static_cast<uint8_t>(value);
-  } else if (network->length > 28) {
-    return loc.Child("Network").Error(
-        absl::StrCat("too small (", text, "): the minimum useful prefix is /28"));
-  } else {
-    out->subnet_len = network->length <= 22 ? 24 : static_cast<uint8_t>(network->length + 2);
-  }
-
-  const json* backend = nullptr;
-  CF_RETURN_IF_ERROR(GetObject(config, loc, "Backend", Need::kOptional, &backend));
-  if (backend == nullptr) {
-    return loc.Child("Backend").Error(
-        "missing; flannel then uses the udp backend, only vxlan is supported");
-  }
-  const Loc backend_loc = loc.Child("Backend");
-  bool present = false;
-  CF_RETURN_IF_ERROR(
-      GetString(*backend, backend_loc, "Type", Need::kOptional, &out->backend_type, &present));
-  if (!present) {
-    return backend_loc.Child("Type").Error(
-        "missing; flannel's default is udp, only vxlan is supported");
-  }
-  if (out->backend_type != "vxlan") {
-    return backend_loc.Child("Type").Error(
-        absl::StrCat("only vxlan is supported, got ", Quote(out->backend_type)));
-  }
-  value = 1;
-  CF_RETURN_IF_ERROR(GetInt(*backend, backend_loc, "VNI", Need::kOptional, 0, kMaxVni, &value));
-  out->vni = static_cast<uint32_t>(value);
-  value = 0;
-  CF_RETURN_IF_ERROR(GetInt(*backend, backend_loc, "Port", Need::kOptional, 0, 65535, &value));
-  out->port = value == 0 ? kDefaultVxlanPort : static_cast<uint16_t>(value);
-  return GetBool(*backend, backend_loc, "DirectRouting", &out->direct_routing);
-}
-
-// "10.244.1.0-24" (the key after /coreos.com/network/subnets/).
-absl::StatusOr<Ipv4Prefix> ParseLeaseSubnet(absl::string_view text) {
-  const size_t dash = text.find('-');
-  if (dash == absl::string_view::npos) return absl::InvalidArgumentError("");
-  std::string prefix(text);
-  prefix[dash] = '/';
-  return ParseIpv4Prefix(prefix);
-}
-
-absl::Status ParseLease(const EtcdEntry& entry, const Loc& loc, const FlannelNetworkConfig& network,
-                        FlannelLease* out) {
-  absl::StatusOr<Ipv4Prefix> subnet =
-      ParseLeaseSubnet(absl::string_view(entry.key).substr(kSubnetsPrefix.size()));
-  if (!subnet.ok()) {
-    return loc.Error(absl::StrCat("malformed lease key, expected ", kSubnetsPrefix,
-                                  "<a.b.c.d>-<prefix length>"));
-  }
-  if ((subnet->address & ~PrefixMask(subnet->length)) != 0) {
-    return loc.Error(
-        absl::StrCat("lease subnet ", FormatIpv4Prefix(*subnet), " has host bits set"));
-  }
-  if (subnet->length < network.network.length || !network.network.Contains(subnet->address)) {
-    return loc.Error(absl::StrCat("lease subnet ", FormatIpv4Prefix(*subnet),
-                                  " is outside Network ", FormatIpv4Prefix(network.network)));
-  }
-  out->subnet = *subnet;
-
-  absl::StatusOr<json> value = DecodeEtcdValue(entry, loc);
-  if (!value.ok()) return value.status();
-  CF_RETURN_IF_ERROR(GetIpv4(*value, loc, "PublicIP", Need::kRequired, &out->public_ip));
-  CF_RETURN_IF_ERROR(GetString(*value, loc, "BackendType", Need::kRequired, &out->backend_type));
-  if (out->backend_type != "vxlan") {
-    return loc.Child("BackendType")
-        .Error(absl::StrCat("only vxlan is supported, got ", Quote(out->backend_type)));
-  }
-  const json* data = nullptr;
-  CF_RETURN_IF_ERROR(GetObject(*value, loc, "BackendData", Need::kRequired, &data));
-  const Loc data_loc = loc.Child("BackendData");
-  int64_t vni = network.vni;
-  CF_RETURN_IF_ERROR(GetInt(*data, data_loc, "VNI", Need::kOptional, 0, kMaxVni, &vni));
-  out->vni = static_cast<uint32_t>(vni);
-  return GetStationMac(*data, data_loc, "VtepMAC", Need::kRequired, &out->vtep_mac);
-}
-
-Loc EtcdKeyLoc(absl::string_view key) {
-  return Loc(absl::StrCat("etcd key ", absl::CHexEscape(key)));
-}
+Loc EtcdKeyLoc(absl::string_view key) { return Loc(EtcdKeyObject(ToStd(key))); }
 
 absl::Status ParseEtcd(const json& doc, const NodeSpec& node, FlannelNetworkConfig* network,
                        std::vector<FlannelLease>* leases) {
@@ -558,17 +440,19 @@ absl::Status ParseEtcd(const json& doc, const NodeSpec& node, FlannelNetworkConf
     config = &entry;
   }
   if (config == nullptr) return EtcdKeyLoc(kConfigKey).Error("missing");
-  const Loc config_loc = EtcdKeyLoc(config->key);
-  absl::StatusOr<json> config_value = DecodeEtcdValue(*config, config_loc);
-  if (!config_value.ok()) return config_value.status();
-  CF_RETURN_IF_ERROR(ParseNetworkConfig(*config_value, config_loc, network));
+  absl::StatusOr<FlannelNetworkConfig> parsed_config =
+      ParseFlannelNetworkConfig(config->key, config->value, config->base64);
+  if (!parsed_config.ok()) return parsed_config.status();
+  *network = *std::move(parsed_config);
 
   std::vector<const EtcdEntry*> lease_entries;  // parallel to *leases
   for (const EtcdEntry& entry : entries) {
     if (entry.key == kConfigKey) continue;
     const Loc lease_loc = EtcdKeyLoc(entry.key);
-    FlannelLease lease;
-    CF_RETURN_IF_ERROR(ParseLease(entry, lease_loc, *network, &lease));
+    absl::StatusOr<FlannelLease> parsed_lease =
+        ParseFlannelLease(entry.key, ToStd(kSubnetsPrefix), entry.value, entry.base64, *network);
+    if (!parsed_lease.ok()) return parsed_lease.status();
+    const FlannelLease& lease = *parsed_lease;
     // Overlapping leases would make the route to a pod ambiguous.
     for (size_t j = 0; j < leases->size(); ++j) {
       const Ipv4Prefix& other = (*leases)[j].subnet;
