@@ -19,17 +19,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-absl::Status Errno(int error, absl::string_view what) {
-  return absl::ErrnoToStatus(error, what);
-}
+absl::Status Errno(int error, absl::string_view what) { return absl::ErrnoToStatus(error, what); }
 
 absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty()) return absl::InvalidArgumentError("socket path is empty");
   if (path.size() >= sizeof(addr.sun_path))
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "socket path %s: %u bytes, at most %u", path, path.size(), sizeof(addr.sun_path) - 1));
+    return absl::InvalidArgumentError(absl::StrFormat("socket path %s: %u bytes, at most %u", path,
+                                                      path.size(), sizeof(addr.sun_path) - 1));
   std::memcpy(addr.sun_path, path.data(), path.size());
   return addr;
 }
@@ -79,9 +77,9 @@ struct Server::Connection {
   Role role = Role::kReader;
   FrameAssembler in;
   std::string out;
-  size_t out_start = 0;      // bytes of `out` already written
-  bool closing = false;      // a broken stream: write the Error, then close
-  bool peer_done = false;    // the peer shut its side: answer what came, then close
+  size_t out_start = 0;    // bytes of `out` already written
+  bool closing = false;    // a broken stream: write the Error, then close
+  bool peer_done = false;  // the peer shut its side: answer what came, then close
   size_t pending() const { return out.size() - out_start; }
 };
 
@@ -181,8 +179,7 @@ void Server::Service(const pollfd* fds, size_t n) {
     } else if (c.pending() > options_.max_output_bytes) {
       ++stats_.dropped_slow;  // it does not read: not waited for
       Close(c.fd);
-    } else if (c.pending() == 0 &&
-               (c.closing || c.peer_done || (fds[i].revents & POLLHUP) != 0)) {
+    } else if (c.pending() == 0 && (c.closing || c.peer_done || (fds[i].revents & POLLHUP) != 0)) {
       Close(c.fd);  // everything answered and nothing more will come
     }
   }
@@ -302,7 +299,8 @@ void Server::Dispatch(Connection& c) {
     }
     // Replies piling up: write what the socket takes; if they still exceed
     // the bound the client does not read, and Service drops it.
-    if (c.pending() > options_.max_output_bytes && (!Write(c) || c.pending() > options_.max_output_bytes))
+    if (c.pending() > options_.max_output_bytes &&
+        (!Write(c) || c.pending() > options_.max_output_bytes))
       return;
   }
 }
@@ -321,8 +319,8 @@ void Server::Queue(Connection& c, const Message& reply, uint64_t request_id) {
 
 bool Server::Write(Connection& c) {
   while (c.pending() > 0) {
-    const ssize_t sent = send(c.fd, c.out.data() + c.out_start, c.pending(),
-                              MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t sent =
+        send(c.fd, c.out.data() + c.out_start, c.pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent > 0) {
       c.out_start += static_cast<size_t>(sent);
       continue;
@@ -343,8 +341,7 @@ void Server::Close(int fd) {
   ++stats_.closed;
 }
 
-absl::StatusOr<Client> Client::Connect(const std::string& path,
-                                       std::chrono::milliseconds timeout) {
+absl::StatusOr<Client> Client::Connect(const std::string& path, std::chrono::milliseconds timeout) {
   absl::StatusOr<sockaddr_un> addr = UnixAddress(path);
   if (!addr.ok()) return addr.status();
   const Clock::time_point deadline = Clock::now() + timeout;
@@ -352,8 +349,7 @@ absl::StatusOr<Client> Client::Connect(const std::string& path,
   if (fd < 0) return Errno(errno, "socket");
   Client client(fd);
   for (;;) {
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) == 0)
-      return client;
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) == 0) return client;
     const int error = errno;
     if (error == EINTR) continue;
     if (error == EINPROGRESS) {
@@ -418,8 +414,7 @@ absl::StatusOr<uint64_t> Client::Send(const Message& request, std::chrono::milli
       pollfd p{fd_, POLLOUT, 0};
       const int rc = poll(&p, 1, RemainingMs(deadline));
       if (rc == 0)
-        return absl::DeadlineExceededError(
-            absl::StrFormat("sending request %u: timed out", id));
+        return absl::DeadlineExceededError(absl::StrFormat("sending request %u: timed out", id));
       continue;
     }
     return absl::UnavailableError(
@@ -478,8 +473,8 @@ absl::StatusOr<Message> Client::Call(const Message& request, std::chrono::millis
     if (reply->request_id != 0 && reply->request_id < *id) continue;
     if (reply->request_id == 0 && std::holds_alternative<Error>(reply->message))
       return std::move(reply->message);
-    return absl::InternalError(absl::StrFormat("reply to request %u while waiting for %u",
-                                               reply->request_id, *id));
+    return absl::InternalError(
+        absl::StrFormat("reply to request %u while waiting for %u", reply->request_id, *id));
   }
 }
 

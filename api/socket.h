@@ -80,8 +80,8 @@ struct PeerCredentials {
 
 struct ServerOptions {
   std::string path;
-  mode_t mode = 0660;             // the socket file's permission bits
-  std::optional<gid_t> group;     // the socket file's group; unset: the process's
+  mode_t mode = 0660;               // the socket file's permission bits
+  std::optional<gid_t> group;       // the socket file's group; unset: the process's
   std::optional<uid_t> writer_uid;  // writers besides root
   std::optional<gid_t> writer_gid;
   size_t max_clients = 32;  // more are answered Error "too many clients" and closed
@@ -164,8 +164,7 @@ class Server {
 
 class Client {
  public:
-  static absl::StatusOr<Client> Connect(const std::string& path,
-                                        std::chrono::milliseconds timeout);
+  static absl::StatusOr<Client> Connect(const std::string& path, std::chrono::milliseconds timeout);
   Client(Client&& other) noexcept;
   Client& operator=(Client&& other) noexcept;
   ~Client();
