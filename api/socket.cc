@@ -440,6 +440,7 @@ absl::StatusOr<Frame> Client::Receive(std::chrono::milliseconds timeout) {
     pollfd p{fd_, POLLIN, 0};
     const int rc = poll(&p, 1, RemainingMs(deadline));
     if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return Errno(errno, "poll");
     if (rc == 0) return absl::DeadlineExceededError("waiting for a reply: timed out");
     constexpr size_t kChunk = 64 << 10;
     char* buf = in_.Reserve(kChunk);
@@ -476,6 +477,72 @@ absl::StatusOr<Message> Client::Call(const Message& request, std::chrono::millis
     return absl::InternalError(
         absl::StrFormat("reply to request %u while waiting for %u", reply->request_id, *id));
   }
+}
+
+absl::StatusOr<std::vector<Message>> Client::CallAll(const std::vector<Message>& requests,
+                                                     std::chrono::milliseconds timeout) {
+  if (fd_ < 0) return absl::FailedPreconditionError("client is not connected");
+  const uint64_t first = next_request_id_;
+  std::string out;
+  for (size_t i = 0; i < requests.size(); ++i)
+    if (absl::Status s = EncodeFrame(requests[i], first + i, &out); !s.ok()) return s;
+  next_request_id_ += requests.size();
+  const Clock::time_point deadline = Clock::now() + timeout;
+  std::vector<Message> replies;
+  replies.reserve(requests.size());
+  size_t sent = 0;
+  while (replies.size() < requests.size()) {
+    // Take every complete reply first.
+    for (FrameAssembler::Item item = in_.Next(); item.kind != FrameAssembler::Kind::kNeedMore;
+         item = in_.Next()) {
+      if (item.kind != FrameAssembler::Kind::kFrame) return item.error;
+      const uint64_t id = item.frame.request_id;
+      if (id != 0 && id < first) continue;  // an earlier Call's late reply
+      if (id == 0) {
+        const auto* e = std::get_if<Error>(&item.frame.message);
+        return absl::UnavailableError(absl::StrCat(
+            "the server refused the stream: ", e != nullptr ? e->message : "a reply with id 0"));
+      }
+      if (id != first + replies.size())
+        return absl::InternalError(absl::StrFormat("reply to request %u while waiting for %u", id,
+                                                   first + replies.size()));
+      replies.push_back(std::move(item.frame.message));
+      if (replies.size() == requests.size()) return replies;
+    }
+    pollfd p{fd_, static_cast<short>(POLLIN | (sent < out.size() ? POLLOUT : 0)), 0};
+    const int rc = poll(&p, 1, RemainingMs(deadline));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return Errno(errno, "poll");
+    if (rc == 0)
+      return absl::DeadlineExceededError(
+          absl::StrFormat("%u of %u replies before the deadline", replies.size(), requests.size()));
+    if ((p.revents & POLLOUT) != 0) {
+      const ssize_t n =
+          send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return absl::UnavailableError(absl::StrCat("sending requests: ", std::strerror(errno)));
+      }
+    }
+    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      constexpr size_t kChunk = 64 << 10;
+      char* buf = in_.Reserve(kChunk);
+      const ssize_t got = recv(fd_, buf, kChunk, MSG_DONTWAIT);
+      if (got > 0) {
+        in_.Commit(static_cast<size_t>(got));
+        continue;
+      }
+      in_.Commit(0);
+      if (got == 0)
+        return absl::UnavailableError(
+            absl::StrFormat("the server closed the connection after %u of %u replies",
+                            replies.size(), requests.size()));
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return absl::UnavailableError(absl::StrCat("reading replies: ", std::strerror(errno)));
+    }
+  }
+  return replies;
 }
 
 }  // namespace sluice::api

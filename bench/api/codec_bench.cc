@@ -62,9 +62,9 @@ void BM_DecodeServicePort(benchmark::State& state) {
 }
 BENCHMARK(BM_DecodeServicePort);
 
-// A full sync of state.range(0) Service ports over the socket: the client
-// sends every message, then reads every Ok.
-void BM_FullSyncOverSocket(benchmark::State& state) {
+// A full sync of `n` Service ports over the socket, sent by CallAll (large
+// writes while the Oks are read) or one Send per message then every Receive.
+void FullSync(benchmark::State& state, bool batched) {
   const uint32_t n = static_cast<uint32_t>(state.range(0));
   char templ[] = "/tmp/sluice-bench-api-XXXXXX";
   if (mkdtemp(templ) == nullptr) return state.SkipWithError("mkdtemp");
@@ -74,7 +74,10 @@ void BM_FullSyncOverSocket(benchmark::State& state) {
   uint64_t generation = 0;
   auto server =
       Server::Listen(o, [&generation](const Request&) -> Message { return Ok{++generation}; });
-  if (!server.ok()) return state.SkipWithError(server.status().ToString().c_str());
+  if (!server.ok()) {
+    rmdir(dir.c_str());
+    return state.SkipWithError(server.status().ToString().c_str());
+  }
   std::vector<Message> sync;
   sync.push_back(SyncBegin{1});
   for (uint32_t i = 0; i < n; ++i) {
@@ -90,8 +93,12 @@ void BM_FullSyncOverSocket(benchmark::State& state) {
   std::string error = client.ok() ? "" : client.status().ToString();
   for (auto _ : state) {
     if (!error.empty()) break;
-    // Everything sent, then every reply read: the server queues the Oks
-    // (32 bytes each) while the client is still sending.
+    if (batched) {
+      absl::StatusOr<std::vector<Message>> r = client->CallAll(sync, std::chrono::seconds(30));
+      if (!r.ok()) error = r.status().ToString();
+      continue;
+    }
+    // The server queues the Oks (32 bytes each) while the client sends.
     for (size_t i = 0; i < sync.size() && error.empty(); ++i)
       if (absl::StatusOr<uint64_t> id = client->Send(sync[i], std::chrono::seconds(10)); !id.ok())
         error = id.status().ToString();
@@ -106,7 +113,10 @@ void BM_FullSyncOverSocket(benchmark::State& state) {
   server->reset();
   rmdir(dir.c_str());
 }
-BENCHMARK(BM_FullSyncOverSocket)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+void BM_FullSyncCallAll(benchmark::State& state) { FullSync(state, true); }
+void BM_FullSyncSendEach(benchmark::State& state) { FullSync(state, false); }
+BENCHMARK(BM_FullSyncCallAll)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FullSyncSendEach)->Arg(10000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace sluice::api

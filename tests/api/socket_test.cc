@@ -284,6 +284,49 @@ TEST_F(SocketTest, TwoClientsAtOnceEachGetTheirRepliesInOrder) {
   EXPECT_EQ(log_.size(), 4u);
 }
 
+TEST_F(SocketTest, CallAllSendsABatchAndReturnsRepliesInOrder) {
+  ServerOptions o = Options();
+  o.writer_uid = getuid();
+  std::unique_ptr<Server> server = Listen(o);
+  ASSERT_NE(server, nullptr);
+  ServerLoop loop(server.get());
+  Client c = Connect();
+  // A full sync of 3000 Service ports: about 200 KiB of requests.
+  std::vector<Message> sync;
+  sync.push_back(SyncBegin{1});
+  for (uint32_t i = 0; i < 3000; ++i) {
+    ServicePort p;
+    p.key = ServicePortKey{"default", absl::StrCat("svc-", i), "", L4Protocol::kTcp};
+    p.type = "ClusterIP";
+    p.port = 80;
+    p.cluster_ips = {0x0a600000 + i};
+    sync.push_back(ServicePortUpsert{p});
+    sync.push_back(EndpointSetReplace{p.key, {Endpoint{0x0af40000 + i, 8080}}});
+  }
+  sync.push_back(Show{"in the middle"});
+  sync.push_back(SyncEnd{1});
+  absl::StatusOr<std::vector<Message>> replies = c.CallAll(sync, kTimeout);
+  ASSERT_TRUE(replies.ok()) << replies.status();
+  ASSERT_EQ(replies->size(), sync.size());
+  uint64_t generation = 0;
+  for (size_t i = 0; i < sync.size(); ++i) {
+    if (std::holds_alternative<Show>(sync[i])) {
+      EXPECT_EQ(std::get<JsonReply>((*replies)[i]).json, R"({"what":"in the middle"})");
+    } else {
+      ASSERT_TRUE(std::holds_alternative<Ok>((*replies)[i])) << i;
+      EXPECT_EQ(std::get<Ok>((*replies)[i]).generation, ++generation);
+    }
+  }
+  // A batch the codec refuses is not sent at all; the ids go on after it.
+  ServicePortDelete bad{testing::WebKey()};
+  bad.key.namespace_name.push_back('\0');
+  replies = c.CallAll({Show{"never"}, bad}, kTimeout);
+  EXPECT_EQ(replies.status().code(), absl::StatusCode::kInvalidArgument) << replies.status();
+  EXPECT_EQ(JsonOf(c.Call(Show{"after"}, kTimeout)), R"({"what":"after"})");
+  loop.Stop();
+  EXPECT_EQ(server->stats().requests, sync.size() + 1);
+}
+
 TEST_F(SocketTest, FrameSplitAcrossWritesAndSeveralFramesInOneWrite) {
   std::unique_ptr<Server> server = Listen(Options());
   ASSERT_NE(server, nullptr);
