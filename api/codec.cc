@@ -14,33 +14,55 @@ namespace {
 
 // MessageType of each Message alternative, in the variant's order.
 constexpr std::array<MessageType, std::variant_size_v<Message>> kTypeOfIndex = {
-    MessageType::kHello,          MessageType::kSyncBegin,
-    MessageType::kSyncEnd,        MessageType::kNodeSettings,
-    MessageType::kLeaseUpsert,    MessageType::kLeaseDelete,
-    MessageType::kServicePortUpsert, MessageType::kServicePortDelete,
-    MessageType::kEndpointSetReplace, MessageType::kNeighborsReplace,
-    MessageType::kShow,           MessageType::kHelloReply,
-    MessageType::kOk,             MessageType::kError,
+    MessageType::kHello,
+    MessageType::kSyncBegin,
+    MessageType::kSyncEnd,
+    MessageType::kNodeSettings,
+    MessageType::kLeaseUpsert,
+    MessageType::kLeaseDelete,
+    MessageType::kServicePortUpsert,
+    MessageType::kServicePortDelete,
+    MessageType::kEndpointSetReplace,
+    MessageType::kNeighborsReplace,
+    MessageType::kShow,
+    MessageType::kHelloReply,
+    MessageType::kOk,
+    MessageType::kError,
     MessageType::kJsonReply,
 };
 
 const char* KnownTypeName(MessageType type) {
   switch (type) {
-    case MessageType::kHello: return "Hello";
-    case MessageType::kSyncBegin: return "SyncBegin";
-    case MessageType::kSyncEnd: return "SyncEnd";
-    case MessageType::kNodeSettings: return "NodeSettings";
-    case MessageType::kLeaseUpsert: return "LeaseUpsert";
-    case MessageType::kLeaseDelete: return "LeaseDelete";
-    case MessageType::kServicePortUpsert: return "ServicePortUpsert";
-    case MessageType::kServicePortDelete: return "ServicePortDelete";
-    case MessageType::kEndpointSetReplace: return "EndpointSetReplace";
-    case MessageType::kNeighborsReplace: return "NeighborsReplace";
-    case MessageType::kShow: return "Show";
-    case MessageType::kHelloReply: return "HelloReply";
-    case MessageType::kOk: return "Ok";
-    case MessageType::kError: return "Error";
-    case MessageType::kJsonReply: return "JsonReply";
+    case MessageType::kHello:
+      return "Hello";
+    case MessageType::kSyncBegin:
+      return "SyncBegin";
+    case MessageType::kSyncEnd:
+      return "SyncEnd";
+    case MessageType::kNodeSettings:
+      return "NodeSettings";
+    case MessageType::kLeaseUpsert:
+      return "LeaseUpsert";
+    case MessageType::kLeaseDelete:
+      return "LeaseDelete";
+    case MessageType::kServicePortUpsert:
+      return "ServicePortUpsert";
+    case MessageType::kServicePortDelete:
+      return "ServicePortDelete";
+    case MessageType::kEndpointSetReplace:
+      return "EndpointSetReplace";
+    case MessageType::kNeighborsReplace:
+      return "NeighborsReplace";
+    case MessageType::kShow:
+      return "Show";
+    case MessageType::kHelloReply:
+      return "HelloReply";
+    case MessageType::kOk:
+      return "Ok";
+    case MessageType::kError:
+      return "Error";
+    case MessageType::kJsonReply:
+      return "JsonReply";
   }
   return nullptr;
 }
@@ -132,8 +154,8 @@ class Archive {
   template <class... Args>
   void Fail(const char* leaf, const absl::FormatSpec<Args...>& format, const Args&... args) {
     if (!status_.ok()) return;
-    status_ = absl::InvalidArgumentError(absl::StrCat(object_, ": ", path_.Format(leaf), ": ",
-                                                      absl::StrFormat(format, args...)));
+    status_ = absl::InvalidArgumentError(
+        absl::StrCat(object_, ": ", path_.Format(leaf), ": ", absl::StrFormat(format, args...)));
   }
 
  protected:
@@ -276,8 +298,7 @@ class Reader : public Archive {
   // `min_bytes` is the smallest encoding of one element: a count the bytes
   // left cannot hold is refused before anything is allocated.
   template <class T, class F>
-  void Vector(const char* name, std::vector<T>& v, uint32_t max, uint32_t min_bytes,
-              F&& element) {
+  void Vector(const char* name, std::vector<T>& v, uint32_t max, uint32_t min_bytes, F&& element) {
     uint32_t n = 0;
     Int(name, n);
     if (!ok() || !CheckCount(name, n, max)) return;
@@ -516,7 +537,8 @@ absl::StatusOr<Message> DecodeAs(MessageType type, absl::string_view payload) {
   Reader r(KnownTypeName(type), payload);
   T m;
   Describe<Reader>(r, m);
-  if (r.ok() && r.left() != 0) r.Fail("payload", "%u trailing bytes after the last field", r.left());
+  if (r.ok() && r.left() != 0)
+    r.Fail("payload", "%u trailing bytes after the last field", r.left());
   if (!r.ok()) return r.status();
   return Message(std::move(m));
 }
@@ -591,53 +613,67 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::string_view bytes) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "frame: version: %u is not supported (this end speaks version %u)", h.version, kVersion));
   if (h.flags != 0)
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "frame: flags: 0x%04x, none are defined in version %u", h.flags, kVersion));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("frame: flags: 0x%04x, none are defined in version %u", h.flags, kVersion));
   if (h.reserved != 0)
     return absl::InvalidArgumentError(
         absl::StrFormat("frame: reserved: 0x%04x, must be 0", h.reserved));
   if (h.payload_length > kMaxPayloadBytes)
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "frame: payload_length: %u bytes, at most %u", h.payload_length, kMaxPayloadBytes));
+    return absl::InvalidArgumentError(absl::StrFormat("frame: payload_length: %u bytes, at most %u",
+                                                      h.payload_length, kMaxPayloadBytes));
   return h;
 }
 
 absl::StatusOr<Message> DecodePayload(MessageType type, absl::string_view payload) {
   switch (type) {
-    case MessageType::kHello: return DecodeAs<Hello>(type, payload);
-    case MessageType::kSyncBegin: return DecodeAs<SyncBegin>(type, payload);
-    case MessageType::kSyncEnd: return DecodeAs<SyncEnd>(type, payload);
-    case MessageType::kNodeSettings: return DecodeAs<NodeSettings>(type, payload);
-    case MessageType::kLeaseUpsert: return DecodeAs<LeaseUpsert>(type, payload);
-    case MessageType::kLeaseDelete: return DecodeAs<LeaseDelete>(type, payload);
-    case MessageType::kServicePortUpsert: return DecodeAs<ServicePortUpsert>(type, payload);
-    case MessageType::kServicePortDelete: return DecodeAs<ServicePortDelete>(type, payload);
-    case MessageType::kEndpointSetReplace: return DecodeAs<EndpointSetReplace>(type, payload);
-    case MessageType::kNeighborsReplace: return DecodeAs<NeighborsReplace>(type, payload);
-    case MessageType::kShow: return DecodeAs<Show>(type, payload);
-    case MessageType::kHelloReply: return DecodeAs<HelloReply>(type, payload);
-    case MessageType::kOk: return DecodeAs<Ok>(type, payload);
-    case MessageType::kError: return DecodeAs<Error>(type, payload);
-    case MessageType::kJsonReply: return DecodeAs<JsonReply>(type, payload);
+    case MessageType::kHello:
+      return DecodeAs<Hello>(type, payload);
+    case MessageType::kSyncBegin:
+      return DecodeAs<SyncBegin>(type, payload);
+    case MessageType::kSyncEnd:
+      return DecodeAs<SyncEnd>(type, payload);
+    case MessageType::kNodeSettings:
+      return DecodeAs<NodeSettings>(type, payload);
+    case MessageType::kLeaseUpsert:
+      return DecodeAs<LeaseUpsert>(type, payload);
+    case MessageType::kLeaseDelete:
+      return DecodeAs<LeaseDelete>(type, payload);
+    case MessageType::kServicePortUpsert:
+      return DecodeAs<ServicePortUpsert>(type, payload);
+    case MessageType::kServicePortDelete:
+      return DecodeAs<ServicePortDelete>(type, payload);
+    case MessageType::kEndpointSetReplace:
+      return DecodeAs<EndpointSetReplace>(type, payload);
+    case MessageType::kNeighborsReplace:
+      return DecodeAs<NeighborsReplace>(type, payload);
+    case MessageType::kShow:
+      return DecodeAs<Show>(type, payload);
+    case MessageType::kHelloReply:
+      return DecodeAs<HelloReply>(type, payload);
+    case MessageType::kOk:
+      return DecodeAs<Ok>(type, payload);
+    case MessageType::kError:
+      return DecodeAs<Error>(type, payload);
+    case MessageType::kJsonReply:
+      return DecodeAs<JsonReply>(type, payload);
   }
-  return absl::InvalidArgumentError(absl::StrFormat(
-      "frame: type: %u is not a message type", static_cast<uint16_t>(type)));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("frame: type: %u is not a message type", static_cast<uint16_t>(type)));
 }
 
 absl::StatusOr<Frame> DecodeFrame(absl::string_view bytes) {
   if (bytes.size() < kFrameHeaderBytes)
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "frame: header: truncated: %u of %u bytes", bytes.size(), kFrameHeaderBytes));
+    return absl::InvalidArgumentError(absl::StrFormat("frame: header: truncated: %u of %u bytes",
+                                                      bytes.size(), kFrameHeaderBytes));
   absl::StatusOr<FrameHeader> h = DecodeFrameHeader(bytes);
   if (!h.ok()) return h.status();
   if (!IsKnownMessageType(static_cast<uint16_t>(h->type)))
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "frame: type: %u is not a message type", static_cast<uint16_t>(h->type)));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("frame: type: %u is not a message type", static_cast<uint16_t>(h->type)));
   const size_t have = bytes.size() - kFrameHeaderBytes;
   if (have < h->payload_length)
-    return absl::InvalidArgumentError(absl::StrFormat("%s: payload: truncated: %u of %u bytes",
-                                                      KnownTypeName(h->type), have,
-                                                      h->payload_length));
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: payload: truncated: %u of %u bytes", KnownTypeName(h->type), have, h->payload_length));
   if (have > h->payload_length)
     return absl::InvalidArgumentError(
         absl::StrFormat("%s: payload: %u trailing bytes after the frame", KnownTypeName(h->type),
@@ -713,8 +749,8 @@ FrameAssembler::Item FrameAssembler::Next() {
   item.request_id = h->request_id;
   if (!IsKnownMessageType(static_cast<uint16_t>(h->type))) {
     item.kind = Kind::kRejected;
-    item.error = absl::InvalidArgumentError(absl::StrFormat(
-        "frame: type: %u is not a message type", static_cast<uint16_t>(h->type)));
+    item.error = absl::InvalidArgumentError(
+        absl::StrFormat("frame: type: %u is not a message type", static_cast<uint16_t>(h->type)));
     return item;
   }
   absl::StatusOr<Message> m =

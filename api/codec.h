@@ -58,7 +58,7 @@ inline constexpr uint32_t kMaxPayloadBytes = kMaxMessageBytes - kFrameHeaderByte
 // 253 bytes); text is what people read (Hello.client, Error, Show.what).
 inline constexpr uint32_t kMaxNameBytes = 253;
 inline constexpr uint32_t kMaxTextBytes = 4096;
-inline constexpr uint32_t kMaxAddressesPerList = 1024;  // cluster/external/LB IPs
+inline constexpr uint32_t kMaxAddressesPerList = 1024;   // cluster/external/LB IPs
 inline constexpr uint32_t kMaxEndpointsPerSet = 0xffff;  // the tables' 16-bit counts
 inline constexpr uint32_t kMaxNeighbors = 16384;
 // JsonReply.json may fill the frame.

@@ -1,6 +1,7 @@
 // The typed messages sluice-control, sluicectl and sluice-node exchange over
 // the dataplane's Unix socket (protocol version kVersion). Plain data, no
-// DPDK: this folder is the one small library both processes link.
+// DPDK: this folder is the one small library both processes link. The wire
+// format is api/codec.h; the socket, its roles and its limits api/socket.h.
 //
 // Roles. A connection is a writer (sluice-control: may change state) or a
 // reader (sluicectl, monitoring: queries only); the dataplane decides from

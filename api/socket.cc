@@ -19,17 +19,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-absl::Status Errno(int error, absl::string_view what) {
-  return absl::ErrnoToStatus(error, what);
-}
+absl::Status Errno(int error, absl::string_view what) { return absl::ErrnoToStatus(error, what); }
 
 absl::StatusOr<sockaddr_un> UnixAddress(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (path.empty()) return absl::InvalidArgumentError("socket path is empty");
   if (path.size() >= sizeof(addr.sun_path))
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "socket path %s: %u bytes, at most %u", path, path.size(), sizeof(addr.sun_path) - 1));
+    return absl::InvalidArgumentError(absl::StrFormat("socket path %s: %u bytes, at most %u", path,
+                                                      path.size(), sizeof(addr.sun_path) - 1));
   std::memcpy(addr.sun_path, path.data(), path.size());
   return addr;
 }
@@ -79,9 +77,9 @@ struct Server::Connection {
   Role role = Role::kReader;
   FrameAssembler in;
   std::string out;
-  size_t out_start = 0;      // bytes of `out` already written
-  bool closing = false;      // a broken stream: write the Error, then close
-  bool peer_done = false;    // the peer shut its side: answer what came, then close
+  size_t out_start = 0;    // bytes of `out` already written
+  bool closing = false;    // a broken stream: write the Error, then close
+  bool peer_done = false;  // the peer shut its side: answer what came, then close
   size_t pending() const { return out.size() - out_start; }
 };
 
@@ -181,8 +179,7 @@ void Server::Service(const pollfd* fds, size_t n) {
     } else if (c.pending() > options_.max_output_bytes) {
       ++stats_.dropped_slow;  // it does not read: not waited for
       Close(c.fd);
-    } else if (c.pending() == 0 &&
-               (c.closing || c.peer_done || (fds[i].revents & POLLHUP) != 0)) {
+    } else if (c.pending() == 0 && (c.closing || c.peer_done || (fds[i].revents & POLLHUP) != 0)) {
       Close(c.fd);  // everything answered and nothing more will come
     }
   }
@@ -302,7 +299,8 @@ void Server::Dispatch(Connection& c) {
     }
     // Replies piling up: write what the socket takes; if they still exceed
     // the bound the client does not read, and Service drops it.
-    if (c.pending() > options_.max_output_bytes && (!Write(c) || c.pending() > options_.max_output_bytes))
+    if (c.pending() > options_.max_output_bytes &&
+        (!Write(c) || c.pending() > options_.max_output_bytes))
       return;
   }
 }
@@ -321,8 +319,8 @@ void Server::Queue(Connection& c, const Message& reply, uint64_t request_id) {
 
 bool Server::Write(Connection& c) {
   while (c.pending() > 0) {
-    const ssize_t sent = send(c.fd, c.out.data() + c.out_start, c.pending(),
-                              MSG_NOSIGNAL | MSG_DONTWAIT);
+    const ssize_t sent =
+        send(c.fd, c.out.data() + c.out_start, c.pending(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (sent > 0) {
       c.out_start += static_cast<size_t>(sent);
       continue;
@@ -343,8 +341,7 @@ void Server::Close(int fd) {
   ++stats_.closed;
 }
 
-absl::StatusOr<Client> Client::Connect(const std::string& path,
-                                       std::chrono::milliseconds timeout) {
+absl::StatusOr<Client> Client::Connect(const std::string& path, std::chrono::milliseconds timeout) {
   absl::StatusOr<sockaddr_un> addr = UnixAddress(path);
   if (!addr.ok()) return addr.status();
   const Clock::time_point deadline = Clock::now() + timeout;
@@ -352,8 +349,7 @@ absl::StatusOr<Client> Client::Connect(const std::string& path,
   if (fd < 0) return Errno(errno, "socket");
   Client client(fd);
   for (;;) {
-    if (connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) == 0)
-      return client;
+    if (connect(fd, reinterpret_cast<const sockaddr*>(&*addr), sizeof(*addr)) == 0) return client;
     const int error = errno;
     if (error == EINTR) continue;
     if (error == EINPROGRESS) {
@@ -418,8 +414,7 @@ absl::StatusOr<uint64_t> Client::Send(const Message& request, std::chrono::milli
       pollfd p{fd_, POLLOUT, 0};
       const int rc = poll(&p, 1, RemainingMs(deadline));
       if (rc == 0)
-        return absl::DeadlineExceededError(
-            absl::StrFormat("sending request %u: timed out", id));
+        return absl::DeadlineExceededError(absl::StrFormat("sending request %u: timed out", id));
       continue;
     }
     return absl::UnavailableError(
@@ -445,6 +440,7 @@ absl::StatusOr<Frame> Client::Receive(std::chrono::milliseconds timeout) {
     pollfd p{fd_, POLLIN, 0};
     const int rc = poll(&p, 1, RemainingMs(deadline));
     if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return Errno(errno, "poll");
     if (rc == 0) return absl::DeadlineExceededError("waiting for a reply: timed out");
     constexpr size_t kChunk = 64 << 10;
     char* buf = in_.Reserve(kChunk);
@@ -478,9 +474,75 @@ absl::StatusOr<Message> Client::Call(const Message& request, std::chrono::millis
     if (reply->request_id != 0 && reply->request_id < *id) continue;
     if (reply->request_id == 0 && std::holds_alternative<Error>(reply->message))
       return std::move(reply->message);
-    return absl::InternalError(absl::StrFormat("reply to request %u while waiting for %u",
-                                               reply->request_id, *id));
+    return absl::InternalError(
+        absl::StrFormat("reply to request %u while waiting for %u", reply->request_id, *id));
   }
+}
+
+absl::StatusOr<std::vector<Message>> Client::CallAll(const std::vector<Message>& requests,
+                                                     std::chrono::milliseconds timeout) {
+  if (fd_ < 0) return absl::FailedPreconditionError("client is not connected");
+  const uint64_t first = next_request_id_;
+  std::string out;
+  for (size_t i = 0; i < requests.size(); ++i)
+    if (absl::Status s = EncodeFrame(requests[i], first + i, &out); !s.ok()) return s;
+  next_request_id_ += requests.size();
+  const Clock::time_point deadline = Clock::now() + timeout;
+  std::vector<Message> replies;
+  replies.reserve(requests.size());
+  size_t sent = 0;
+  while (replies.size() < requests.size()) {
+    // Take every complete reply first.
+    for (FrameAssembler::Item item = in_.Next(); item.kind != FrameAssembler::Kind::kNeedMore;
+         item = in_.Next()) {
+      if (item.kind != FrameAssembler::Kind::kFrame) return item.error;
+      const uint64_t id = item.frame.request_id;
+      if (id != 0 && id < first) continue;  // an earlier Call's late reply
+      if (id == 0) {
+        const auto* e = std::get_if<Error>(&item.frame.message);
+        return absl::UnavailableError(absl::StrCat(
+            "the server refused the stream: ", e != nullptr ? e->message : "a reply with id 0"));
+      }
+      if (id != first + replies.size())
+        return absl::InternalError(absl::StrFormat("reply to request %u while waiting for %u", id,
+                                                   first + replies.size()));
+      replies.push_back(std::move(item.frame.message));
+      if (replies.size() == requests.size()) return replies;
+    }
+    pollfd p{fd_, static_cast<short>(POLLIN | (sent < out.size() ? POLLOUT : 0)), 0};
+    const int rc = poll(&p, 1, RemainingMs(deadline));
+    if (rc < 0 && errno == EINTR) continue;
+    if (rc < 0) return Errno(errno, "poll");
+    if (rc == 0)
+      return absl::DeadlineExceededError(
+          absl::StrFormat("%u of %u replies before the deadline", replies.size(), requests.size()));
+    if ((p.revents & POLLOUT) != 0) {
+      const ssize_t n =
+          send(fd_, out.data() + sent, out.size() - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+      } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        return absl::UnavailableError(absl::StrCat("sending requests: ", std::strerror(errno)));
+      }
+    }
+    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
+      constexpr size_t kChunk = 64 << 10;
+      char* buf = in_.Reserve(kChunk);
+      const ssize_t got = recv(fd_, buf, kChunk, MSG_DONTWAIT);
+      if (got > 0) {
+        in_.Commit(static_cast<size_t>(got));
+        continue;
+      }
+      in_.Commit(0);
+      if (got == 0)
+        return absl::UnavailableError(
+            absl::StrFormat("the server closed the connection after %u of %u replies",
+                            replies.size(), requests.size()));
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return absl::UnavailableError(absl::StrCat("reading replies: ", std::strerror(errno)));
+    }
+  }
+  return replies;
 }
 
 }  // namespace sluice::api

@@ -27,8 +27,9 @@
 // is every message that is not a request (IsRequestMessage) from anyone.
 //
 // Client. Blocking calls with timeouts: Connect, then Call (send a request,
-// wait for the reply bearing its id). Replies to earlier requests whose Call
-// timed out are skipped.
+// wait for the reply bearing its id) or CallAll (a batch, such as a full
+// sync, written in large pieces while the replies are read). Replies to
+// earlier requests whose Call timed out are skipped.
 //
 // Errors (absl::Status):
 //   Server::Listen: InvalidArgument (path empty or longer than sun_path
@@ -37,9 +38,10 @@
 //     socket/bind/listen/chmod/chown/rename as its absl code.
 //   Client::Connect: NotFound (no such path), Unavailable (nobody listens),
 //     PermissionDenied, DeadlineExceeded.
-//   Client::Call/Send/Receive: DeadlineExceeded, Unavailable (the server
-//     closed the connection), InvalidArgument (a request the codec refuses,
-//     or a reply that does not decode), Internal (a reply out of order).
+//   Client::Call/CallAll/Send/Receive: DeadlineExceeded, Unavailable (the
+//     server closed the connection, or CallAll's stream was refused as a
+//     whole), InvalidArgument (a request the codec refuses, or a reply that
+//     does not decode), Internal (a reply out of order).
 //
 // Concurrency: a Server is owned by one thread (the dataplane's control
 // thread): every call, and the handler, run on it; the handler must not
@@ -80,8 +82,8 @@ struct PeerCredentials {
 
 struct ServerOptions {
   std::string path;
-  mode_t mode = 0660;             // the socket file's permission bits
-  std::optional<gid_t> group;     // the socket file's group; unset: the process's
+  mode_t mode = 0660;               // the socket file's permission bits
+  std::optional<gid_t> group;       // the socket file's group; unset: the process's
   std::optional<uid_t> writer_uid;  // writers besides root
   std::optional<gid_t> writer_gid;
   size_t max_clients = 32;  // more are answered Error "too many clients" and closed
@@ -164,8 +166,7 @@ class Server {
 
 class Client {
  public:
-  static absl::StatusOr<Client> Connect(const std::string& path,
-                                        std::chrono::milliseconds timeout);
+  static absl::StatusOr<Client> Connect(const std::string& path, std::chrono::milliseconds timeout);
   Client(Client&& other) noexcept;
   Client& operator=(Client&& other) noexcept;
   ~Client();
@@ -173,6 +174,12 @@ class Client {
   // Sends `request` and returns its reply (an Error reply is a reply, not a
   // failed status).
   absl::StatusOr<Message> Call(const Message& request, std::chrono::milliseconds timeout);
+  // Sends every request and returns their replies in request order. The
+  // frames go out in large writes while replies are read, so neither side's
+  // buffers fill and a long batch costs few system calls. A request the
+  // codec refuses fails the whole call before anything is sent.
+  absl::StatusOr<std::vector<Message>> CallAll(const std::vector<Message>& requests,
+                                               std::chrono::milliseconds timeout);
   // The two halves of Call: Send returns the request id it used; Receive
   // returns the next frame whatever its id.
   absl::StatusOr<uint64_t> Send(const Message& request, std::chrono::milliseconds timeout);

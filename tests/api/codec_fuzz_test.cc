@@ -32,8 +32,8 @@ std::string Mutate(std::string f, std::mt19937& rng) {
         break;
       }
       case 2: {  // a hostile u32 anywhere (counts, lengths)
-        static constexpr uint32_t kValues[] = {0xffffffff, 0x7fffffff, 0x10000, 1025, 65536,
-                                               kMaxMessageBytes};
+        static constexpr uint32_t kValues[] = {0xffffffff, 0x7fffffff, 0x10000,
+                                               1025,       65536,      kMaxMessageBytes};
         const uint32_t v = kValues[pick(sizeof(kValues) / sizeof(kValues[0]))];
         if (f.size() >= 4) {
           const size_t at = pick(f.size() - 3);
@@ -91,8 +91,7 @@ TEST(CodecFuzz, MutatedFramesNeverCrashAndAcceptedOnesAreCanonical) {
       ++accepted;
       absl::StatusOr<std::string> again = EncodeFrame(d->message, d->request_id);
       ASSERT_TRUE(again.ok()) << again.status();
-      ASSERT_EQ(*again, f) << "accepted a non-canonical frame of "
-                           << MessageTypeName(TypeOf(m));
+      ASSERT_EQ(*again, f) << "accepted a non-canonical frame of " << MessageTypeName(TypeOf(m));
 
       // The same bytes through the stream assembler, in random pieces.
       FrameAssembler a;
@@ -102,8 +101,7 @@ TEST(CodecFuzz, MutatedFramesNeverCrashAndAcceptedOnesAreCanonical) {
         const size_t n = std::uniform_int_distribution<size_t>(1, 64)(rng);
         a.Append(absl::string_view(f).substr(at, n));
         at += n;
-        for (auto item = a.Next(); item.kind != FrameAssembler::Kind::kNeedMore;
-             item = a.Next()) {
+        for (auto item = a.Next(); item.kind != FrameAssembler::Kind::kNeedMore; item = a.Next()) {
           ASSERT_EQ(item.kind, FrameAssembler::Kind::kFrame) << item.error;
           ++frames;
         }

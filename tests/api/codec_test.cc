@@ -85,28 +85,34 @@ TEST(Codec, TypeNamesAndClasses) {
 
 TEST(Codec, HeaderLayoutIsFixedLittleEndian) {
   const std::string frame = Encode(SyncBegin{0x0102030405060708}, 0x1122334455667788);
-  const std::string expected =
-      std::string("SLCE")                                       // magic 0x45434c53
-      + std::string("\x01\x00", 2)                              // version 1
-      + std::string("\x02\x00", 2)                              // type SyncBegin
-      + std::string("\x00\x00\x00\x00", 4)                      // flags, reserved
-      + std::string("\x08\x00\x00\x00", 4)                      // payload length
-      + std::string("\x88\x77\x66\x55\x44\x33\x22\x11", 8)      // request id
-      + std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8);     // epoch
+  const std::string expected = std::string("SLCE")                   // magic 0x45434c53
+                               + std::string("\x01\x00", 2)          // version 1
+                               + std::string("\x02\x00", 2)          // type SyncBegin
+                               + std::string("\x00\x00\x00\x00", 4)  // flags, reserved
+                               + std::string("\x08\x00\x00\x00", 4)  // payload length
+                               + std::string("\x88\x77\x66\x55\x44\x33\x22\x11", 8)   // request id
+                               + std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8);  // epoch
   EXPECT_EQ(frame, expected);
 }
 
 TEST(Codec, PayloadLayoutMatchesTheHandWrittenOne) {
   // Strings and vectors are u32-counted, enums one byte, in field order.
-  const std::string by_hand =
-      HandFrame(T(MessageType::kEndpointSetReplace),
-                Bytes()
-                    .Str("default").Str("web").Str("http").U8(17)  // key
-                    .U32(1)                                         // one endpoint
-                    .U32(Ip(10, 244, 25, 149)).U16(8080).U8(1).U8(0).U8(1)
-                    .Str("node-227").Str("")
-                    .str(),
-                9);
+  const std::string by_hand = HandFrame(T(MessageType::kEndpointSetReplace),
+                                        Bytes()
+                                            .Str("default")
+                                            .Str("web")
+                                            .Str("http")
+                                            .U8(17)  // the key: default/web:http/UDP
+                                            .U32(1)  // one endpoint
+                                            .U32(Ip(10, 244, 25, 149))
+                                            .U16(8080)
+                                            .U8(1)
+                                            .U8(0)
+                                            .U8(1)
+                                            .Str("node-227")
+                                            .Str("")
+                                            .str(),
+                                        9);
   EndpointSetReplace m;
   m.key = testing::WebKey();
   m.endpoints.push_back(Endpoint{Ip(10, 244, 25, 149), 8080, true, false, true, "node-227", ""});
@@ -115,10 +121,11 @@ TEST(Codec, PayloadLayoutMatchesTheHandWrittenOne) {
   const std::string neighbors =
       HandFrame(T(MessageType::kNeighborsReplace),
                 Bytes().U32(1).U8(2).U32(Ip(169, 254, 0, 1)).Mac6(testing::Mac(10)).str(), 3);
-  EXPECT_EQ(Encode(NeighborsReplace{{NeighborEntry{PortRole::kHost, Ip(169, 254, 0, 1),
-                                                   testing::Mac(10)}}},
-                   3),
-            neighbors);
+  EXPECT_EQ(
+      Encode(
+          NeighborsReplace{{NeighborEntry{PortRole::kHost, Ip(169, 254, 0, 1), testing::Mac(10)}}},
+          3),
+      neighbors);
 }
 
 TEST(Codec, NodeSettingsDoesNotCarryNeighbors) {
@@ -209,8 +216,8 @@ TEST(Codec, TrailingBytesAreRefused) {
 
 // ServicePortUpsert's payload up to its cluster_ips count.
 Bytes ServicePortPrefix() {
-  return std::move(Bytes().Str("default").Str("web").Str("http").U8(6).Str("ClusterIP")
-                       .U16(80).U16(0));
+  return std::move(
+      Bytes().Str("default").Str("web").Str("http").U8(6).Str("ClusterIP").U16(80).U16(0));
 }
 
 TEST(Codec, HostileCountsAreRefusedBeforeAllocating) {
@@ -245,20 +252,34 @@ TEST(Codec, EnumsAndBoolsOutOfRangeAreRefused) {
                             ServicePortPrefix().U32(0).U32(0).U32(0).U8(2).str())),
       "ServicePortUpsert: port.external_traffic_policy: 2 is not a traffic policy (0 Cluster, 1 "
       "Local)");
-  EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kNeighborsReplace),
-                                  Bytes()
-                                      .U32(2)
-                                      .U8(0).U32(1).Mac6(testing::Mac(1))
-                                      .U8(3).U32(2).Mac6(testing::Mac(2))
-                                      .str())),
+  EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kNeighborsReplace), Bytes()
+                                                                         .U32(2)
+                                                                         .U8(0)
+                                                                         .U32(1)
+                                                                         .Mac6(testing::Mac(1))
+                                                                         .U8(3)
+                                                                         .U32(2)
+                                                                         .Mac6(testing::Mac(2))
+                                                                         .str())),
             "NeighborsReplace: neighbors[1].port: 3 is not a port (0 uplink, 1 pods, 2 host)");
   EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kHello), Bytes().Str("x").U8(2).str())),
             "Hello: want_write: 2 is not a boolean (0 or 1)");
   EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kLeaseDelete), Bytes().U32(1).U8(33).str())),
             "LeaseDelete: subnet.length: 33 is out of range (at most 32)");
-  EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kEndpointSetReplace),
-                                  Bytes().Str("a").Str("b").Str("").U8(17).U32(1)
-                                      .U32(1).U16(2).U8(1).U8(1).U8(9).Str("").Str("").str())),
+  EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kEndpointSetReplace), Bytes()
+                                                                           .Str("a")
+                                                                           .Str("b")
+                                                                           .Str("")
+                                                                           .U8(17)
+                                                                           .U32(1)
+                                                                           .U32(1)
+                                                                           .U16(2)
+                                                                           .U8(1)
+                                                                           .U8(1)
+                                                                           .U8(9)
+                                                                           .Str("")
+                                                                           .Str("")
+                                                                           .str())),
             "EndpointSetReplace: endpoints[0].terminating: 9 is not a boolean (0 or 1)");
 }
 
@@ -266,10 +287,10 @@ TEST(Codec, StringsWithNulOrOverlongAreRefused) {
   EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kHello),
                                   Bytes().Str(std::string("abc\0def", 7)).U8(0).str())),
             "Hello: client: contains a NUL byte at offset 3");
-  EXPECT_EQ(DecodeError(HandFrame(T(MessageType::kServicePortDelete),
-                                  Bytes().Str(std::string(254, 'n')).Str("web").Str("").U8(6)
-                                      .str())),
-            "ServicePortDelete: key.namespace_name: 254 bytes, at most 253");
+  EXPECT_EQ(
+      DecodeError(HandFrame(T(MessageType::kServicePortDelete),
+                            Bytes().Str(std::string(254, 'n')).Str("web").Str("").U8(6).str())),
+      "ServicePortDelete: key.namespace_name: 254 bytes, at most 253");
 }
 
 TEST(Codec, EncoderRefusesWhatTheDecoderWould) {
@@ -315,8 +336,8 @@ TEST(Codec, FrameSizeIsBoundedByMaxMessageBytes) {
   // Many endpoints with long names: each fits, the frame does not.
   EndpointSetReplace es;
   es.key = testing::WebKey();
-  es.endpoints.assign(kMaxEndpointsPerSet, Endpoint{1, 2, true, true, false,
-                                                    std::string(kMaxNameBytes, 'n'), ""});
+  es.endpoints.assign(kMaxEndpointsPerSet,
+                      Endpoint{1, 2, true, true, false, std::string(kMaxNameBytes, 'n'), ""});
   absl::Status s = EncodeFrame(es, 1).status();
   EXPECT_THAT(std::string(s.message()), StartsWith("EndpointSetReplace: payload: "));
   EXPECT_THAT(std::string(s.message()), HasSubstr("bytes, at most 16777192"));

@@ -78,8 +78,8 @@ inline std::vector<Message> SampleMessages() {
   m.push_back(Show{"conntrack", 17, Ip(10, 244, 25, 149), 53, 25});
   m.push_back(HelloReply{kVersion, 0xdeadbeefcafef00d, 41, true});
   m.push_back(Ok{123456789012345});
-  m.push_back(Error{"Service default/web:http/TCP", "endpoints[3].ip",
-                    "0.0.0.0 is not a unicast address"});
+  m.push_back(
+      Error{"Service default/web:http/TCP", "endpoints[3].ip", "0.0.0.0 is not a unicast address"});
   m.push_back(JsonReply{R"({"services":[{"name":"web","endpoints":3}]})"});
   return m;
 }
@@ -95,35 +95,37 @@ inline std::string Dump(const ServicePortKey& k) {
 }
 inline std::string Dump(const Message& msg) {
   struct Visitor {
-    std::string operator()(const Hello& m) { return absl::StrCat("Hello{", m.client, ",", m.want_write, "}"); }
+    std::string operator()(const Hello& m) {
+      return absl::StrCat("Hello{", m.client, ",", m.want_write, "}");
+    }
     std::string operator()(const SyncBegin& m) { return absl::StrCat("SyncBegin{", m.epoch, "}"); }
     std::string operator()(const SyncEnd& m) { return absl::StrCat("SyncEnd{", m.epoch, "}"); }
     std::string operator()(const NodeSettings& m) {
       const NodeSpec& n = m.node;
       const FlannelNetworkConfig& c = m.network;
-      return absl::StrCat("NodeSettings{", n.name, ",", n.node_ip, ",", n.uplink_prefix_length,
-                          ",", n.gateway_ip, ",", n.uplink_mtu, ",", Dump(n.uplink_mac), ",",
-                          Dump(n.pods_mac), ",", n.has_host_port, ",", Dump(n.host_mac), ",",
-                          Dump(n.host_peer_mac), ",neighbors=", n.neighbors.size(), ";",
-                          Dump(c.network), ",", c.subnet_len, ",", c.backend_type, ",", c.vni,
-                          ",", c.port, ",", c.direct_routing, ";", m.local_port_lo, "-",
-                          m.local_port_hi, "}");
+      return absl::StrCat(
+          "NodeSettings{", n.name, ",", n.node_ip, ",", n.uplink_prefix_length, ",", n.gateway_ip,
+          ",", n.uplink_mtu, ",", Dump(n.uplink_mac), ",", Dump(n.pods_mac), ",", n.has_host_port,
+          ",", Dump(n.host_mac), ",", Dump(n.host_peer_mac), ",neighbors=", n.neighbors.size(), ";",
+          Dump(c.network), ",", c.subnet_len, ",", c.backend_type, ",", c.vni, ",", c.port, ",",
+          c.direct_routing, ";", m.local_port_lo, "-", m.local_port_hi, "}");
     }
     std::string operator()(const LeaseUpsert& m) {
       const FlannelLease& l = m.lease;
       return absl::StrCat("LeaseUpsert{", Dump(l.subnet), ",", l.public_ip, ",", l.backend_type,
                           ",", l.vni, ",", Dump(l.vtep_mac), "}");
     }
-    std::string operator()(const LeaseDelete& m) { return absl::StrCat("LeaseDelete{", Dump(m.subnet), "}"); }
+    std::string operator()(const LeaseDelete& m) {
+      return absl::StrCat("LeaseDelete{", Dump(m.subnet), "}");
+    }
     std::string operator()(const ServicePortUpsert& m) {
       const ServicePort& p = m.port;
-      return absl::StrCat("ServicePortUpsert{", Dump(p.key), ",", p.type, ",", p.port, ",",
-                          p.node_port, ",[", absl::StrJoin(p.cluster_ips, " "), "],[",
-                          absl::StrJoin(p.external_ips, " "), "],[",
-                          absl::StrJoin(p.load_balancer_ips, " "), "],",
-                          static_cast<int>(p.external_traffic_policy), ",",
-                          static_cast<int>(p.internal_traffic_policy), ",",
-                          p.health_check_node_port, "}");
+      return absl::StrCat(
+          "ServicePortUpsert{", Dump(p.key), ",", p.type, ",", p.port, ",", p.node_port, ",[",
+          absl::StrJoin(p.cluster_ips, " "), "],[", absl::StrJoin(p.external_ips, " "), "],[",
+          absl::StrJoin(p.load_balancer_ips, " "), "],",
+          static_cast<int>(p.external_traffic_policy), ",",
+          static_cast<int>(p.internal_traffic_policy), ",", p.health_check_node_port, "}");
     }
     std::string operator()(const ServicePortDelete& m) {
       return absl::StrCat("ServicePortDelete{", Dump(m.key), "}");

@@ -4,6 +4,7 @@
 // that drop to uid/gid 65534 (nobody) when the test runs as root.
 #include "api/socket.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -17,7 +18,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <dirent.h>
 #include <fstream>
 #include <functional>
 #include <set>
@@ -35,8 +35,8 @@ namespace {
 
 using ::sluice::api::testing::Bytes;
 using ::sluice::api::testing::HandFrame;
-using ::testing::HasSubstr;
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
 
 constexpr milliseconds kTimeout(5000);
 constexpr uid_t kNobody = 65534;
@@ -60,6 +60,7 @@ struct TestHandler {
     if (const auto* s = std::get_if<Show>(r.message)) {
       if (s->what == "big") return JsonReply{std::string(32 << 10, 'x')};
       if (s->what == "nul") return JsonReply{std::string("\0", 1)};
+      if (s->what == "max") return JsonReply{std::string(kMaxJsonBytes, 'm')};
       return JsonReply{absl::StrCat("{\"what\":\"", s->what, "\"}")};
     }
     return Ok{++generation};
@@ -140,8 +141,7 @@ std::string JsonOf(const absl::StatusOr<Message>& m) {
 }
 
 void SendRaw(int fd, const std::string& bytes) {
-  ASSERT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
-            static_cast<ssize_t>(bytes.size()));
+  ASSERT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
 }
 
 TEST(Roles, RootConfiguredUidOrGidWrite) {
@@ -232,7 +232,7 @@ TEST_F(SocketTest, PathThatIsNotASocketIsLeftAlone) {
 TEST_F(SocketTest, ServerRemovesOnlyItsOwnSocketFile) {
   std::unique_ptr<Server> old_server = Listen(Options());
   ASSERT_NE(old_server, nullptr);
-  ASSERT_EQ(unlink(path_.c_str()), 0);  // an operator removed it...
+  ASSERT_EQ(unlink(path_.c_str()), 0);                    // an operator removed it...
   std::unique_ptr<Server> successor = Listen(Options());  // ...and a new one started
   ASSERT_NE(successor, nullptr);
   old_server.reset();
@@ -282,6 +282,49 @@ TEST_F(SocketTest, TwoClientsAtOnceEachGetTheirRepliesInOrder) {
   }
   EXPECT_EQ(connections.size(), 2u);
   EXPECT_EQ(log_.size(), 4u);
+}
+
+TEST_F(SocketTest, CallAllSendsABatchAndReturnsRepliesInOrder) {
+  ServerOptions o = Options();
+  o.writer_uid = getuid();
+  std::unique_ptr<Server> server = Listen(o);
+  ASSERT_NE(server, nullptr);
+  ServerLoop loop(server.get());
+  Client c = Connect();
+  // A full sync of 3000 Service ports: about 200 KiB of requests.
+  std::vector<Message> sync;
+  sync.push_back(SyncBegin{1});
+  for (uint32_t i = 0; i < 3000; ++i) {
+    ServicePort p;
+    p.key = ServicePortKey{"default", absl::StrCat("svc-", i), "", L4Protocol::kTcp};
+    p.type = "ClusterIP";
+    p.port = 80;
+    p.cluster_ips = {0x0a600000 + i};
+    sync.push_back(ServicePortUpsert{p});
+    sync.push_back(EndpointSetReplace{p.key, {Endpoint{0x0af40000 + i, 8080}}});
+  }
+  sync.push_back(Show{"in the middle"});
+  sync.push_back(SyncEnd{1});
+  absl::StatusOr<std::vector<Message>> replies = c.CallAll(sync, kTimeout);
+  ASSERT_TRUE(replies.ok()) << replies.status();
+  ASSERT_EQ(replies->size(), sync.size());
+  uint64_t generation = 0;
+  for (size_t i = 0; i < sync.size(); ++i) {
+    if (std::holds_alternative<Show>(sync[i])) {
+      EXPECT_EQ(std::get<JsonReply>((*replies)[i]).json, R"({"what":"in the middle"})");
+    } else {
+      ASSERT_TRUE(std::holds_alternative<Ok>((*replies)[i])) << i;
+      EXPECT_EQ(std::get<Ok>((*replies)[i]).generation, ++generation);
+    }
+  }
+  // A batch the codec refuses is not sent at all; the ids go on after it.
+  ServicePortDelete bad{testing::WebKey()};
+  bad.key.namespace_name.push_back('\0');
+  replies = c.CallAll({Show{"never"}, bad}, kTimeout);
+  EXPECT_EQ(replies.status().code(), absl::StatusCode::kInvalidArgument) << replies.status();
+  EXPECT_EQ(JsonOf(c.Call(Show{"after"}, kTimeout)), R"({"what":"after"})");
+  loop.Stop();
+  EXPECT_EQ(server->stats().requests, sync.size() + 1);
 }
 
 TEST_F(SocketTest, FrameSplitAcrossWritesAndSeveralFramesInOneWrite) {
@@ -391,6 +434,29 @@ TEST_F(SocketTest, UnencodableReplyBecomesAnError) {
   EXPECT_EQ(e.object, "JsonReply");
   EXPECT_EQ(e.field, "json");
   EXPECT_EQ(e.message, "reply not sent: contains a NUL byte at offset 0");
+}
+
+TEST_F(SocketTest, LargestFramesCrossTheSocketBothWays) {
+  ServerOptions o = Options();
+  o.writer_uid = getuid();
+  std::unique_ptr<Server> server = Listen(o);
+  ASSERT_NE(server, nullptr);
+  ServerLoop loop(server.get());
+  Client c = Connect();
+  // A request of many neighbours (180 KiB: several reads of the server's
+  // per-round budget) and a reply that fills a whole frame (16 MiB).
+  NeighborsReplace many;
+  for (uint32_t i = 0; i < kMaxNeighbors; ++i)
+    many.neighbors.push_back(NeighborEntry{PortRole::kPods, i, testing::Mac(i & 0xff)});
+  absl::StatusOr<Message> r = c.Call(many, kTimeout);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(std::holds_alternative<Ok>(*r)) << testing::Dump(*r);
+  r = c.Call(Show{"max"}, kTimeout);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(std::get<JsonReply>(*r).json, std::string(kMaxJsonBytes, 'm'));
+  loop.Stop();
+  EXPECT_EQ(server->stats().requests, 2u);
+  EXPECT_EQ(server->stats().dropped_slow, 0u);
 }
 
 TEST_F(SocketTest, ClientThatNeverReadsIsDroppedWithoutBlockingTheServer) {
@@ -555,9 +621,9 @@ TEST_F(SocketTest, ReaderMayQueryButNotWrite) {
     EXPECT_EQ(ExpectRole(path_, false, getuid()), "");
     loop.Stop();
   } else {
-    EXPECT_EQ(RunAsChild(*server, kNobody, kNobody,
-                         [this] { return ExpectRole(path_, false, kNobody); }),
-              "");
+    EXPECT_EQ(
+        RunAsChild(*server, kNobody, kNobody, [this] { return ExpectRole(path_, false, kNobody); }),
+        "");
   }
   EXPECT_EQ(server->stats().permission_denied, 1u);
   ASSERT_EQ(log_.size(), 2u);  // Hello and Show; SyncBegin never reached the handler
@@ -579,15 +645,14 @@ TEST_F(SocketTest, WriterByRootByUidAndByGid) {
   // Root.
   EXPECT_EQ(RunAsChild(*server, 0, 0, [this] { return ExpectRole(path_, true, 0); }), "");
   // The configured uid.
-  EXPECT_EQ(RunAsChild(*server, kNobody, kNobody,
-                       [this] { return ExpectRole(path_, true, kNobody); }),
-            "");
+  EXPECT_EQ(
+      RunAsChild(*server, kNobody, kNobody, [this] { return ExpectRole(path_, true, kNobody); }),
+      "");
   // The configured gid, another uid.
   EXPECT_EQ(RunAsChild(*server, 65533, 4242, [this] { return ExpectRole(path_, true, 65533); }),
             "");
   // Neither.
-  EXPECT_EQ(RunAsChild(*server, 65533, 65533,
-                       [this] { return ExpectRole(path_, false, 65533); }),
+  EXPECT_EQ(RunAsChild(*server, 65533, 65533, [this] { return ExpectRole(path_, false, 65533); }),
             "");
   std::set<uid_t> writers;
   for (const Seen& s : log_)
