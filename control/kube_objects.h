@@ -30,8 +30,8 @@
 // e.g. "Service default/web: spec.ports[0].port: must be 1..65535, got
 // 70000" (single objects) or "kubernetes.items[3] (Service default/web): ..."
 // (a List). A skipped object is not an error (ObjectUse::kSkipped). Nothing
-// is returned half-read: on error or skip *out is unspecified and must not be
-// used.
+// is returned half-read: on error *out is unspecified and must not be used;
+// on kSkipped only its names (namespace_name, name; *node_name) are set.
 //
 // Concurrency: pure functions; any thread. Control side only; no DPDK.
 #ifndef SLUICE_CONTROL_KUBE_OBJECTS_H_

@@ -439,12 +439,12 @@ void ListWatch::Stop() {
 }
 
 ListWatchStats ListWatch::stats() const {
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+  std::lock_guard<std::mutex> lock(mu_);
   return stats_;
 }
 
 std::string ListWatch::resource_version() const {
-  std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(mu_));
+  std::lock_guard<std::mutex> lock(mu_);
   return resource_version_;
 }
 

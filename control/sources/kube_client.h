@@ -39,9 +39,10 @@
 // reports through on_problem: InvalidArgument for malformed events or List
 // bodies, Unavailable for connection and TLS failures (curl's message, e.g.
 // "SSL certificate problem: unable to get local issuer certificate"),
-// dropped streams and HTTP 5xx, Unauthenticated / PermissionDenied for HTTP
-// 401 / 403, and the Status message for other HTTP errors. It never gives up:
-// it retries until Stop().
+// dropped streams and HTTP 5xx or 429, Unauthenticated / PermissionDenied
+// for HTTP 401 / 403, FailedPrecondition for other HTTP errors (each with
+// the Status object's message), OutOfRange for a 410 that forces a relist
+// (news, not a failure). It never gives up: it retries until Stop().
 //
 // Concurrency: ListWatch runs one thread of its own, started by Start(); the
 // handlers are called on that thread only, one at a time, in stream order,
@@ -65,6 +66,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
@@ -202,11 +204,11 @@ class ListWatch {
   void* multi_ = nullptr;  // CURLM*, owned by the thread while it runs
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  std::mutex mu_;  // guards the fields below and the wait for stop_
+  mutable std::mutex mu_;  // guards the fields below and the wait for stop_
   std::condition_variable stopped_cv_;
-  bool started_ = false;
-  std::string resource_version_;
-  ListWatchStats stats_;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  std::string resource_version_ ABSL_GUARDED_BY(mu_);
+  ListWatchStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice

@@ -262,6 +262,40 @@ TEST_F(KubeSourceTest, GoneForcesARelistAndAFullSnapshot) {
   EXPECT_EQ(source_->stats().services.lists, 2u);
 }
 
+TEST_F(KubeSourceTest, AnHttp410WatchAndAnExpiredContinueTokenRelistFromTheStart) {
+  server_->Respond(kServices, false,
+                   List("ServiceList", {ServiceObject("web", "10.96.0.10", 80, "5")}, "470"));
+  json gone = {{"status", 410}};
+  gone["body"] = {{"kind", "Status"}, {"code", 410}, {"reason", "Gone"}, {"message", "gone"}};
+  server_->Respond(kServices, true, gone);
+  // The relist: its second page's continue token has expired; the list
+  // starts over without it.
+  server_->Respond(kServices, false,
+                   List("ServiceList", {ServiceObject("a", "10.96.0.1", 80, "1")}, "480", "t1"));
+  json expired_page = gone;
+  expired_page["expect"] = {{"continue", "t1"}};
+  server_->Respond(kServices, false, expired_page);
+  server_->Respond(kServices, false,
+                   List("ServiceList", {ServiceObject("b", "10.96.0.2", 80, "2")}, "490"));
+  json watch = Stream(json::array());
+  watch["expect"] = {{"resourceVersion", "490"}};
+  server_->Respond(kServices, true, watch);
+  StartSource(true, false, false);
+
+  ASSERT_TRUE(collector_.WaitUpdates(2));
+  ASSERT_TRUE(server_->WaitForRequests(kServices, true, 2));
+  const std::vector<KubeUpdate> u = collector_.updates();
+  ASSERT_EQ(u.size(), 2u);
+  ASSERT_EQ(u[1].services.size(), 1u);  // page one of the abandoned list is not kept
+  EXPECT_EQ(u[1].services[0].name, "b");
+  EXPECT_TRUE(collector_.WaitProblem("services: watch: resourceVersion 470 is gone (HTTP 410)"));
+  EXPECT_TRUE(collector_.WaitProblem("continue token expired"));
+  const std::vector<json> lists = server_->Requests(kServices, false);
+  ASSERT_EQ(lists.size(), 4u);
+  EXPECT_FALSE(lists[3]["query"].contains("continue"));
+  EXPECT_EQ(source_->stats().services.relists_gone, 2u);
+}
+
 TEST_F(KubeSourceTest, MalformedEventsAreReportedAndSkippedWhileGoodOnesApply) {
   server_->Respond(kServices, false,
                    List("ServiceList", {ServiceObject("web", "10.96.0.10", 80, "5")}, "500"));
