@@ -29,9 +29,9 @@
 #include "absl/strings/string_view.h"
 #include "dataplane/common/types.h"  // MacAddress
 
-#define SLUICE_RETURN_IF_ERROR(expr)                \
-  do {                                              \
-    absl::Status sluice_status_ = (expr);           \
+#define SLUICE_RETURN_IF_ERROR(expr)                 \
+  do {                                               \
+    absl::Status sluice_status_ = (expr);            \
     if (!sluice_status_.ok()) return sluice_status_; \
   } while (0)
 
@@ -40,7 +40,9 @@ namespace sluice::json_fields {
 using json = nlohmann::json;
 
 // Debian's Abseil has its own absl::string_view (not std::string_view).
-inline absl::string_view FromStd(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline absl::string_view FromStd(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
 inline std::string_view ToStd(absl::string_view s) { return std::string_view(s.data(), s.size()); }
 
 // Where a value sits: the object it belongs to ("Service default/web") and

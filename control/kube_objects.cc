@@ -138,8 +138,7 @@ absl::Status ParseServicePorts(const json& spec, const Loc& loc, const std::stri
     SLUICE_RETURN_IF_ERROR(GetInt(entry, port_loc, "port", Need::kRequired, 1, 65535, &value));
     port.port = static_cast<uint16_t>(value);
     value = 0;
-    SLUICE_RETURN_IF_ERROR(
-        GetInt(entry, port_loc, "nodePort", Need::kOptional, 0, 65535, &value));
+    SLUICE_RETURN_IF_ERROR(GetInt(entry, port_loc, "nodePort", Need::kOptional, 0, 65535, &value));
     port.node_port = static_cast<uint16_t>(value);
 
     const auto [it, inserted] = seen.emplace(std::make_pair(port.protocol, port.port), i);
@@ -281,8 +280,7 @@ absl::Status ParseEndpoints(const json& item, const Loc& loc, KubeReading readin
     SLUICE_RETURN_IF_ERROR(AsObject(entry, entry_loc));
     EndpointSpec endpoint;
     const json* conditions = nullptr;
-    SLUICE_RETURN_IF_ERROR(
-        GetObject(entry, entry_loc, "conditions", Need::kOptional, &conditions));
+    SLUICE_RETURN_IF_ERROR(GetObject(entry, entry_loc, "conditions", Need::kOptional, &conditions));
     if (conditions != nullptr) {
       const Loc conditions_loc = entry_loc.Child("conditions");
       SLUICE_RETURN_IF_ERROR(GetBool(*conditions, conditions_loc, "ready", &endpoint.ready));
@@ -458,7 +456,8 @@ absl::Status ParseKubernetesList(const json& list, std::string_view where, KubeR
     auto& seen = item_kind == "Service" ? index.services : index.endpoint_slices;
     const auto [previous, fresh] = seen.emplace(id, i);
     if (!fresh) {
-      return item_loc.Error(absl::StrCat("duplicates ", list_name, ".items[", previous->second, "]"));
+      return item_loc.Error(
+          absl::StrCat("duplicates ", list_name, ".items[", previous->second, "]"));
     }
 
     if (item_kind == "Service") {
@@ -489,8 +488,7 @@ absl::Status ReadObjectName(const json& object, std::string_view kind, bool name
   return ObjectLoc(object, kind, namespaced, namespace_name, name).status();
 }
 
-absl::StatusOr<ObjectUse> ReadService(const json& object, KubeReading reading,
-                                      ServiceSpec* out) {
+absl::StatusOr<ObjectUse> ReadService(const json& object, KubeReading reading, ServiceSpec* out) {
   *out = ServiceSpec();
   absl::StatusOr<Loc> loc =
       ObjectLoc(object, "Service", /*namespaced=*/true, &out->namespace_name, &out->name);
@@ -503,8 +501,8 @@ absl::StatusOr<ObjectUse> ReadService(const json& object, KubeReading reading,
   // The API server keeps cluster IPs and nodePorts unique across Services;
   // within one object the same checks as a List's apply.
   KubernetesIndex index;
-  SLUICE_RETURN_IF_ERROR(ParseService(object, *loc, absl::StrCat(out->namespace_name, "/", out->name),
-                                      reading, &index, out));
+  SLUICE_RETURN_IF_ERROR(ParseService(
+      object, *loc, absl::StrCat(out->namespace_name, "/", out->name), reading, &index, out));
   return ObjectUse::kUsed;
 }
 
@@ -523,8 +521,8 @@ absl::StatusOr<ObjectUse> ReadNodeLease(const json& node, const NodeLeaseReading
                                         FlannelLease* out, std::string* node_name) {
   *out = FlannelLease();
   std::string unused_namespace;
-  absl::StatusOr<Loc> loc = ObjectLoc(node, "Node", /*namespaced=*/false, &unused_namespace,
-                                      node_name);
+  absl::StatusOr<Loc> loc =
+      ObjectLoc(node, "Node", /*namespaced=*/false, &unused_namespace, node_name);
   if (!loc.ok()) return loc.status();
   const Loc metadata_loc = loc->Child("metadata");
   const json* annotations = nullptr;
@@ -600,7 +598,8 @@ absl::StatusOr<ObjectUse> ReadNodeLease(const json& node, const NodeLeaseReading
   int64_t vni = reading.network.vni;
   SLUICE_RETURN_IF_ERROR(GetInt(*data, data_loc, "VNI", Need::kOptional, 0, kMaxVni, &vni));
   out->vni = static_cast<uint32_t>(vni);
-  SLUICE_RETURN_IF_ERROR(GetStationMac(*data, data_loc, "VtepMAC", Need::kRequired, &out->vtep_mac));
+  SLUICE_RETURN_IF_ERROR(
+      GetStationMac(*data, data_loc, "VtepMAC", Need::kRequired, &out->vtep_mac));
   return ObjectUse::kUsed;
 }
 

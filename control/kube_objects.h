@@ -98,9 +98,8 @@ struct NodeLeaseReading {
 // "VtepMAC":"..."} JSON text). A Node without <prefix>/kube-subnet-manager
 // "true" is skipped, as flannel skips it (its flanneld has not registered).
 // *node_name is set whenever metadata.name could be read.
-absl::StatusOr<ObjectUse> ReadNodeLease(const nlohmann::json& node,
-                                        const NodeLeaseReading& reading, FlannelLease* out,
-                                        std::string* node_name);
+absl::StatusOr<ObjectUse> ReadNodeLease(const nlohmann::json& node, const NodeLeaseReading& reading,
+                                        FlannelLease* out, std::string* node_name);
 
 }  // namespace sluice
 

@@ -42,7 +42,8 @@ constexpr const char* kUserAgent = "sluice-control/0.1";
 
 absl::StatusOr<std::string> ReadSmallFile(const std::string& path, absl::string_view what) {
   std::FILE* file = std::fopen(path.c_str(), "rb");
-  if (file == nullptr) return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", what, " ", path));
+  if (file == nullptr)
+    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", what, " ", path));
   std::string text;
   char buffer[16384];
   size_t n = 0;
@@ -123,7 +124,8 @@ class YamlConverter {
             return absl::InvalidArgumentError("a YAML mapping key is not a scalar");
           }
           json value;
-          SLUICE_RETURN_IF_ERROR(Convert(yaml_document_get_node(doc_, pair->value), depth + 1, &value));
+          SLUICE_RETURN_IF_ERROR(
+              Convert(yaml_document_get_node(doc_, pair->value), depth + 1, &value));
           (*out)[std::string(reinterpret_cast<const char*>(key->data.scalar.value),
                              key->data.scalar.length)] = std::move(value);
         }
@@ -163,7 +165,8 @@ absl::StatusOr<json> ParseYaml(const std::string& text, const std::string& where
   } else {
     YamlConverter converter(&doc);
     status = converter.Convert(root, 0, &out);
-    if (!status.ok()) status = absl::InvalidArgumentError(absl::StrCat(where, ": ", status.message()));
+    if (!status.ok())
+      status = absl::InvalidArgumentError(absl::StrCat(where, ": ", status.message()));
   }
   yaml_document_delete(&doc);
   yaml_parser_delete(&parser);
@@ -245,17 +248,14 @@ std::string StatusMessage(const std::string& body) {
 }
 
 absl::Status HttpError(long status, absl::string_view what, const std::string& body) {
-  const std::string message =
-      absl::StrCat(what, ": HTTP ", status, ": ", StatusMessage(body));
+  const std::string message = absl::StrCat(what, ": HTTP ", status, ": ", StatusMessage(body));
   if (status == 401) return absl::UnauthenticatedError(message);
   if (status == 403) return absl::PermissionDeniedError(message);
   if (status >= 500 || status == 429) return absl::UnavailableError(message);
   return absl::FailedPreconditionError(message);
 }
 
-std::string Trimmed(std::string s) {
-  return std::string(absl::StripAsciiWhitespace(s));
-}
+std::string Trimmed(std::string s) { return std::string(absl::StripAsciiWhitespace(s)); }
 
 void InitCurlOnce() {
   static std::once_flag once;
@@ -284,7 +284,8 @@ absl::StatusOr<KubeApiConfig> LoadKubeconfig(const std::string& path, const std:
   }
   const json* ctx = nullptr;
   Loc ctx_loc = loc;
-  SLUICE_RETURN_IF_ERROR(FindNamed(*config, loc, "contexts", "context", context_name, &ctx, &ctx_loc));
+  SLUICE_RETURN_IF_ERROR(
+      FindNamed(*config, loc, "contexts", "context", context_name, &ctx, &ctx_loc));
   std::string cluster_name;
   SLUICE_RETURN_IF_ERROR(GetString(*ctx, ctx_loc, "cluster", Need::kRequired, &cluster_name));
   std::string user_name;
@@ -323,7 +324,8 @@ absl::StatusOr<KubeApiConfig> LoadKubeconfig(const std::string& path, const std:
     const json* user = nullptr;
     Loc user_loc = loc;
     SLUICE_RETURN_IF_ERROR(FindNamed(*config, loc, "users", "user", user_name, &user, &user_loc));
-    if (Member(*user, "exec") != nullptr) return Unsupported(user_loc.Child("exec"), "exec plugins");
+    if (Member(*user, "exec") != nullptr)
+      return Unsupported(user_loc.Child("exec"), "exec plugins");
     if (Member(*user, "auth-provider") != nullptr) {
       return Unsupported(user_loc.Child("auth-provider"), "auth provider plugins");
     }
@@ -336,8 +338,8 @@ absl::StatusOr<KubeApiConfig> LoadKubeconfig(const std::string& path, const std:
     if (api.token.empty() && !token_file.empty()) {
       api.token_file = token_file[0] == '/' ? token_file : absl::StrCat(dir, "/", token_file);
     }
-    SLUICE_RETURN_IF_ERROR(GetPem(*user, user_loc, "client-certificate", dir,
-                                  &api.client_cert_file, &api.client_cert_pem));
+    SLUICE_RETURN_IF_ERROR(GetPem(*user, user_loc, "client-certificate", dir, &api.client_cert_file,
+                                  &api.client_cert_pem));
     SLUICE_RETURN_IF_ERROR(
         GetPem(*user, user_loc, "client-key", dir, &api.client_key_file, &api.client_key_pem));
     const bool has_cert = !api.client_cert_file.empty() || !api.client_cert_pem.empty();
@@ -365,7 +367,8 @@ absl::StatusOr<KubeApiConfig> InClusterApiConfig(const std::string& host, const 
   absl::StatusOr<std::string> token = ReadSmallFile(api.token_file, "service account token");
   if (!token.ok()) return token.status();
   if (Trimmed(*token).empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("service account token ", api.token_file, " is empty"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("service account token ", api.token_file, " is empty"));
   }
   absl::StatusOr<std::string> ca = ReadSmallFile(api.ca_file, "service account CA");
   if (!ca.ok()) return ca.status();
@@ -454,13 +457,15 @@ void ListWatch::Report(absl::Status problem) {
 
 bool ListWatch::Sleep(double seconds) {
   std::unique_lock<std::mutex> lock(mu_);
-  stopped_cv_.wait_for(lock, std::chrono::duration<double>(seconds), [this] { return stop_.load(); });
+  stopped_cv_.wait_for(lock, std::chrono::duration<double>(seconds),
+                       [this] { return stop_.load(); });
   return !stop_;
 }
 
 std::string ListWatch::Url(const std::map<std::string, std::string>& query) const {
   std::vector<std::string> parts;
-  for (const auto& [key, value] : query) parts.push_back(absl::StrCat(key, "=", QueryEscape(value)));
+  for (const auto& [key, value] : query)
+    parts.push_back(absl::StrCat(key, "=", QueryEscape(value)));
   return absl::StrCat(api_.server, path_, parts.empty() ? "" : "?", absl::StrJoin(parts, "&"));
 }
 
@@ -492,11 +497,11 @@ absl::Status ListWatch::Perform(const std::string& url, bool stream,
   *http_status = 0;
   CURL* easy = curl_easy_init();
   if (easy == nullptr) return absl::InternalError("curl_easy_init failed");
-  const std::function<bool(long, const char*, size_t)> body =
-      [&](long status, const char* data, size_t n) {
-        *http_status = status;
-        return on_body(data, n);
-      };
+  const std::function<bool(long, const char*, size_t)> body = [&](long status, const char* data,
+                                                                  size_t n) {
+    *http_status = status;
+    return on_body(data, n);
+  };
   WriteContext context{easy, &body};
   char error[CURL_ERROR_SIZE] = {0};
 
@@ -527,7 +532,8 @@ absl::Status ListWatch::Perform(const std::string& url, bool stream,
                    static_cast<long>(options_.connect_timeout_seconds * 1000));
   // A watch ends by the server's timeoutSeconds; the client's own limit
   // only catches a connection that died silently.
-  const double timeout = stream ? options_.watch_timeout_seconds + 60.0 : options_.list_timeout_seconds;
+  const double timeout =
+      stream ? options_.watch_timeout_seconds + 60.0 : options_.list_timeout_seconds;
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout * 1000));
   if (!stream) curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -628,8 +634,8 @@ bool ListWatch::List(std::vector<json>* items, std::string* resource_version, bo
     if (absl::IsCancelled(sent)) return false;
     const std::string what = absl::StrCat(name_, ": list");
     if (too_big) {
-      Report(absl::InvalidArgumentError(absl::StrCat(what, ": a page is larger than ",
-                                                     options_.max_list_page_bytes, " bytes")));
+      Report(absl::InvalidArgumentError(
+          absl::StrCat(what, ": a page is larger than ", options_.max_list_page_bytes, " bytes")));
       std::lock_guard<std::mutex> lock(mu_);
       ++stats_.request_errors;
       return false;
@@ -669,7 +675,8 @@ bool ListWatch::List(std::vector<json>* items, std::string* resource_version, bo
       bad = GetString(*metadata, Loc(what).Child("metadata"), "resourceVersion", Need::kRequired,
                       resource_version);
     }
-    if (bad.ok()) bad = GetString(*metadata, Loc(what).Child("metadata"), "continue", Need::kOptional, &next);
+    if (bad.ok())
+      bad = GetString(*metadata, Loc(what).Child("metadata"), "continue", Need::kOptional, &next);
     if (bad.ok()) bad = GetArray(*page, Loc(what), "items", Need::kOptional, &page_items);
     if (!bad.ok()) {
       Report(bad);
@@ -719,26 +726,28 @@ void ListWatch::HandleWatchLine(const std::string& raw, bool* gone, bool* failed
   if (type == "ERROR") {
     // object is a Status: {"kind":"Status","code":410,"reason":"Expired",...}
     const json* code = Member(*object, "code");
-    const bool is_gone = code != nullptr && code->is_number_integer() && code->get<int64_t>() == 410;
+    const bool is_gone =
+        code != nullptr && code->is_number_integer() && code->get<int64_t>() == 410;
     std::string reason, message;
     (void)GetString(*object, loc, "reason", Need::kOptional, &reason);
     (void)GetString(*object, loc, "message", Need::kOptional, &message);
     if (is_gone) {
       *gone = true;
       Report(absl::OutOfRangeError(absl::StrCat(name_, ": watch: resourceVersion ",
-                                                resource_version(), " is gone (410 ", reason,
-                                                ": ", message, "); relisting")));
+                                                resource_version(), " is gone (410 ", reason, ": ",
+                                                message, "); relisting")));
     } else {
       *failed = true;
-      Report(absl::UnavailableError(absl::StrCat(name_, ": watch ERROR event: ",
-                                                 code != nullptr ? json_fields::Describe(*code) : "no code",
-                                                 " ", reason, ": ", message)));
+      Report(absl::UnavailableError(absl::StrCat(
+          name_, ": watch ERROR event: ",
+          code != nullptr ? json_fields::Describe(*code) : "no code", " ", reason, ": ", message)));
     }
     return;
   }
   // The object's name, for messages about it.
   std::string id;
-  if (const json* metadata = Member(*object, "metadata"); metadata != nullptr && metadata->is_object()) {
+  if (const json* metadata = Member(*object, "metadata");
+      metadata != nullptr && metadata->is_object()) {
     std::string ns, name;
     (void)GetString(*metadata, loc, "namespace", Need::kOptional, &ns);
     (void)GetString(*metadata, loc, "name", Need::kOptional, &name);
@@ -748,7 +757,8 @@ void ListWatch::HandleWatchLine(const std::string& raw, bool* gone, bool* failed
       absl::StrCat(name_, ": watch event ", type, id.empty() ? "" : absl::StrCat(" (", id, ")")));
   const json* metadata = nullptr;
   std::string rv;
-  absl::Status s = GetObject(*object, object_loc.Child("object"), "metadata", Need::kRequired, &metadata);
+  absl::Status s =
+      GetObject(*object, object_loc.Child("object"), "metadata", Need::kRequired, &metadata);
   if (s.ok()) {
     s = GetString(*metadata, object_loc.Child("object").Child("metadata"), "resourceVersion",
                   Need::kRequired, &rv);
@@ -765,8 +775,8 @@ void ListWatch::HandleWatchLine(const std::string& raw, bool* gone, bool* failed
     } else if (type == "DELETED") {
       event_type = WatchEventType::kDeleted;
     } else if (type != "BOOKMARK") {
-      s = object_loc.Child("type").Error(absl::StrCat(
-          "expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR, got ", Quote(type)));
+      s = object_loc.Child("type").Error(
+          absl::StrCat("expected ADDED, MODIFIED, DELETED, BOOKMARK or ERROR, got ", Quote(type)));
     }
   }
   if (!s.ok()) return malformed(s);
@@ -795,8 +805,8 @@ ListWatch::WatchEnd ListWatch::Watch(bool* delivered) {
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.watches;
   }
-  std::string pending;      // a line not yet complete
-  std::string error_body;   // the body of a non-200 answer
+  std::string pending;     // a line not yet complete
+  std::string error_body;  // the body of a non-200 answer
   bool gone = false, failed = false, too_long = false;
   long status = 0;
   const std::string what = absl::StrCat(name_, ": watch");
@@ -841,8 +851,8 @@ ListWatch::WatchEnd ListWatch::Watch(bool* delivered) {
     return WatchEnd::kFailed;
   }
   if (too_long) {
-    Report(absl::InvalidArgumentError(absl::StrCat(what, ": an event is longer than ",
-                                                   options_.max_event_bytes, " bytes")));
+    Report(absl::InvalidArgumentError(
+        absl::StrCat(what, ": an event is longer than ", options_.max_event_bytes, " bytes")));
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.malformed;
     return WatchEnd::kFailed;
@@ -870,7 +880,9 @@ void ListWatch::Run() {
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   int failures = 0;
   bool need_list = true;
-  const auto back_off = [&] { return Sleep(BackoffDelay(failures, options_.backoff, unit(random))); };
+  const auto back_off = [&] {
+    return Sleep(BackoffDelay(failures, options_.backoff, unit(random)));
+  };
   while (!stop_) {
     if (need_list) {
       std::vector<json> items;

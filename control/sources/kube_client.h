@@ -117,8 +117,8 @@ struct BackoffOptions {
 double BackoffDelay(int failures, const BackoffOptions& options, double u);
 
 struct ListWatchOptions {
-  std::string label_selector;  // empty: none
-  int page_size = 500;         // limit=
+  std::string label_selector;       // empty: none
+  int page_size = 500;              // limit=
   int watch_timeout_seconds = 300;  // timeoutSeconds=; the server then ends the stream
   double connect_timeout_seconds = 10;
   double list_timeout_seconds = 60;  // per page
@@ -132,15 +132,15 @@ const char* WatchEventTypeName(WatchEventType type);
 
 // Counters of one ListWatch, monotonic.
 struct ListWatchStats {
-  uint64_t lists = 0;          // completed (re)lists, i.e. snapshots delivered
+  uint64_t lists = 0;  // completed (re)lists, i.e. snapshots delivered
   uint64_t list_pages = 0;
-  uint64_t relists_gone = 0;   // 410 on a watch or an expired continue token
-  uint64_t watches = 0;        // watch requests made
-  uint64_t events = 0;         // ADDED/MODIFIED/DELETED delivered
+  uint64_t relists_gone = 0;  // 410 on a watch or an expired continue token
+  uint64_t watches = 0;       // watch requests made
+  uint64_t events = 0;        // ADDED/MODIFIED/DELETED delivered
   uint64_t bookmarks = 0;
-  uint64_t malformed = 0;      // events or list items skipped as malformed
-  uint64_t stream_drops = 0;   // watch streams that ended in an error
-  uint64_t request_errors = 0; // failed requests (connection, TLS, HTTP status)
+  uint64_t malformed = 0;       // events or list items skipped as malformed
+  uint64_t stream_drops = 0;    // watch streams that ended in an error
+  uint64_t request_errors = 0;  // failed requests (connection, TLS, HTTP status)
 };
 
 class ListWatch {
@@ -188,8 +188,7 @@ class ListWatch {
   WatchEnd Watch(bool* delivered);
   // Performs one GET; `on_body` gets the body bytes as they arrive.
   absl::Status Perform(const std::string& url, bool stream,
-                       const std::function<bool(const char*, size_t)>& on_body,
-                       long* http_status);
+                       const std::function<bool(const char*, size_t)>& on_body, long* http_status);
   void HandleWatchLine(const std::string& line, bool* gone, bool* failed, bool* delivered);
   void Report(absl::Status problem);
   bool Sleep(double seconds);  // false when stopped

@@ -68,7 +68,8 @@ absl::Status KubeSource::Start() {
     return absl::FailedPreconditionError("kube source: no resource selected");
   }
   for (int i = 0; i < 3; ++i) {
-    if (watches_[i] != nullptr) return absl::FailedPreconditionError("kube source: already started");
+    if (watches_[i] != nullptr)
+      return absl::FailedPreconditionError("kube source: already started");
   }
   for (int i = 0; i < 3; ++i) {
     if (!wanted[i]) continue;
@@ -198,8 +199,10 @@ void KubeSource::Event(KubeResourceKind kind, WatchEventType type, const json& o
   update.resource_version = rv;
 
   std::string namespace_name, name;
-  absl::Status named = ReadObjectName(object, object_kind, /*namespaced=*/true, &namespace_name, &name);
-  if (!named.ok()) return Malformed(absl::InvalidArgumentError(absl::StrCat(label, ": ", named.message())));
+  absl::Status named =
+      ReadObjectName(object, object_kind, /*namespaced=*/true, &namespace_name, &name);
+  if (!named.ok())
+    return Malformed(absl::InvalidArgumentError(absl::StrCat(label, ": ", named.message())));
   const std::string id = Id(namespace_name, name);
   const auto remove = [&] {
     if (delivered.names.erase(id) == 0) return;
@@ -238,7 +241,8 @@ void KubeSource::NodeEvent(WatchEventType type, const json& object, const std::s
   const std::string label = EventLabel(KubeResourceKind::kNodes, type);
   std::string unused, node;
   absl::Status named = ReadObjectName(object, "Node", /*namespaced=*/false, &unused, &node);
-  if (!named.ok()) return Malformed(absl::InvalidArgumentError(absl::StrCat(label, ": ", named.message())));
+  if (!named.ok())
+    return Malformed(absl::InvalidArgumentError(absl::StrCat(label, ": ", named.message())));
 
   const auto remove = [&] {
     const auto it = delivered.leases.find(node);
@@ -309,7 +313,8 @@ absl::StatusOr<FlannelSubnetEnv> ParseFlannelSubnetEnv(std::string_view text) {
   }
   const auto get = [&](const char* key) -> absl::StatusOr<std::string> {
     const auto it = values.find(key);
-    if (it == values.end()) return absl::InvalidArgumentError(absl::StrCat(where, ": ", key, ": missing"));
+    if (it == values.end())
+      return absl::InvalidArgumentError(absl::StrCat(where, ": ", key, ": missing"));
     return it->second;
   };
   const auto bad = [&](const char* key, absl::string_view why) {
@@ -342,7 +347,8 @@ absl::StatusOr<FlannelSubnetEnv> ParseFlannelSubnetEnv(std::string_view text) {
   if (!mtu.ok()) return mtu.status();
   uint32_t mtu_value = 0;
   if (!absl::SimpleAtoi(*mtu, &mtu_value) || mtu_value < 68 || mtu_value > 65535) {
-    return bad("FLANNEL_MTU", absl::StrCat("expected 68..65535, got \"", absl::CHexEscape(*mtu), "\""));
+    return bad("FLANNEL_MTU",
+               absl::StrCat("expected 68..65535, got \"", absl::CHexEscape(*mtu), "\""));
   }
   env.mtu = static_cast<uint16_t>(mtu_value);
 

@@ -109,8 +109,8 @@ class KubeSource {
  private:
   // What was delivered, per resource; touched only by its ListWatch thread.
   struct Delivered {
-    std::set<std::string> names;                  // Services, EndpointSlices
-    std::map<std::string, FlannelLease> leases;   // Nodes: node name -> lease
+    std::set<std::string> names;                                       // Services, EndpointSlices
+    std::map<std::string, FlannelLease> leases;                        // Nodes: node name -> lease
     std::map<std::pair<uint32_t, uint8_t>, std::string> subnet_owner;  // -> node name
   };
 
@@ -159,7 +159,8 @@ absl::StatusOr<FlannelSubnetEnv> ParseFlannelSubnetEnv(std::string_view text);
 inline constexpr const char* kFlannelSubnetEnvPath = "/run/flannel/subnet.env";
 // Reads and parses the file; errno's status when unreadable, the path in
 // front of parse errors.
-absl::StatusOr<FlannelSubnetEnv> LoadFlannelSubnetEnv(const std::string& path = kFlannelSubnetEnvPath);
+absl::StatusOr<FlannelSubnetEnv> LoadFlannelSubnetEnv(
+    const std::string& path = kFlannelSubnetEnvPath);
 
 }  // namespace sluice
 

@@ -214,16 +214,15 @@ TEST(KubeObjectsTest, AMalformedObjectNamesTheObjectAndTheField) {
 // ---- Nodes -> flannel leases --------------------------------------------------------
 
 json Node(const char* name, const char* pod_cidr, const char* mac) {
-  json node = {
-      {"metadata",
-       {{"name", name},
-        {"annotations",
-         {{"flannel.alpha.coreos.com/kube-subnet-manager", "true"},
-          {"flannel.alpha.coreos.com/backend-type", "vxlan"},
-          {"flannel.alpha.coreos.com/public-ip", "10.10.100.227"},
-          {"flannel.alpha.coreos.com/backend-data",
-           std::string(R"({"VNI":1,"VtepMAC":")") + mac + "\"}"}}}}},
-      {"spec", {{"podCIDR", pod_cidr}}}};
+  json node = {{"metadata",
+                {{"name", name},
+                 {"annotations",
+                  {{"flannel.alpha.coreos.com/kube-subnet-manager", "true"},
+                   {"flannel.alpha.coreos.com/backend-type", "vxlan"},
+                   {"flannel.alpha.coreos.com/public-ip", "10.10.100.227"},
+                   {"flannel.alpha.coreos.com/backend-data",
+                    std::string(R"({"VNI":1,"VtepMAC":")") + mac + "\"}"}}}}},
+               {"spec", {{"podCIDR", pod_cidr}}}};
   return node;
 }
 
@@ -322,7 +321,8 @@ TEST(FlannelSubnetEnvTest, ReadsWhatFlanneldWrites) {
   EXPECT_TRUE(env->ip_masq);
 
   env = ParseFlannelSubnetEnv(
-      "# written by flanneld\r\n\r\nFLANNEL_NETWORK=10.244.0.0/16\r\nFLANNEL_SUBNET=10.244.3.1/24\r\n"
+      "# written by "
+      "flanneld\r\n\r\nFLANNEL_NETWORK=10.244.0.0/16\r\nFLANNEL_SUBNET=10.244.3.1/24\r\n"
       "FLANNEL_IPV6_NETWORK=fd00::/56\nFLANNEL_MTU=8950\nFLANNEL_IPMASQ=false");
   ASSERT_TRUE(env.ok()) << env.status();
   EXPECT_EQ(env->mtu, 8950);
@@ -335,7 +335,8 @@ TEST(FlannelSubnetEnvTest, RejectsWhatFlanneldNeverWrites) {
     absl::StatusOr<FlannelSubnetEnv> env = ParseFlannelSubnetEnv(text);
     return env.ok() ? std::string("ok") : std::string(env.status().message());
   };
-  EXPECT_EQ(error("FLANNEL_NETWORK=10.244.0.0/16\n" + good_rest), "subnet.env: FLANNEL_SUBNET: missing");
+  EXPECT_EQ(error("FLANNEL_NETWORK=10.244.0.0/16\n" + good_rest),
+            "subnet.env: FLANNEL_SUBNET: missing");
   EXPECT_EQ(error("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET 10.244.1.1/24\n" + good_rest),
             "subnet.env line 2: expected KEY=VALUE");
   EXPECT_EQ(error("FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.245.1.1/24\n" + good_rest),

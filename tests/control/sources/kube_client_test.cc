@@ -20,8 +20,8 @@ namespace sluice {
 namespace {
 
 using nlohmann::json;
-using ::testing::HasSubstr;
 using testing::FakeApiServer;
+using ::testing::HasSubstr;
 using testing::TempDir;
 
 absl::Status Kubeconfig(const TempDir& dir, const std::string& text, KubeApiConfig* out,
@@ -191,8 +191,10 @@ class Pki {
     dir_.Write(name + ".ext", extension + "\n");
     return Run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " +
                name + ".key -out " + name + ".csr -subj " + subject) &&
-           Run("openssl x509 -req -in " + name + ".csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-               "-out " + name + ".crt -days 1 -extfile " + name + ".ext");
+           Run("openssl x509 -req -in " + name +
+               ".csr -CA ca.crt -CAkey ca.key -CAcreateserial "
+               "-out " +
+               name + ".crt -days 1 -extfile " + name + ".ext");
   }
   TempDir dir_;
   bool ok_ = false;
@@ -247,7 +249,8 @@ TEST(KubeTlsTest, AKubeconfigWithCaAndClientCertificateDataIsVerifiedBothWays) {
 
   const std::string kubeconfig =
       "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
-      "clusters:\n- name: k\n  cluster:\n    server: " + (*server)->url() +
+      "clusters:\n- name: k\n  cluster:\n    server: " +
+      (*server)->url() +
       "\n    certificate-authority-data: " + absl::Base64Escape(pki.Read("ca.crt")) +
       "\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\n"
       "users:\n- name: u\n  user:\n    client-certificate-data: " +

@@ -21,8 +21,8 @@ namespace sluice {
 namespace {
 
 using nlohmann::json;
-using ::testing::HasSubstr;
 using testing::FakeApiServer;
+using ::testing::HasSubstr;
 
 constexpr const char* kServices = "/api/v1/services";
 constexpr const char* kSlices = "/apis/discovery.k8s.io/v1/endpointslices";
@@ -41,7 +41,9 @@ class Collector {
     problems_.push_back(std::string(problem.message()));
     cv_.notify_all();
   }
-  bool WaitUpdates(size_t n) { return Wait([&] { return updates_.size() >= n; }); }
+  bool WaitUpdates(size_t n) {
+    return Wait([&] { return updates_.size() >= n; });
+  }
   bool WaitProblem(const std::string& part) {
     return Wait([&] {
       for (const std::string& p : problems_)
@@ -81,8 +83,9 @@ json ServiceObject(const std::string& name, const std::string& ip, int port,
 json List(const char* kind, json items, const std::string& rv, const std::string& next = "") {
   json metadata = {{"resourceVersion", rv}};
   if (!next.empty()) metadata["continue"] = next;
-  return {{"status", 200},
-          {"body", {{"kind", kind}, {"apiVersion", "v1"}, {"metadata", metadata}, {"items", items}}}};
+  return {
+      {"status", 200},
+      {"body", {{"kind", kind}, {"apiVersion", "v1"}, {"metadata", metadata}, {"items", items}}}};
 }
 
 json Event(const char* type, const json& object) { return {{"type", type}, {"object", object}}; }
@@ -137,11 +140,12 @@ TEST_F(KubeSourceTest, ListThenWatchFromTheListsResourceVersion) {
                         {ServiceObject("web", "10.96.0.10", 80, "5"),
                          ServiceObject("dns", "10.96.0.53", 53, "6")},
                         "100"));
-  json watch = Stream(json::array(
-      {{{"events",
-         {Event("ADDED", ServiceObject("api", "10.96.0.20", 443, "101")),
-          Event("MODIFIED", ServiceObject("web", "10.96.0.10", 8080, "102")),
-          Event("ADDED", skipped), Event("DELETED", ServiceObject("dns", "10.96.0.53", 53, "104"))}}}}));
+  json watch =
+      Stream(json::array({{{"events",
+                            {Event("ADDED", ServiceObject("api", "10.96.0.20", 443, "101")),
+                             Event("MODIFIED", ServiceObject("web", "10.96.0.10", 8080, "102")),
+                             Event("ADDED", skipped),
+                             Event("DELETED", ServiceObject("dns", "10.96.0.53", 53, "104"))}}}}));
   watch["expect"] = {{"resourceVersion", "100"}, {"allowWatchBookmarks", "true"}};
   server_->Respond(kServices, true, watch);
   StartSource(true, false, false);
@@ -181,16 +185,18 @@ TEST_F(KubeSourceTest, ListThenWatchFromTheListsResourceVersion) {
 }
 
 TEST_F(KubeSourceTest, PagesAreFollowedThroughContinueTokens) {
-  json page2 = List("ServiceList", {ServiceObject("c", "10.96.0.3", 80, "3"),
-                                    ServiceObject("d", "10.96.0.4", 80, "4")},
-                    "200", "token-2");
+  json page2 =
+      List("ServiceList",
+           {ServiceObject("c", "10.96.0.3", 80, "3"), ServiceObject("d", "10.96.0.4", 80, "4")},
+           "200", "token-2");
   page2["expect"] = {{"continue", "token-1"}, {"limit", "2"}};
   json page3 = List("ServiceList", {ServiceObject("e", "10.96.0.5", 80, "5")}, "200");
   page3["expect"] = {{"continue", "token-2"}};
-  server_->Respond(kServices, false,
-                   List("ServiceList", {ServiceObject("a", "10.96.0.1", 80, "1"),
-                                        ServiceObject("b", "10.96.0.2", 80, "2")},
-                        "200", "token-1"));
+  server_->Respond(
+      kServices, false,
+      List("ServiceList",
+           {ServiceObject("a", "10.96.0.1", 80, "1"), ServiceObject("b", "10.96.0.2", 80, "2")},
+           "200", "token-1"));
   server_->Respond(kServices, false, page2);
   server_->Respond(kServices, false, page3);
   json watch = Stream(json::array());
@@ -216,8 +222,8 @@ TEST_F(KubeSourceTest, BookmarksAdvanceTheResourceVersionTheNextWatchStartsFrom)
                    Stream(json::array({{{"events", {Bookmark("Service", "350")}}},
                                        {{"events", {Bookmark("Service", "360")}}},
                                        {{"end", true}}})));
-  json second = Stream(json::array(
-      {{{"events", {Event("ADDED", ServiceObject("web", "10.96.0.10", 80, "361"))}}}}));
+  json second = Stream(
+      json::array({{{"events", {Event("ADDED", ServiceObject("web", "10.96.0.10", 80, "361"))}}}}));
   second["expect"] = {{"resourceVersion", "360"}};  // the fake server asserts it
   server_->Respond(kServices, true, second);
   StartSource(true, false, false);
@@ -237,11 +243,10 @@ TEST_F(KubeSourceTest, BookmarksAdvanceTheResourceVersionTheNextWatchStartsFrom)
 TEST_F(KubeSourceTest, GoneForcesARelistAndAFullSnapshot) {
   server_->Respond(kServices, false,
                    List("ServiceList", {ServiceObject("web", "10.96.0.10", 80, "5")}, "400"));
-  const json expired = {{"kind", "Status"},   {"apiVersion", "v1"},
+  const json expired = {{"kind", "Status"},    {"apiVersion", "v1"},
                         {"status", "Failure"}, {"code", 410},
                         {"reason", "Expired"}, {"message", "too old resource version: 400 (450)"}};
-  server_->Respond(kServices, true,
-                   Stream(json::array({{{"events", {Event("ERROR", expired)}}}})));
+  server_->Respond(kServices, true, Stream(json::array({{{"events", {Event("ERROR", expired)}}}})));
   server_->Respond(kServices, false,
                    List("ServiceList", {ServiceObject("api", "10.96.0.20", 443, "451")}, "460"));
   json watch = Stream(json::array());
@@ -301,23 +306,25 @@ TEST_F(KubeSourceTest, MalformedEventsAreReportedAndSkippedWhileGoodOnesApply) {
                    List("ServiceList", {ServiceObject("web", "10.96.0.10", 80, "5")}, "500"));
   const std::string good1 = Event("ADDED", ServiceObject("a", "10.96.0.1", 80, "501")).dump();
   const std::string good2 = Event("ADDED", ServiceObject("b", "10.96.0.2", 80, "505")).dump();
-  const std::string bad_port = Event("MODIFIED", ServiceObject("web", "10.96.0.10", 70000, "503")).dump();
+  const std::string bad_port =
+      Event("MODIFIED", ServiceObject("web", "10.96.0.10", 70000, "503")).dump();
   json no_rv = ServiceObject("c", "10.96.0.3", 80, "x");
   no_rv["metadata"].erase("resourceVersion");
-  server_->Respond(
-      kServices, true,
-      Stream(json::array({
-          // one event split over three chunks
-          {{"raw", good1.substr(0, 10)}},
-          {{"raw", good1.substr(10, 20)}},
-          {{"raw", good1.substr(30) + "\n"}},
-          // several lines in one chunk, three of them malformed
-          {{"raw", "{not json\n" + json({{"object", json::object()}}).dump() + "\n" +
-                       json({{"type", "RENAMED"}, {"object", ServiceObject("d", "10.96.0.4", 80, "502")}}).dump() +
-                       "\n" + bad_port + "\n"}},
-          {{"events", {Event("ADDED", no_rv)}}},
-          {{"raw", good2 + "\n"}},
-      })));
+  server_->Respond(kServices, true,
+                   Stream(json::array({
+                       // one event split over three chunks
+                       {{"raw", good1.substr(0, 10)}},
+                       {{"raw", good1.substr(10, 20)}},
+                       {{"raw", good1.substr(30) + "\n"}},
+                       // several lines in one chunk, three of them malformed
+                       {{"raw", "{not json\n" + json({{"object", json::object()}}).dump() + "\n" +
+                                    json({{"type", "RENAMED"},
+                                          {"object", ServiceObject("d", "10.96.0.4", 80, "502")}})
+                                        .dump() +
+                                    "\n" + bad_port + "\n"}},
+                       {{"events", {Event("ADDED", no_rv)}}},
+                       {{"raw", good2 + "\n"}},
+                   })));
   StartSource(true, false, false);
 
   ASSERT_TRUE(collector_.WaitUpdates(3));
@@ -351,8 +358,8 @@ TEST_F(KubeSourceTest, ADroppedStreamResumesFromTheLastResourceVersion) {
                              Event("ADDED", ServiceObject("b", "10.96.0.2", 80, "602"))}}},
                           {{"raw", "{\"type\":\"ADDED\",\"obj"}},  // cut inside an event
                           {{"drop", true}}})));
-  json resumed = Stream(json::array(
-      {{{"events", {Event("DELETED", ServiceObject("a", "10.96.0.1", 80, "603"))}}}}));
+  json resumed = Stream(
+      json::array({{{"events", {Event("DELETED", ServiceObject("a", "10.96.0.1", 80, "603"))}}}}));
   resumed["expect"] = {{"resourceVersion", "602"}};
   server_->Respond(kServices, true, resumed);
   StartSource(true, false, false);
@@ -370,12 +377,12 @@ TEST_F(KubeSourceTest, ADroppedStreamResumesFromTheLastResourceVersion) {
 
 TEST_F(KubeSourceTest, EndpointSlicesAsKubeProxyReadsThem) {
   const auto slice = [](const std::string& name, const std::string& rv, json labels) {
-    return json{{"metadata",
-                 {{"name", name}, {"namespace", "default"}, {"resourceVersion", rv},
-                  {"labels", labels}}},
-                {"addressType", "IPv4"},
-                {"endpoints", json::parse(R"([{"addresses": ["10.244.1.5"], "zone": "z1"}])")},
-                {"ports", json::parse(R"([{"name": "http", "protocol": "TCP", "port": 8080}])")}};
+    return json{
+        {"metadata",
+         {{"name", name}, {"namespace", "default"}, {"resourceVersion", rv}, {"labels", labels}}},
+        {"addressType", "IPv4"},
+        {"endpoints", json::parse(R"([{"addresses": ["10.244.1.5"], "zone": "z1"}])")},
+        {"ports", json::parse(R"([{"name": "http", "protocol": "TCP", "port": 8080}])")}};
   };
   const json owned = {{"kubernetes.io/service-name", "web"}};
   json taken = owned;
@@ -418,13 +425,13 @@ json NodeObject(const std::string& name, const std::string& cidr, const std::str
 TEST_F(KubeSourceTest, NodesGiveFlannelLeasesKeyedBySubnet) {
   json unmanaged = NodeObject("node-230", "10.244.30.0/24", "aa:bb:cc:00:00:30", "3");
   unmanaged["metadata"]["annotations"].erase("flannel.alpha.coreos.com/kube-subnet-manager");
-  server_->Respond(kNodes, false,
-                   List("NodeList",
-                        {NodeObject("node-227", "10.244.27.0/24", "aa:bb:cc:00:00:27", "1"),
-                         NodeObject("node-228", "10.244.28.0/24", "aa:bb:cc:00:00:28", "2"),
-                         unmanaged,
-                         NodeObject("node-229", "10.244.27.0/24", "aa:bb:cc:00:00:29", "4")},
-                        "800"));
+  server_->Respond(
+      kNodes, false,
+      List("NodeList",
+           {NodeObject("node-227", "10.244.27.0/24", "aa:bb:cc:00:00:27", "1"),
+            NodeObject("node-228", "10.244.28.0/24", "aa:bb:cc:00:00:28", "2"), unmanaged,
+            NodeObject("node-229", "10.244.27.0/24", "aa:bb:cc:00:00:29", "4")},
+           "800"));
   server_->Respond(
       kNodes, true,
       Stream(json::array({{{"events",
