@@ -8,30 +8,30 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "control/cluster_file.h"  // ParseIpv4Prefix, FormatIpv4Prefix
-#include "control/json_fields.h"
+#include "control/kube_fields.h"
 
 namespace sluice {
 namespace {
 
-using json_fields::AsInt;
-using json_fields::AsIpv4;
-using json_fields::AsObject;
-using json_fields::AsString;
-using json_fields::Find;
-using json_fields::GetArray;
-using json_fields::GetBool;
-using json_fields::GetInt;
-using json_fields::GetIpv4;
-using json_fields::GetObject;
-using json_fields::GetStationMac;
-using json_fields::GetString;
-using json_fields::json;
-using json_fields::Loc;
-using json_fields::Member;
-using json_fields::Need;
-using json_fields::ParseJson;
-using json_fields::Quote;
-using json_fields::TypeError;
+using kube_fields::AsInt;
+using kube_fields::AsIpv4;
+using kube_fields::AsObject;
+using kube_fields::AsString;
+using kube_fields::Find;
+using kube_fields::GetArray;
+using kube_fields::GetBool;
+using kube_fields::GetInt;
+using kube_fields::GetIpv4;
+using kube_fields::GetObject;
+using kube_fields::GetStationMac;
+using kube_fields::GetString;
+using kube_fields::json;
+using kube_fields::Loc;
+using kube_fields::Member;
+using kube_fields::Need;
+using kube_fields::ParseJson;
+using kube_fields::Quote;
+using kube_fields::TypeError;
 
 constexpr int64_t kMaxVni = (1 << 24) - 1;
 
@@ -404,7 +404,7 @@ absl::StatusOr<Loc> ObjectLoc(const json& object, std::string_view kind, bool na
   const Loc kind_loc{std::string(kind)};
   if (!object.is_object()) return TypeError(kind_loc, "object", object);
   SLUICE_RETURN_IF_ERROR(ParseMetadata(object, kind_loc, namespaced, namespace_name, name));
-  const absl::string_view k = json_fields::FromStd(kind);
+  const absl::string_view k = kube_fields::FromStd(kind);
   return Loc(namespaced ? absl::StrCat(k, " ", *namespace_name, "/", *name)
                         : absl::StrCat(k, " ", *name));
 }
@@ -427,7 +427,7 @@ absl::Status ParseNodeSubnet(const json& v, const Loc& loc, Ipv4Prefix* out) {
 absl::Status ParseKubernetesList(const json& list, std::string_view where, KubeReading reading,
                                  std::vector<ServiceSpec>* services,
                                  std::vector<EndpointSliceSpec>* endpoint_slices) {
-  const absl::string_view list_name = json_fields::FromStd(where);
+  const absl::string_view list_name = kube_fields::FromStd(where);
   const Loc loc{std::string(where)};
   SLUICE_RETURN_IF_ERROR(AsObject(list, loc));
   std::string kind;

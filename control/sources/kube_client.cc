@@ -18,21 +18,21 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "control/json_fields.h"
+#include "control/kube_fields.h"
 
 namespace sluice {
 namespace {
 
-using json_fields::AsObject;
-using json_fields::GetArray;
-using json_fields::GetBool;
-using json_fields::GetObject;
-using json_fields::GetString;
-using json_fields::json;
-using json_fields::Loc;
-using json_fields::Member;
-using json_fields::Need;
-using json_fields::Quote;
+using kube_fields::AsObject;
+using kube_fields::GetArray;
+using kube_fields::GetBool;
+using kube_fields::GetObject;
+using kube_fields::GetString;
+using kube_fields::json;
+using kube_fields::Loc;
+using kube_fields::Member;
+using kube_fields::Need;
+using kube_fields::Quote;
 
 constexpr size_t kMaxConfigBytes = 4u << 20;
 constexpr size_t kMaxErrorBodyBytes = 64u << 10;
@@ -664,7 +664,7 @@ bool ListWatch::List(std::vector<json>* items, std::string* resource_version, bo
       ++stats_.request_errors;
       return false;
     }
-    absl::StatusOr<json> page = json_fields::ParseJson(body, Loc(what));
+    absl::StatusOr<json> page = kube_fields::ParseJson(body, Loc(what));
     absl::Status bad = page.status();
     const json* metadata = nullptr;
     const json* page_items = nullptr;
@@ -687,7 +687,7 @@ bool ListWatch::List(std::vector<json>* items, std::string* resource_version, bo
     for (size_t i = 0; page_items != nullptr && i < page_items->size(); ++i) {
       json& item = const_cast<json&>((*page_items)[i]);
       if (!item.is_object()) {
-        Report(json_fields::TypeError(Loc(what).Child("items").Index(i), "object", item));
+        Report(kube_fields::TypeError(Loc(what).Child("items").Index(i), "object", item));
         std::lock_guard<std::mutex> lock(mu_);
         ++stats_.malformed;
         continue;
@@ -712,7 +712,7 @@ void ListWatch::HandleWatchLine(const std::string& raw, bool* gone, bool* failed
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.malformed;
   };
-  absl::StatusOr<json> event = json_fields::ParseJson(line, loc);
+  absl::StatusOr<json> event = kube_fields::ParseJson(line, loc);
   if (!event.ok()) return malformed(event.status());
   if (absl::Status s = AsObject(*event, loc); !s.ok()) return malformed(s);
   std::string type;
@@ -740,7 +740,7 @@ void ListWatch::HandleWatchLine(const std::string& raw, bool* gone, bool* failed
       *failed = true;
       Report(absl::UnavailableError(absl::StrCat(
           name_, ": watch ERROR event: ",
-          code != nullptr ? json_fields::Describe(*code) : "no code", " ", reason, ": ", message)));
+          code != nullptr ? kube_fields::Describe(*code) : "no code", " ", reason, ": ", message)));
     }
     return;
   }

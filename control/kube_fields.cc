@@ -1,4 +1,4 @@
-#include "control/json_fields.h"
+#include "control/kube_fields.h"
 
 #include <string>
 #include <utility>
@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "control/cluster_file.h"  // ParseIpv4, ParseMac
 
-namespace sluice::json_fields {
+namespace sluice::kube_fields {
 namespace {
 
 // Collects nlohmann's parse error through the SAX interface (no exceptions).
@@ -221,4 +221,4 @@ absl::Status GetStationMac(const json& obj, const Loc& loc, absl::string_view ke
   return absl::OkStatus();
 }
 
-}  // namespace sluice::json_fields
+}  // namespace sluice::kube_fields

@@ -14,8 +14,8 @@
 //
 // Concurrency: pure functions over the values they are given; any thread.
 // Control side only.
-#ifndef SLUICE_CONTROL_JSON_FIELDS_H_
-#define SLUICE_CONTROL_JSON_FIELDS_H_
+#ifndef SLUICE_CONTROL_KUBE_FIELDS_H_
+#define SLUICE_CONTROL_KUBE_FIELDS_H_
 
 #include <cstdint>
 #include <nlohmann/json.hpp>
@@ -35,7 +35,7 @@
     if (!sluice_status_.ok()) return sluice_status_; \
   } while (0)
 
-namespace sluice::json_fields {
+namespace sluice::kube_fields {
 
 using json = nlohmann::json;
 
@@ -108,6 +108,6 @@ absl::Status GetIpv4(const json& obj, const Loc& loc, absl::string_view key, Nee
 absl::Status GetStationMac(const json& obj, const Loc& loc, absl::string_view key, Need need,
                            MacAddress* out);
 
-}  // namespace sluice::json_fields
+}  // namespace sluice::kube_fields
 
-#endif  // SLUICE_CONTROL_JSON_FIELDS_H_
+#endif  // SLUICE_CONTROL_KUBE_FIELDS_H_
