@@ -92,9 +92,12 @@ struct ServiceSpec {
 struct EndpointSpec {
   uint32_t ip = 0;
   bool ready = true;    // conditions.ready; absent means true
-  bool serving = true;  // conditions.serving; absent means = ready
+  bool serving = true;  // conditions.serving; absent means true (kube-proxy), = ready in a cluster file
   bool terminating = false;
   std::string node_name;
+  std::string zone;                          // topology.kubernetes.io/zone of its node
+  std::vector<std::string> hints_for_zones;  // hints.forZones[].name (topology hints)
+  std::vector<std::string> hints_for_nodes;  // hints.forNodes[].name
 };
 
 struct EndpointSlicePortSpec {

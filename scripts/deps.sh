@@ -7,7 +7,7 @@ pkgs=(build-essential meson ninja-build pkg-config
       libdpdk-dev dpdk libabsl-dev nlohmann-json3-dev libpcap-dev
       libgtest-dev libgmock-dev googletest libbenchmark-dev libmicrohttpd-dev
       python3-scapy python3-matplotlib iproute2 iptables ethtool
-      libcurl4-openssl-dev etcd-server)
+      libcurl4-openssl-dev etcd-server libyaml-dev openssl)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

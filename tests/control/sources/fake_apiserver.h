@@ -1,0 +1,89 @@
+// Runs tests/control/sources/fake_apiserver.py (a scripted stand-in for the
+// Kubernetes API server's list and watch, on 127.0.0.1 and a free port the
+// server picks) for one test, and a temporary folder for its files.
+//
+// Errors: Start() returns Internal when the process cannot be started or
+// does not say READY within 10 s. Waits return false on timeout.
+//
+// Cleanup: the destructor asks the server to quit, waits up to 3 s, then
+// kills it, and removes the folder. Should the test process die instead,
+// the server sees EOF on its stdin and exits (and it exits by itself after
+// 120 s in any case).
+//
+// Concurrency: one reader thread collects the server's stdout; every
+// method may be called from any thread.
+#ifndef SLUICE_TESTS_CONTROL_SOURCES_FAKE_APISERVER_H_
+#define SLUICE_TESTS_CONTROL_SOURCES_FAKE_APISERVER_H_
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace sluice::testing {
+
+// A folder under /tmp removed with everything in it on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string Write(const std::string& name, const std::string& text) const;  // returns its path
+
+ private:
+  std::string path_;
+};
+
+class FakeApiServer {
+ public:
+  struct Options {
+    std::string tls_cert, tls_key, client_ca;  // empty: plain HTTP
+  };
+  static absl::StatusOr<std::unique_ptr<FakeApiServer>> Start(const Options& options);
+  static absl::StatusOr<std::unique_ptr<FakeApiServer>> Start() { return Start(Options()); }
+  ~FakeApiServer();
+
+  int port() const { return port_; }
+  std::string url() const;  // http(s)://127.0.0.1:<port>
+
+  // Queues `response` (see fake_apiserver.py) for the next GET of `path`.
+  void Respond(const std::string& path, bool watch, const nlohmann::json& response);
+  void Open(const std::string& gate);
+
+  // The requests seen so far (path, query, watch, authorization, client_cn).
+  std::vector<nlohmann::json> Requests() const;
+  std::vector<nlohmann::json> Requests(const std::string& path, bool watch) const;
+  // Waits until `n` requests of path/watch have been seen.
+  bool WaitForRequests(const std::string& path, bool watch, size_t n,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
+  std::vector<std::string> Lines(const std::string& prefix) const;  // e.g. "MISMATCH "
+
+ private:
+  FakeApiServer() = default;
+  void Send(const nlohmann::json& command);
+  void ReadLoop();
+  bool WaitLine(const std::string& line, std::chrono::milliseconds timeout) const;
+
+  pid_t pid_ = -1;
+  int stdin_fd_ = -1;
+  int stdout_fd_ = -1;
+  int port_ = 0;
+  bool tls_ = false;
+  int sent_ = 0;
+  std::thread reader_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::vector<std::string> lines_;
+};
+
+}  // namespace sluice::testing
+
+#endif  // SLUICE_TESTS_CONTROL_SOURCES_FAKE_APISERVER_H_
