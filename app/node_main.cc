@@ -2,7 +2,7 @@
 //
 //   sluice-node [EAL options] -- --cluster FILE --uplink PORT --pods PORT
 //       [--host PORT] [--workers N] [--conntrack-capacity N]
-//       [--stats-interval SECONDS] [--run-seconds N]
+//       [--service-ports N] [--stats-interval SECONDS] [--run-seconds N]
 //
 // PORT is a DPDK port name (a PCI address such as 0000:3b:00.0, or a vdev
 // name such as net_tap0) or a port number. Each port gets one rx and one tx
@@ -44,6 +44,7 @@ struct Options {
   std::string port[sluice::kPortRoleCount];
   uint16_t workers = 1;
   uint32_t conntrack_capacity = 1 << 20;
+  uint32_t service_ports = 65536;
   uint32_t stats_interval = 0;
   uint32_t run_seconds = 0;
 };
@@ -70,6 +71,8 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
       o->workers = static_cast<uint16_t>(n);
     else if (a == "--conntrack-capacity" && numeric && n >= 1024)
       o->conntrack_capacity = n;
+    else if (a == "--service-ports" && numeric && n >= 1 && n <= (1u << 24))
+      o->service_ports = n;
     else if (a == "--stats-interval" && numeric)
       o->stats_interval = n;
     else if (a == "--run-seconds" && numeric)
@@ -117,7 +120,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "sluice-node: %s\nusage: sluice-node [EAL options] -- --cluster FILE --uplink "
                  "PORT --pods PORT [--host PORT] [--workers N] [--conntrack-capacity N] "
-                 "[--stats-interval S] [--run-seconds N]\n",
+                 "[--service-ports N] [--stats-interval S] [--run-seconds N]\n",
                  error.c_str());
     return 2;
   }
@@ -168,6 +171,8 @@ int main(int argc, char** argv) {
   sluice::NodeRuntime::Config rc;
   rc.workers = o.workers;
   rc.conntrack_capacity = o.conntrack_capacity;
+  rc.services.service_ports = o.service_ports;
+  rc.services.keys = 2 * o.service_ports;  // addresses and NodePorts
   auto runtime = sluice::NodeRuntime::Create(rc, *model, ports, pool);
   if (!runtime.ok()) {
     std::fprintf(stderr, "sluice-node: %s\n", std::string(runtime.status().message()).c_str());
@@ -177,9 +182,9 @@ int main(int argc, char** argv) {
   std::signal(SIGHUP, OnSignal);
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
-  std::printf("sluice-node: node %s (%s), %zu Service entries, %zu flannel leases, %u workers\n",
+  std::printf("sluice-node: node %s (%s), %u Service entries, %zu flannel leases, %u workers\n",
               rt.tables().node.name.c_str(), sluice::FormatIpv4(rt.tables().node.node_ip).c_str(),
-              rt.tables().services->size(), rt.tables().overlay->size(), o.workers);
+              rt.service_directory().key_count(), rt.tables().overlay->size(), o.workers);
   std::fflush(stdout);
   rt.Launch();
   const double start = Now();
@@ -194,8 +199,8 @@ int main(int argc, char** argv) {
       auto next = sluice::LoadClusterFile(o.cluster);
       absl::Status s = next.ok() ? rt.Reload(*next) : next.status();
       if (s.ok())
-        std::printf("sluice-node: reloaded %s: %zu Service entries, %zu flannel leases\n",
-                    o.cluster.c_str(), rt.tables().services->size(), rt.tables().overlay->size());
+        std::printf("sluice-node: reloaded %s: %u Service entries, %zu flannel leases\n",
+                    o.cluster.c_str(), rt.service_directory().key_count(), rt.tables().overlay->size());
       else
         std::fprintf(stderr,
                      "sluice-node: reload of %s rejected, last good tables keep "
@@ -207,6 +212,7 @@ int main(int argc, char** argv) {
       last_age = now;
       rt.AgeNeighbors();
     }
+    rt.FlushFlowRemovals();  // UDP flow cleanups a worker had no room for yet
     if (o.stats_interval != 0 && now - last_stats >= o.stats_interval) {
       last_stats = now;
       rt.PrintCounters(stdout);
