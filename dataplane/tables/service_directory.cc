@@ -79,8 +79,8 @@ absl::StatusOr<std::unique_ptr<ServiceDirectory>> ServiceDirectory::Create(const
   dp.esize = sizeof(Deferred);
   // Every enqueue past a few waiting objects frees what finished its grace
   // period (a non-blocking check of the workers' counters).
-  dp.trigger_reclaim_limit = 32;
-  dp.max_reclaim_size = config.defer_queue;
+  dp.trigger_reclaim_limit = config.defer_queue < 64 ? config.defer_queue / 2 : 32;
+  dp.max_reclaim_size = UINT32_MAX;
   dp.free_fn = &ServiceDirectory::FreeDeferred;
   dp.p = d.get();
   dp.v = config.qsbr;
@@ -234,14 +234,16 @@ void ServiceDirectory::Defer(const Deferred& d) {
   FreeDeferred(this, &e, 1);
 }
 
+// (The queue's ring is the next power of two above defer_queue: reclaim
+// without a count limit.)
 void ServiceDirectory::Reclaim() {
-  if (deferred_ > 0) rte_rcu_qsbr_dq_reclaim(dq_, config_.defer_queue, nullptr, nullptr, nullptr);
+  if (deferred_ > 0) rte_rcu_qsbr_dq_reclaim(dq_, UINT32_MAX, nullptr, nullptr, nullptr);
 }
 
 void ServiceDirectory::WaitAndReclaim() {
   ++grace_waits_;
   rte_rcu_qsbr_synchronize(config_.qsbr, RTE_QSBR_THRID_INVALID);
-  rte_rcu_qsbr_dq_reclaim(dq_, config_.defer_queue, nullptr, nullptr, nullptr);
+  rte_rcu_qsbr_dq_reclaim(dq_, UINT32_MAX, nullptr, nullptr, nullptr);
 }
 
 void ServiceDirectory::ReclaimAll() {
