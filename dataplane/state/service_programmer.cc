@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -310,34 +311,37 @@ absl::StatusOr<ServiceProgrammer::PreparedSync> ServiceProgrammer::PrepareSync(
   Plan& plan = *prepared.plan_;
   plan.dir = dir_;
   plan.node_name = node_name;
-  std::unordered_map<std::string, size_t> index;
+  // Items are built in place and never move (reserved): the index keys
+  // view their ids.
+  std::unordered_map<std::string_view, size_t> index;
   index.reserve(ports.size() + sets.size() + records_.size());
-  plan.items.reserve(ports.size() + records_.size());
+  plan.items.reserve(ports.size() + sets.size() + records_.size());
   for (const api::ServicePort& p : ports) {
-    Item it;
+    Item& it = plan.items.emplace_back();
     it.id = api::FormatServicePortKey(p.key);
-    if (!index.emplace(it.id, plan.items.size()).second)
+    if (!index.emplace(it.id, plan.items.size() - 1).second)
       return absl::InvalidArgumentError(absl::StrCat("Service ", it.id, ": listed twice"));
     if (auto f = records_.find(it.id); f != records_.end()) it.record = f->second.get();
     if (absl::Status s = FromSpec<Item, KeyEntry>(p, it.id, &it); !s.ok()) return s;
-    plan.items.push_back(std::move(it));
   }
   for (const api::EndpointSetReplace& set : sets) {
-    const std::string id = api::FormatServicePortKey(set.key);
-    auto [at, fresh] = index.emplace(id, plan.items.size());
-    if (fresh) {  // no port for it: pending
-      Item it;
-      it.id = id;
+    std::string id = api::FormatServicePortKey(set.key);
+    auto at = index.find(id);
+    if (at == index.end()) {  // no port for it: pending
+      Item& it = plan.items.emplace_back();
+      it.id = std::move(id);
       it.name = PortName(set.key);
       it.proto = static_cast<uint8_t>(set.key.protocol);
-      if (auto f = records_.find(id); f != records_.end()) it.record = f->second.get();
-      plan.items.push_back(std::move(it));
+      if (auto f = records_.find(it.id); f != records_.end()) it.record = f->second.get();
+      at = index.emplace(it.id, plan.items.size() - 1).first;
     }
     Item& it = plan.items[at->second];
+    const std::string& id_ref = it.id;
     if (it.has_endpoints)
-      return absl::InvalidArgumentError(absl::StrCat("Service ", id, ": endpoints: listed twice"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("Service ", id_ref, ": endpoints: listed twice"));
     if (absl::Status s =
-            ChooseFor(set.endpoints, id, node_name, dir_->max_endpoints_per_set(), &it.chosen);
+            ChooseFor(set.endpoints, id_ref, node_name, dir_->max_endpoints_per_set(), &it.chosen);
         !s.ok())
       return s;
     it.has_endpoints = true;
@@ -345,10 +349,9 @@ absl::StatusOr<ServiceProgrammer::PreparedSync> ServiceProgrammer::PrepareSync(
   // Everything the sync does not mention goes.
   for (auto& [id, record] : records_) {
     if (index.count(id) != 0) continue;
-    Item it;
+    Item& it = plan.items.emplace_back();
     it.id = id;
     it.record = record.get();
-    plan.items.push_back(std::move(it));
   }
   if (absl::Status s = Prepare(plan); !s.ok()) return s;
   return prepared;
@@ -571,6 +574,7 @@ absl::Status ServiceProgrammer::Commit(Plan& plan) {
     r->chosen = std::move(it.chosen);
   }
   if (!rules.empty()) RemoveFlows(rules);
+  dir_->Reclaim();  // what earlier changes left, now past its grace period
   return status;
 }
 

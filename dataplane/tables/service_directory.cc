@@ -77,9 +77,9 @@ absl::StatusOr<std::unique_ptr<ServiceDirectory>> ServiceDirectory::Create(const
   dp.flags = RTE_RCU_QSBR_DQ_MT_UNSAFE;  // one writer
   dp.size = config.defer_queue;
   dp.esize = sizeof(Deferred);
-  // Every enqueue past a few waiting objects frees what finished its grace
-  // period (a non-blocking check of the workers' counters).
-  dp.trigger_reclaim_limit = config.defer_queue < 64 ? config.defer_queue / 2 : 32;
+  // No reclamation inside an enqueue (it would run before a change is
+  // complete): the writer calls Reclaim() once it is.
+  dp.trigger_reclaim_limit = UINT32_MAX;
   dp.max_reclaim_size = UINT32_MAX;
   dp.free_fn = &ServiceDirectory::FreeDeferred;
   dp.p = d.get();
@@ -220,8 +220,13 @@ void ServiceDirectory::Defer(const Deferred& d) {
     ++deferred_;
     return;
   }
-  // Full even after the enqueue's own reclaim: more frees within one grace
-  // period than the queue holds. Wait for one; then there is room.
+  // Full: free what finished its grace period; failing that (more frees
+  // within one grace period than the queue holds), wait for one.
+  Reclaim();
+  if (rte_rcu_qsbr_dq_enqueue(dq_, &e) == 0) {
+    ++deferred_;
+    return;
+  }
   WaitAndReclaim();
   if (rte_rcu_qsbr_dq_enqueue(dq_, &e) == 0) {
     ++deferred_;

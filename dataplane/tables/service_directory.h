@@ -57,8 +57,10 @@
 //    what waits (the capacity checks count live objects; what waits is
 //    reclaimed, after a wait for a grace period if need be, before a new
 //    object would not fit).
-//  The writer reclaims without blocking on every enqueue (what finished its
-//  grace period is freed). Only when the defer queue is full (more than
+//  The writer calls Reclaim() after each change it completes (the
+//  ServiceProgrammer does, once its pointers are published): what finished
+//  its grace period is freed, without blocking; typically the previous
+//  change's leftovers. Only when the defer queue is full (more than
 //  Config::defer_queue frees within one grace period, e.g. a full sync
 //  removing many Service ports at once) does it wait for a grace period
 //  (rte_rcu_qsbr_synchronize: microseconds while workers poll), and the
@@ -247,7 +249,8 @@ class ServiceDirectory {
   // grace period.
   void RemoveKey(const ServiceKey& key);
 
-  // Frees what finished its grace period (never blocks).
+  // Frees what finished its grace period (never blocks); call after each
+  // completed change.
   void Reclaim();
   // Waits for a grace period, then frees everything waiting (tests and
   // shutdown).

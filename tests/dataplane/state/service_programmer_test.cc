@@ -257,7 +257,10 @@ TEST_F(ServiceProgrammerTest, AnEndpointChangePublishesOneSetAndKeepsTheSlotAndK
   ASSERT_TRUE(programmer_->ReplaceEndpoints(same).ok());
   EXPECT_EQ(SetOf(kWebKey), first);
   EXPECT_EQ(programmer_->stats().sets_published, published);
-  // One endpoint replaced: one new set, the same slot and key.
+  // One endpoint replaced: one new set, the same slot and key. (A reader
+  // is online, as a worker would be: the old set waits for it.)
+  rte_rcu_qsbr_thread_register(qsbr_, 0);
+  rte_rcu_qsbr_thread_online(qsbr_, 0);
   api::EndpointSetReplace moved = WebEndpoints();
   moved.endpoints[1] = Ep("10.244.24.30", 8080, "node-226");
   ASSERT_TRUE(programmer_->ReplaceEndpoints(moved).ok());
@@ -268,8 +271,11 @@ TEST_F(ServiceProgrammerTest, AnEndpointChangePublishesOneSetAndKeepsTheSlotAndK
   ASSERT_EQ(now->all_count, 2u);
   EXPECT_EQ(now->endpoints()[1].ip, Ip("10.244.24.30"));
   EXPECT_EQ(dir_->deferred(), 1u);  // the old set, until a grace period ends
+  rte_rcu_qsbr_quiescent(qsbr_, 0);
   dir_->Reclaim();
   EXPECT_EQ(dir_->deferred(), 0u);
+  rte_rcu_qsbr_thread_offline(qsbr_, 0);
+  rte_rcu_qsbr_thread_unregister(qsbr_, 0);
   EXPECT_EQ(programmer_->stats().scans, 0u);  // TCP: flows are left alone
 }
 
