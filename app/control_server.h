@@ -21,6 +21,21 @@
 
 namespace sluice {
 
+// The Service messages of the protocol, applied by the dataplane's
+// ServiceProgrammer.
+class ProgrammerServiceSink : public ServiceSink {
+ public:
+  explicit ProgrammerServiceSink(ServiceProgrammer* p) : p_(p) {}
+  absl::Status Upsert(const api::ServicePort& port) override { return p_->UpsertServicePort(port); }
+  absl::Status Replace(const api::EndpointSetReplace& e) override { return p_->ReplaceEndpoints(e); }
+  absl::Status Delete(const api::ServicePortKey& key) override { return p_->DeleteServicePort(key); }
+  std::vector<api::ServicePortKey> Keys() const override { return p_->Keys(); }
+  void SetNodeName(const std::string& name) override { p_->SetNodeName(name); }
+
+ private:
+  ServiceProgrammer* p_;
+};
+
 class ControlServer {
  public:
   // `services_json` answers Show "services" (empty: not available).

@@ -100,4 +100,41 @@ nlohmann::json StagesJson(const std::vector<NodeStats>& stats) {
   return out;
 }
 
+nlohmann::json ServicesJson(const ServiceProgrammer& programmer) {
+  static const char* kKinds[] = {"ClusterIP", "NodePort", "ExternalIP", "LoadBalancerIP"};
+  nlohmann::json out = nlohmann::json::array();
+  for (const ServiceProgrammer::PortView& v : programmer.View()) {
+    nlohmann::json addrs = nlohmann::json::array();
+    for (const auto& [k, kind] : v.keys) {
+      nlohmann::json a = {{"kind", kKinds[static_cast<int>(kind) & 3]}, {"port", k.port}};
+      if (k.ip != 0) a["ip"] = FormatIpv4(k.ip);
+      addrs.push_back(a);
+    }
+    nlohmann::json eps = nlohmann::json::array();
+    for (const Endpoint& e : v.all) {
+      bool local = false;
+      for (const Endpoint& l : v.local) local |= l == e;
+      eps.push_back({{"ip", FormatIpv4(e.ip)}, {"port", e.port}, {"ready", true},
+                     {"local", local}, {"chosen", true}});
+    }
+    for (const Endpoint& l : v.local) {
+      bool listed = false;
+      for (const Endpoint& e : v.all) listed |= l == e;
+      if (!listed)
+        eps.push_back({{"ip", FormatIpv4(l.ip)}, {"port", l.port}, {"ready", true},
+                       {"local", true}, {"chosen", true}});
+    }
+    out.push_back(
+        {{"name", v.id},
+         {"type", v.proxied ? "proxied" : "not proxied"},
+         {"external_traffic_policy",
+          (v.flags & EndpointSet::kExternalLocalOnly) ? "Local" : "Cluster"},
+         {"internal_traffic_policy",
+          (v.flags & EndpointSet::kInternalLocalOnly) ? "Local" : "Cluster"},
+         {"addresses", addrs},
+         {"endpoints", eps}});
+  }
+  return {{"services", out}};
+}
+
 }  // namespace sluice

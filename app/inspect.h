@@ -3,6 +3,7 @@
 //   peers      node addressing and flannel's subnet map (ip route, bridge fdb)
 //   conntrack  tracked flows with filters (conntrack -L)
 //   stages     the worker graph's per-node statistics
+//   services   Service ports, their addresses and chosen endpoints
 // (services, neighbors, counters and status come from their owners.)
 //
 // Concurrency: control thread only. Conntrack entries are read while
@@ -19,6 +20,7 @@
 
 #include "dataplane/conntrack/conntrack_table.h"
 #include "dataplane/graph/nodes.h"
+#include "dataplane/state/service_programmer.h"
 #include "dataplane/tables/table_set.h"
 
 namespace sluice {
@@ -37,6 +39,11 @@ nlohmann::json ConntrackJson(const ConntrackTable& table, const ConntrackFilter&
                              uint64_t now);
 
 nlohmann::json StagesJson(const std::vector<NodeStats>& stats);
+
+// {"services": [...]}: each Service port with its addresses (ClusterIPs,
+// NodePort, externalIPs, LoadBalancer IPs) and the endpoints new flows
+// choose from (cluster-wide, and the node-local subset).
+nlohmann::json ServicesJson(const ServiceProgrammer& programmer);
 
 }  // namespace sluice
 

@@ -2,6 +2,7 @@
 //
 //   sluice-node [EAL options] -- [--cluster FILE] [--socket PATH] --uplink PORT
 //       --pods PORT [--host PORT] [--workers N] [--conntrack-capacity N]
+//       [--service-ports N]
 //       [--socket-mode OCTAL] [--socket-group GID] [--writer-uid UID]
 //       [--writer-gid GID] [--stats-interval SECONDS] [--run-seconds N]
 //
@@ -36,6 +37,7 @@
 #include "absl/strings/str_format.h"
 #include "app/control_server.h"
 #include "app/dataplane_state.h"
+#include "app/inspect.h"
 #include "app/node_runtime.h"
 #include "control/cluster_file.h"
 #include "dataplane/common/eal_cleanup.h"
@@ -60,6 +62,7 @@ struct Options {
   std::string port[sluice::kPortRoleCount];
   uint16_t workers = 1;
   uint32_t conntrack_capacity = 1 << 20;
+  uint32_t service_ports = 65536;
   uint32_t stats_interval = 0;
   uint32_t run_seconds = 0;
 };
@@ -98,6 +101,8 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
       o->workers = static_cast<uint16_t>(n);
     else if (a == "--conntrack-capacity" && numeric && n >= 1024)
       o->conntrack_capacity = n;
+    else if (a == "--service-ports" && numeric && n >= 1 && n <= (1u << 24))
+      o->service_ports = n;
     else if (a == "--stats-interval" && numeric)
       o->stats_interval = n;
     else if (a == "--run-seconds" && numeric)
@@ -151,8 +156,8 @@ void SetPortMac(uint16_t id, const char* role, const sluice::MacAddress& mac) {
 
 std::string Describe(sluice::NodeRuntime& rt) {
   if (!rt.has_tables()) return "no tables yet";
-  return absl::StrFormat("%zu Service entries, %zu flannel leases",
-                         rt.tables().services->size(), rt.tables().overlay->size());
+  return absl::StrFormat("%u Service entries, %zu flannel leases",
+                         rt.service_directory().key_count(), rt.tables().overlay->size());
 }
 
 }  // namespace
@@ -170,7 +175,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "sluice-node: %s\nusage: sluice-node [EAL options] -- [--cluster FILE] [--socket "
                  "PATH] --uplink PORT --pods PORT [--host PORT] [--workers N] "
-                 "[--conntrack-capacity N] [--socket-mode OCTAL] [--socket-group GID] "
+                 "[--conntrack-capacity N] [--service-ports N] [--socket-mode OCTAL] [--socket-group GID] "
                  "[--writer-uid UID] [--writer-gid GID] [--stats-interval S] [--run-seconds N]\n",
                  error.c_str());
     return 2;
@@ -220,6 +225,8 @@ int main(int argc, char** argv) {
   sluice::NodeRuntime::Config rc;
   rc.workers = o.workers;
   rc.conntrack_capacity = o.conntrack_capacity;
+  rc.services.service_ports = o.service_ports;
+  rc.services.keys = 2 * o.service_ports;  // addresses and NodePorts
   auto runtime = model ? sluice::NodeRuntime::Create(rc, *model, ports, pool)
                        : sluice::NodeRuntime::Create(rc, ports, pool);
   if (!runtime.ok()) {
@@ -245,6 +252,8 @@ int main(int argc, char** argv) {
     return rt.ReplaceStaticNeighbors(n);
   };
   targets.generation = [&] { return rt.generation(); };
+  sluice::ProgrammerServiceSink service_sink(&rt.services());
+  targets.services = &service_sink;
   sluice::DataplaneState state(std::move(targets), rte_rand());
   if (model) {
     if (absl::Status s = state.Seed(*model); !s.ok())
@@ -258,7 +267,9 @@ int main(int argc, char** argv) {
     if (o.socket_group >= 0) so.group = static_cast<gid_t>(o.socket_group);
     if (o.writer_uid >= 0) so.writer_uid = static_cast<uid_t>(o.writer_uid);
     if (o.writer_gid >= 0) so.writer_gid = static_cast<gid_t>(o.writer_gid);
-    auto c = sluice::ControlServer::Start(so, &rt, &state, nullptr);
+    auto c = sluice::ControlServer::Start(so, &rt, &state, [&rt] {
+      return sluice::ServicesJson(rt.services()).dump();
+    });
     if (!c.ok()) {
       std::fprintf(stderr, "sluice-node: socket %s: %s\n", o.socket.c_str(),
                    std::string(c.status().message()).c_str());
@@ -310,6 +321,7 @@ int main(int argc, char** argv) {
       last_age = now;
       rt.AgeNeighbors();
     }
+    rt.FlushFlowRemovals();  // UDP flow cleanups a worker had no room for yet
     if (o.stats_interval != 0 && now - last_stats >= o.stats_interval) {
       last_stats = now;
       rt.PrintCounters(stdout);

@@ -21,6 +21,7 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
                                                                  rte_mempool* pool) {
   auto rt = Create(config, ports, pool);
   if (!rt.ok()) return rt.status();
+  (*rt)->services().SetNodeName(model.node.name);
   if (absl::Status s = (*rt)->Reload(model); !s.ok()) return s;
   return rt;
 }
@@ -49,9 +50,19 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
   auto neighbors = NeighborTable::Create(nc);
   if (!neighbors.ok()) return neighbors.status();
   rt->neighbors_ = *std::move(neighbors);
+  ServiceDirectory::Config sc = config.services;
+  sc.qsbr = rt->qsbr_;
+  auto services = ServiceDirectory::Create(sc);
+  if (!services.ok()) return services.status();
+  rt->services_ = *std::move(services);
+  ServiceProgrammer::Config pc;
+  pc.max_pending_sets = sc.service_ports;
+  rt->programmer_ = std::make_unique<ServiceProgrammer>(pc, rt->services_.get(),
+                                                        rt->conntrack_.get(), rt->publisher_.get());
 
   WorkerShared shared;
   shared.tables = rt->publisher_.get();
+  shared.services = rt->services_.get();
   shared.conntrack = rt->conntrack_.get();
   shared.neighbors = rt->neighbors_.get();
   shared.qsbr = rt->qsbr_;
@@ -78,6 +89,8 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
 NodeRuntime::~NodeRuntime() {
   if (launched_) StopAndJoin();
   slots_.clear();
+  programmer_.reset();
+  services_.reset();
   publisher_.reset();
   conntrack_.reset();
   neighbors_.reset();
@@ -100,10 +113,10 @@ absl::Status NodeRuntime::ReplaceStaticNeighbors(const std::vector<NeighborEntry
 }
 
 absl::Status NodeRuntime::Reload(const ClusterModel& model) {
-  auto prepared = PrepareReload(model, generation_ + 1, *neighbors_);
+  auto prepared = PrepareReload(model, generation_ + 1, *neighbors_, *programmer_);
   if (!prepared.ok()) return prepared.status();
   ++generation_;
-  return CommitReload(*std::move(prepared), *neighbors_, *publisher_);
+  return CommitReload(*std::move(prepared), *neighbors_, *publisher_, *programmer_);
 }
 
 uint32_t NodeRuntime::AgeNeighbors() { return neighbors_->Age(rte_rdtsc()); }
@@ -222,7 +235,7 @@ std::vector<Tracer::Line> NodeRuntime::TakeTrace() {
   std::vector<Tracer::Line> lines;
   for (auto& s : slots_) {
     if (!s->tracer) continue;
-    for (auto& l : s->tracer->TakeLines(publisher_->Current())) lines.push_back(std::move(l));
+    for (auto& l : s->tracer->TakeLines(services_.get())) lines.push_back(std::move(l));
   }
   std::stable_sort(lines.begin(), lines.end(),
                    [](const Tracer::Line& a, const Tracer::Line& b) { return a.seq < b.seq; });

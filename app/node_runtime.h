@@ -1,12 +1,15 @@
 // NodeRuntime: everything a running node holds besides its ports, shared by
 // sluice-node (real ports) and sluice-replay (captures): the QSBR variable,
-// the table publisher, the connection and neighbour tables, one Worker per
-// worker lcore, and the counters report.
+// the table publisher, the Service directory and its programmer, the
+// connection and neighbour tables, one Worker per worker lcore, and the
+// counters report.
 //
-// Threading: Create, Reload, Launch, StopAndJoin and the reports run on the
-// main lcore (the control thread); workers run on their own lcores. Reload
-// may be called while workers run: it publishes a new generation and returns
-// after the old one has been freed (one grace period).
+// Threading: Create, Reload, services(), Launch, StopAndJoin and the reports
+// run on the main lcore (the control thread); workers run on their own
+// lcores. Reload may be called while workers run: it publishes a new
+// generation, returns after the old one has been freed (one grace period),
+// and applies the model's Services as a full sync (unchanged Service ports
+// keep their slot, endpoint set and flows).
 #ifndef SLUICE_APP_NODE_RUNTIME_H_
 #define SLUICE_APP_NODE_RUNTIME_H_
 
@@ -24,7 +27,9 @@
 #include "absl/status/statusor.h"
 #include "api/cluster_model.h"
 #include "dataplane/conntrack/conntrack_table.h"
+#include "dataplane/state/service_programmer.h"
 #include "dataplane/tables/neighbor_table.h"
+#include "dataplane/tables/service_directory.h"
 #include "dataplane/tables/table_set.h"
 #include "dataplane/worker/worker.h"
 
@@ -39,6 +44,8 @@ class NodeRuntime {
     int seq_offset = -1;  // mbuf dynfield with the packet's sequence (traces)
     // Quotas, static capacity and times; Create sets qsbr and the clock.
     NeighborTable::Config neighbors;
+    // Capacities (Service ports, keys, endpoints per set); Create sets qsbr.
+    ServiceDirectory::Config services;
   };
   // Call after rte_eal_init with at least `workers` worker lcores. Errors:
   // ResourceExhausted (DPDK memory), or the table build's error for `model`.
@@ -55,13 +62,14 @@ class NodeRuntime {
   // Frees every DPDK object; call before rte_eal_cleanup.
   ~NodeRuntime();
 
-  // Builds and checks everything a reload changes (the generation and the
-  // static neighbour set), then applies it. On error nothing changes: the
-  // last good tables and static neighbours keep serving.
+  // Builds and checks everything a reload changes (the generation, the
+  // static neighbour set and the Service sync), then applies it. On error
+  // nothing changes: the last good tables, Services and static neighbours
+  // keep serving.
   absl::Status Reload(const ClusterModel& model);
 
-  // Builds the node view and subnet map of `model` (its Services too, while
-  // they live in the TableSet) and publishes them as the next generation;
+  // Builds the node view and subnet map of `model` (Services are not in it:
+  // they go through services()) and publishes them as the next generation;
   // returns it. On error nothing changes.
   absl::StatusOr<uint64_t> PublishNetwork(const ClusterModel& model);
   // Makes the static neighbours exactly `entries` (validated first: on
@@ -69,6 +77,12 @@ class NodeRuntime {
   absl::Status ReplaceStaticNeighbors(const std::vector<NeighborEntry>& entries);
   uint64_t generation() const { return generation_; }
   bool has_tables() const { return publisher_->Current() != nullptr; }
+  // The Service API (per-object changes between reloads) and the directory.
+  ServiceProgrammer& services() { return *programmer_; }
+  const ServiceDirectory& service_directory() const { return *services_; }
+  // Posts flow removals a worker's ring had no room for (the programmer
+  // keeps them); call from the control loop. Returns how many still wait.
+  size_t FlushFlowRemovals() { return programmer_->FlushFlowRemovals(); }
 
   // Removes neighbours learned from ARP and not confirmed for the stale time
   // (NeighborTable::Age); call about once a second. Returns how many.
@@ -116,6 +130,8 @@ class NodeRuntime {
   uint64_t generation_ = 0;
   rte_rcu_qsbr* qsbr_ = nullptr;
   std::unique_ptr<TablePublisher> publisher_;
+  std::unique_ptr<ServiceDirectory> services_;
+  std::unique_ptr<ServiceProgrammer> programmer_;
   std::unique_ptr<ConntrackTable> conntrack_;
   std::unique_ptr<NeighborTable> neighbors_;
   std::vector<std::unique_ptr<Slot>> slots_;

@@ -248,9 +248,9 @@ int RunReplay(const ReplayOptions& o) {
     return 2;
   }
   NodeRuntime& rt = **runtime;
-  std::printf("sluice-replay: node %s (%s), %zu Service entries, %zu flannel leases, %u workers\n",
+  std::printf("sluice-replay: node %s (%s), %u Service entries, %zu flannel leases, %u workers\n",
               rt.tables().node.name.c_str(), FormatIpv4(rt.tables().node.node_ip).c_str(),
-              rt.tables().services->size(), rt.tables().overlay->size(), o.workers);
+              rt.service_directory().key_count(), rt.tables().overlay->size(), o.workers);
   rt.Launch();
 
   // Feeder: merge the input captures by timestamp and dispatch.
@@ -269,6 +269,7 @@ int RunReplay(const ReplayOptions& o) {
     if (now - last_age < tsc_hz) return;
     last_age = now;
     rt.AgeNeighbors();
+    rt.FlushFlowRemovals();
   };
   auto drain = [&] {
     for (int r = 0; r < kRoles; ++r) {

@@ -23,6 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "control/agent.h"
 #include "control/cluster_file.h"
+#include "control/model_messages.h"
 #include "control/operator_http.h"
 
 namespace {
@@ -107,6 +108,12 @@ bool ApplyClusterFile(const std::string& path, sluice::Agent* agent) {
   }
   agent->SetNode(m->node);
   agent->SetFlannel(m->network, m->leases);
+  const sluice::ModelMessages mm = sluice::MessagesFromModel(*m);
+  std::map<std::string, sluice::api::ServicePort> ports;
+  std::map<std::string, sluice::api::EndpointSetReplace> endpoints;
+  for (const auto& p : mm.ports) ports[sluice::api::FormatServicePortKey(p.key)] = p;
+  for (const auto& e : mm.endpoints) endpoints[sluice::api::FormatServicePortKey(e.key)] = e;
+  agent->SetServices(std::move(ports), std::move(endpoints));
   return true;
 }
 

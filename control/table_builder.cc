@@ -1,12 +1,11 @@
 #include "control/table_builder.h"
 
-#include <set>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "control/model_messages.h"
 
 namespace sluice {
 namespace {
@@ -49,59 +48,6 @@ absl::Status CheckModelFits(const ClusterModel& model) {
   return absl::OkStatus();
 }
 
-struct ChosenEndpoints {
-  std::vector<Endpoint> all;
-  std::vector<Endpoint> local;
-};
-
-// kube-proxy's choice of endpoints for one Service port: ready ones; when
-// none is ready, the serving-and-terminating ones (decided separately for
-// the cluster-wide and the node-local set).
-using SlicesByService = std::unordered_map<std::string, std::vector<const EndpointSliceSpec*>>;
-
-std::string ServiceId(const std::string& ns, const std::string& name) { return ns + "/" + name; }
-
-ChosenEndpoints EndpointsFor(const ClusterModel& model, const SlicesByService& slices,
-                             const ServiceSpec& svc, const ServicePortSpec& port) {
-  struct Candidate {
-    Endpoint ep;
-    bool ready, serving, terminating, local;
-  };
-  std::vector<Candidate> candidates;
-  std::set<std::pair<uint32_t, uint16_t>> seen;
-  const auto found = slices.find(ServiceId(svc.namespace_name, svc.name));
-  if (found == slices.end()) return {};
-  for (const EndpointSliceSpec* slice_ptr : found->second) {
-    const EndpointSliceSpec& slice = *slice_ptr;
-    for (const EndpointSlicePortSpec& sp : slice.ports) {
-      if (sp.name != port.name || sp.protocol != port.protocol) continue;
-      for (const EndpointSpec& e : slice.endpoints) {
-        if (!seen.insert({e.ip, sp.port}).second) continue;
-        Candidate c;
-        c.ep.ip = e.ip;
-        c.ep.port = sp.port;
-        c.ready = e.ready;
-        c.serving = e.serving;
-        c.terminating = e.terminating;
-        c.local = e.node_name == model.node.name;
-        candidates.push_back(c);
-      }
-    }
-  }
-  auto pick = [&](bool local_only) {
-    std::vector<Endpoint> ready, fallback;
-    for (const Candidate& c : candidates) {
-      if (local_only && !c.local) continue;
-      if (c.ready)
-        ready.push_back(c.ep);
-      else if (c.serving && c.terminating)
-        fallback.push_back(c.ep);
-    }
-    return ready.empty() ? fallback : ready;
-  };
-  return {pick(false), pick(true)};
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
@@ -135,67 +81,6 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   n.vni = model.network.vni;
   n.vxlan_port = model.network.port;
 
-  SlicesByService slices;
-  for (const EndpointSliceSpec& slice : model.endpoint_slices)
-    slices[ServiceId(slice.namespace_name, slice.service_name)].push_back(&slice);
-  ServiceTable::Builder sb;
-  for (const ServiceSpec& svc : model.services) {
-    if (svc.type == "ExternalName") continue;
-    for (size_t pi = 0; pi < svc.ports.size(); ++pi) {
-      const ServicePortSpec& port = svc.ports[pi];
-      if (port.protocol == L4Protocol::kSctp) continue;  // not in the dataplane yet
-      const ChosenEndpoints eps = EndpointsFor(model, slices, svc, port);
-      // The counts are 16 bits and the offsets 32: refuse what they cannot
-      // hold rather than serve a truncated endpoint set.
-      // (The node-local set is chosen on its own and may be the larger.)
-      for (const auto& [chosen, what] :
-           {std::make_pair(&eps.all, ""), std::make_pair(&eps.local, " on this node")}) {
-        if (chosen->size() > ServiceEntry::kMaxEndpoints)
-          return absl::InvalidArgumentError(absl::StrFormat(
-              "Service %s/%s: spec.ports[%u] (%s%s%u/%s): %u endpoints%s, more than the %u a "
-              "Service port holds",
-              svc.namespace_name, svc.name, pi, port.name, port.name.empty() ? "" : " ", port.port,
-              port.protocol == L4Protocol::kTcp ? "TCP" : "UDP", chosen->size(), what,
-              ServiceEntry::kMaxEndpoints));
-      }
-      if (sb.endpoints.size() + eps.all.size() + eps.local.size() > UINT32_MAX ||
-          sb.names.size() >= UINT32_MAX)
-        return absl::InvalidArgumentError(absl::StrFormat(
-            "Service %s/%s: spec.ports[%u]: the Service table's endpoint or name index would "
-            "pass 2^32",
-            svc.namespace_name, svc.name, pi));
-      ServiceEntry base;
-      base.endpoints_begin = static_cast<uint32_t>(sb.endpoints.size());
-      base.endpoints_count = static_cast<uint16_t>(eps.all.size());
-      sb.endpoints.insert(sb.endpoints.end(), eps.all.begin(), eps.all.end());
-      base.local_begin = static_cast<uint32_t>(sb.endpoints.size());
-      base.local_count = static_cast<uint16_t>(eps.local.size());
-      sb.endpoints.insert(sb.endpoints.end(), eps.local.begin(), eps.local.end());
-      base.external_local_only = svc.external_traffic_policy == TrafficPolicy::kLocal;
-      base.masquerade_external = !base.external_local_only;
-      base.internal_local_only = svc.internal_traffic_policy == TrafficPolicy::kLocal;
-      base.name_index = static_cast<uint32_t>(sb.names.size());
-      sb.names.push_back(absl::StrFormat("%s/%s%s%s", svc.namespace_name, svc.name,
-                                         port.name.empty() ? "" : ":", port.name));
-      const uint8_t proto = static_cast<uint8_t>(port.protocol);
-      auto add = [&](uint32_t ip, uint16_t p, ServiceEntryKind kind) {
-        ServiceEntry e = base;
-        e.kind = kind;
-        sb.entries.push_back({ServiceKey{ip, p, proto, 0}, e});
-      };
-      for (uint32_t ip : svc.cluster_ips) add(ip, port.port, ServiceEntryKind::kClusterIp);
-      if (svc.cluster_ips.empty()) continue;  // headless: DNS only, nothing to proxy
-      if (port.node_port != 0 && (svc.type == "NodePort" || svc.type == "LoadBalancer"))
-        add(0, port.node_port, ServiceEntryKind::kNodePort);
-      for (uint32_t ip : svc.external_ips) add(ip, port.port, ServiceEntryKind::kExternalIp);
-      for (uint32_t ip : svc.load_balancer_ips)
-        add(ip, port.port, ServiceEntryKind::kLoadBalancerIp);
-    }
-  }
-  auto services = ServiceTable::Build(std::move(sb), generation);
-  if (!services.ok()) return services.status();
-  t->services = *std::move(services);
-
   std::vector<VtepPeer> peers;
   for (const FlannelLease& l : model.leases) {
     VtepPeer p;
@@ -220,7 +105,8 @@ std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model) {
 }
 
 absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model, uint64_t generation,
-                                             const NeighborTable& neighbors) {
+                                             const NeighborTable& neighbors,
+                                             ServiceProgrammer& services) {
   PreparedReload r;
   r.static_neighbors = StaticNeighborsOf(model);
   if (absl::Status s = neighbors.ValidateStatic(r.static_neighbors); !s.ok())
@@ -228,14 +114,21 @@ absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model, uint64_t
   auto tables = BuildTableSet(model, generation);
   if (!tables.ok()) return tables.status();
   r.tables = *std::move(tables);
+  const ModelMessages messages = MessagesFromModel(model);
+  auto sync = services.PrepareSync(messages.ports, messages.endpoints, model.node.name);
+  if (!sync.ok()) return sync.status();
+  r.services.emplace(*std::move(sync));
   return r;
 }
 
 absl::Status CommitReload(PreparedReload reload, NeighborTable& neighbors,
-                          TablePublisher& publisher) {
+                          TablePublisher& publisher, ServiceProgrammer& services) {
   if (absl::Status s = neighbors.ReplaceStatic(reload.static_neighbors); !s.ok()) return s;
+  // The node's addresses first: the Service sync's flow cleanup matches
+  // NodePort flows on them.
   publisher.Publish(std::move(reload.tables));
-  return absl::OkStatus();
+  if (!reload.services.has_value()) return absl::OkStatus();
+  return services.CommitSync(*std::move(reload.services));
 }
 
 }  // namespace sluice

@@ -1,37 +1,44 @@
-// Builds the workers' tables from a ClusterModel: one complete TableSet
-// generation (node addressing, Services with their endpoints, flannel's
-// subnet map) and the static neighbour set, and applies a reload all or
-// nothing.
+// Builds the workers' tables from a ClusterModel: one TableSet generation
+// (node addressing, flannel's subnet map), the static neighbour set, and a
+// full sync of the Services (their ports and endpoint sets as the socket
+// protocol carries them, control/model_messages.h, applied through the
+// dataplane's ServiceProgrammer exactly as a sync from sluice-control would
+// be), and applies a reload all or nothing.
 //
-// Runs on the control side only. A reload is prepared first (every table
-// built, the static neighbour set validated against the NeighborTable; no
+// Runs on the control side only. A reload is prepared first (the
+// generation built, the static neighbour set validated against the
+// NeighborTable, the Service sync validated and its endpoint sets built; no
 // worker can see any of it) and only then committed; a preparation that
-// fails changes nothing, and a commit cannot fail.
+// fails changes nothing, and a commit cannot fail. An unchanged Service port
+// keeps its directory slot, its endpoint set and its flows across reloads.
 //
 // Counts and values that do not fit the tables' fields are rejected, never
-// truncated: more endpoints for one Service port than ServiceEntry's 16-bit
-// counts hold, a VNI beyond VXLAN's 24 bits, a prefix length above 32, more
-// leases than the subnet map can index. Errors name the object and field as
-// the cluster file spells them.
+// truncated: more endpoints for one Service port than the ServiceDirectory's
+// sets hold (65535 by default), more Service ports or keys than it holds, a
+// VNI beyond VXLAN's 24 bits, a prefix length above 32, more leases than the
+// subnet map can index. Errors name the object and field: as the cluster
+// file spells them for the node and the leases, as the protocol names them
+// for Services ("Service default/web:http/TCP: endpoints[3].ip: ...").
 #ifndef SLUICE_CONTROL_TABLE_BUILDER_H_
 #define SLUICE_CONTROL_TABLE_BUILDER_H_
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "api/cluster_model.h"
+#include "dataplane/state/service_programmer.h"
 #include "dataplane/tables/neighbor_table.h"
 #include "dataplane/tables/table_set.h"
 
 namespace sluice {
 
-// Errors: FailedPrecondition when the model lacks this node's lease;
-// InvalidArgument when two Services claim the same address and port, or a
-// count or value does not fit (see above); ResourceExhausted when DPDK
-// memory is short.
+// The node view and the subnet map only. Errors: FailedPrecondition when
+// the model lacks this node's lease; InvalidArgument when a count or value
+// does not fit (see above); ResourceExhausted when DPDK memory is short.
 absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
                                                         uint64_t generation);
 
@@ -42,20 +49,25 @@ std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model);
 struct PreparedReload {
   std::unique_ptr<TableSet> tables;
   std::vector<StaticNeighbor> static_neighbors;  // validated against the table
+  std::optional<ServiceProgrammer::PreparedSync> services;
 };
 // Errors: BuildTableSet's; ValidateStatic's for node.neighbors (e.g.
 // ResourceExhausted for more than the table's static capacity), prefixed
-// with "node: neighbors: ".
+// with "node: neighbors: "; ServiceProgrammer::PrepareSync's for the
+// Services (e.g. InvalidArgument when two Service ports claim the same
+// address and port, naming both).
 absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model, uint64_t generation,
-                                             const NeighborTable& neighbors);
-// Makes the static neighbour set exactly the prepared one, then publishes
-// the generation (one grace period each when something was removed or
-// replaced). Control thread only, with nothing else changing the static set
-// in between, so the validation still holds and this does not fail; the one
-// error, InternalError from ReplaceStatic, would mean the neighbour table's
-// capacity accounting is broken (the generation is then not published).
+                                             const NeighborTable& neighbors,
+                                             ServiceProgrammer& services);
+// Makes the static neighbour set exactly the prepared one, publishes the
+// generation (one grace period each when something was removed or
+// replaced), then commits the Service sync. Control thread only, with
+// nothing else changing the static set or the Services in between, so the
+// validation still holds and this does not fail; the errors, InternalError
+// from ReplaceStatic (the generation is then not published) or from
+// CommitSync, would mean broken capacity accounting.
 absl::Status CommitReload(PreparedReload reload, NeighborTable& neighbors,
-                          TablePublisher& publisher);
+                          TablePublisher& publisher, ServiceProgrammer& services);
 
 }  // namespace sluice
 

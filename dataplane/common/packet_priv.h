@@ -17,12 +17,10 @@
 
 namespace sluice {
 
-struct ServiceEntry;
-
 struct PacketPriv {
   PacketMeta meta;                    // classify (and VXLAN decap, for the inner frame)
   uint32_t ct_ref = UINT32_MAX;       // conntrack: entry ref (| reply bit), or kMiss
-  const ServiceEntry* svc = nullptr;  // service lookup -> new flow
+  uint32_t svc = UINT32_MAX;          // service lookup -> new flow: ServiceRef or kNoService
   uint32_t next_hop = 0;              // route: L2 next hop (pods, uplink)
   uint32_t peer = UINT32_MAX;         // route: VtepPeer index (VXLAN)
   uint16_t drop = kCounterCount;      // any node -> drop: the reason

@@ -98,6 +98,10 @@ absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Con
     return absl::InvalidArgumentError("conntrack: capacity must be below 2^31");
   if (config.workers > 256)
     return absl::InvalidArgumentError("conntrack: at most 256 workers (ConntrackEntry::owner)");
+  if (config.removal_ring < 2 || (config.removal_ring & (config.removal_ring - 1)) != 0)
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "conntrack: removal ring size must be a power of two of at least 2, got %u",
+        config.removal_ring));
   static std::atomic<uint64_t> instance{0};
   const uint64_t id = instance.fetch_add(1);
   std::unique_ptr<ConntrackTable> t(new ConntrackTable());
@@ -182,6 +186,13 @@ absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Con
     if (s.dq == nullptr)
       return absl::ResourceExhaustedError(
           absl::StrFormat("conntrack: rte_rcu_qsbr_dq_create: %s", rte_strerror(rte_errno)));
+    const std::string ring_name = absl::StrFormat("ctrm%lu_%u", id, w);
+    s.removals = rte_ring_create(ring_name.c_str(), config.removal_ring, SOCKET_ID_ANY,
+                                 RING_F_SP_ENQ | RING_F_SC_DEQ);
+    if (s.removals == nullptr)
+      return absl::ResourceExhaustedError(
+          absl::StrFormat("conntrack: removal ring: %s", rte_strerror(rte_errno)));
+    t->ring_bytes_ += rte_ring_get_memsize(config.removal_ring);
   }
   return t;
 }
@@ -189,6 +200,7 @@ absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Con
 ConntrackTable::~ConntrackTable() {
   if (slices_ != nullptr) {
     for (uint16_t w = 0; w < config_.workers; ++w) {
+      rte_ring_free(slices_[w].removals);
       if (slices_[w].dq == nullptr) continue;
       // Pending frees need a grace period first (workers are stopped by now).
       if (rte_rcu_qsbr_dq_delete(slices_[w].dq) != 0) {
@@ -474,6 +486,55 @@ uint32_t ConntrackTable::Expire(uint16_t worker, uint64_t now, uint32_t budget) 
   return expired;
 }
 
+ConntrackTable::EntrySnapshot ConntrackTable::SnapshotRacy(uint32_t index) const {
+  // Plain reads of fields an owner may be writing (see the contract): the
+  // snapshot only chooses requests, which the owner checks.
+  const ConntrackEntry& e = entries_[index];
+  EntrySnapshot s;
+  s.in_use = __atomic_load_n(&e.in_use, __ATOMIC_RELAXED) != 0;
+  s.flags = __atomic_load_n(&e.flags, __ATOMIC_RELAXED);
+  std::memcpy(&s.original, &e.original, sizeof(FlowKey));
+  std::memcpy(&s.reply, &e.reply, sizeof(FlowKey));
+  return s;
+}
+
+uint32_t ConntrackTable::RemovalCheck(const FlowKey& original, const FlowKey& reply) {
+  return HashKey(reply) * 0x9e3779b1u ^ HashKey(original);
+}
+
+uint16_t ConntrackTable::OwnerOf(uint32_t index) const {
+  const uint32_t per = capacity_ / config_.workers;
+  const uint32_t w = per == 0 ? config_.workers - 1u : index / per;
+  return static_cast<uint16_t>(w < config_.workers ? w : config_.workers - 1u);
+}
+
+bool ConntrackTable::RequestRemoval(uint32_t index, uint32_t check) {
+  if (index >= capacity_) return true;  // nothing to remove
+  void* request = reinterpret_cast<void*>(uint64_t{index} << 32 | check);
+  return rte_ring_sp_enqueue(slices_[OwnerOf(index)].removals, request) == 0;
+}
+
+uint32_t ConntrackTable::TakeRemovalRequests(uint16_t worker, uint32_t budget) {
+  WorkerSlice& s = slices_[worker];
+  uint32_t removed = 0;
+  for (uint32_t n = 0; n < budget; ++n) {
+    if (s.deferred == s.dq_size) {
+      Reclaim(worker);
+      if (s.deferred == s.dq_size) break;  // the rest waits in the ring
+    }
+    void* request;
+    if (rte_ring_sc_dequeue(s.removals, &request) != 0) break;
+    const uint64_t v = reinterpret_cast<uint64_t>(request);
+    const uint32_t index = static_cast<uint32_t>(v >> 32);
+    if (index < s.begin || index >= s.end) continue;
+    const ConntrackEntry& e = entries_[index];
+    // Gone already, or reused for another flow: nothing to do.
+    if (!e.in_use || RemovalCheck(e.original, e.reply) != static_cast<uint32_t>(v)) continue;
+    if (Remove(worker, index)) ++removed;
+  }
+  return removed;
+}
+
 uint32_t ConntrackTable::SliceSize(uint16_t worker) const {
   return slices_[worker].end - slices_[worker].begin;
 }
@@ -495,7 +556,7 @@ uint32_t ConntrackTable::OverflowedBuckets() const {
 size_t ConntrackTable::BytesPerFlow() const {
   const size_t total = AllocatedBytes(entries_) + AllocatedBytes(buckets_) +
                        AllocatedBytes(overflow_count_) + AllocatedBytes(free_ids_) + dq_bytes_ +
-                       sizeof(WorkerSlice) * config_.workers;
+                       ring_bytes_ + sizeof(WorkerSlice) * config_.workers;
   return (total + capacity_ - 1) / capacity_;
 }
 

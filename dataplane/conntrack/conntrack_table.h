@@ -35,9 +35,10 @@
 //    atomic load.
 //
 // Memory: BytesPerFlow() (entries + buckets + overflow counts + free lists
-// + defer queues, from what was allocated): 64 + 32 + 0.5 + 4 + ~1.5 = 103
-// bytes at capacity 2^20; 93 to 115 as the bucket count's power-of-two
-// rounding falls (was 208 with rte_hash).
+// + defer queues + removal rings, from what was allocated): 64 + 32 + 0.5 +
+// 4 + ~1.5 = 103 bytes at capacity 2^20 (the rings add 32 KB per worker);
+// 93 to 115 as the bucket count's power-of-two rounding falls (was 208 with
+// rte_hash).
 //
 // Speed (bench/dataplane/stage_bench.cc BM_Conntrack*, burst 32, TSC cycles
 // per packet, medians of 3, 2-core AMD EPYC KVM guest, --no-huge; rte_hash is
@@ -82,6 +83,16 @@
 //    queue and returns to the free list only after every worker reported a
 //    quiescent state. Slots are reused at once; entries only after the grace
 //    period.
+//  - Removal on request: another thread (the dataplane's control thread,
+//    after a Service change: kube-proxy's UDP conntrack cleanup) never
+//    deletes. It reads entries (SnapshotRacy) and posts (index, check) to the
+//    owner's bounded single-producer single-consumer ring (RequestRemoval);
+//    the owner drains its ring in its loop (Worker: before each graph walk)
+//    and deletes each entry that is still in use and still holds the flow
+//    the check names (RemovalCheck: a digest of both tuples), so a request
+//    for an entry that expired and was reused meanwhile is refused. A
+//    request takes effect at the owner's next loop iteration; until then
+//    the flow keeps translating as before.
 //
 // Accepted races, and why each is safe:
 //  - A reader loads a slot while the writer clears it: the load returns the
@@ -115,6 +126,16 @@
 //    may expire a flow whose packet another worker just saw; that is the
 //    previous race again. Touches with slightly older clocks (other workers'
 //    TSC reads) never move last_seen backwards.
+//  - The control thread's scan (SnapshotRacy) reads entries while their
+//    owners may be creating or deleting them: a snapshot may be torn. It
+//    only chooses what to request: the owner checks every request against
+//    its own, exact view of the entry. A torn read can thus post a request
+//    the owner refuses, or miss an entry being created at that instant;
+//    the caller scans only after a grace period that follows its table
+//    change, so an entry being created then was created from the new
+//    tables and is not one it looks for.
+//  - A packet of a flow whose removal was requested is translated by the
+//    entry until its owner takes the request (the owner's next loop).
 //  - last_seen is a 32-bit tick compared by signed wrap-safe difference:
 //    correct as long as the owner looks at an entry at least every 2^31
 //    ticks (~25 days at 1 ms); aging scans every entry far more often.
@@ -122,6 +143,7 @@
 #define SLUICE_DATAPLANE_CONNTRACK_CONNTRACK_TABLE_H_
 
 #include <rte_rcu_qsbr.h>
+#include <rte_ring.h>
 #include <rte_spinlock.h>
 
 #include <atomic>
@@ -187,10 +209,14 @@ class ConntrackTable {
     rte_rcu_qsbr* qsbr = nullptr;   // workers' QSBR variable; required
     uint64_t ticks_per_second = 1;  // unit of `now` arguments (TSC Hz in workers)
     ConntrackTimeouts timeouts;
+    // Per worker: removal requests that may wait for the owner (a power of
+    // two; one less is usable).
+    uint32_t removal_ring = 4096;
   };
   // Errors: InvalidArgument for a zero capacity/workers, no qsbr, a capacity
-  // of 2^31 or more, more than 256 workers or a timeout of 2^31 ticks or
-  // more; ResourceExhausted when DPDK memory is short.
+  // of 2^31 or more, more than 256 workers, a timeout of 2^31 ticks or
+  // more, or a removal ring size that is not a power of two of at least 2;
+  // ResourceExhausted when DPDK memory is short.
   static absl::StatusOr<std::unique_ptr<ConntrackTable>> Create(const Config& config);
   ~ConntrackTable();
   ConntrackTable(const ConntrackTable&) = delete;
@@ -246,6 +272,30 @@ class ConntrackTable {
   // number expired. Stops early when the defer queue is full (entries wait
   // for their grace period faster than workers report quiescent states).
   uint32_t Expire(uint16_t worker, uint64_t now, uint32_t budget);
+
+  // Removal on request (see the contract above).
+  // What a scan by another thread reads of entry `index` (racy; may be torn).
+  struct EntrySnapshot {
+    bool in_use = false;
+    uint8_t flags = 0;
+    FlowKey original, reply;
+  };
+  EntrySnapshot SnapshotRacy(uint32_t index) const;
+  // A digest of the flow an entry holds (both tuples).
+  static uint32_t RemovalCheck(const FlowKey& original, const FlowKey& reply);
+  // The worker whose slice holds entry `index`.
+  uint16_t OwnerOf(uint32_t index) const;
+  // One requesting thread at a time: asks the owner of entry `index` to
+  // remove it if it still holds the flow `check` names. False when the
+  // owner's ring is full (nothing posted; ask again later).
+  bool RequestRemoval(uint32_t index, uint32_t check);
+  // Owner worker: whether requests wait (cheap: two loads), and taking up
+  // to `budget` of them; returns the number of entries removed. Stops early,
+  // leaving the rest queued, when the defer queue is full.
+  bool HasRemovalRequests(uint16_t worker) const {
+    return !rte_ring_empty(slices_[worker].removals);
+  }
+  uint32_t TakeRemovalRequests(uint16_t worker, uint32_t budget);
   // The number of entries worker `worker`'s slice holds (what Expire scans).
   uint32_t SliceSize(uint16_t worker) const;
 
@@ -277,6 +327,7 @@ class ConntrackTable {
     uint32_t dq_size = 0;     // defer queue capacity
     uint32_t deferred = 0;    // indices on the defer queue
     rte_rcu_qsbr_dq* dq = nullptr;
+    rte_ring* removals = nullptr;  // (index << 32 | check) requests to this owner
     std::atomic<uint64_t> in_use{0};
   };
   // Where a key sits, or a free slot for it.
@@ -321,6 +372,7 @@ class ConntrackTable {
   uint8_t* overflow_count_ = nullptr;
   uint32_t* free_ids_ = nullptr;  // per slice free stacks, capacity entries
   size_t dq_bytes_ = 0;           // heap taken by the defer queues
+  size_t ring_bytes_ = 0;         // heap taken by the removal rings
   rte_spinlock_t write_lock_ = RTE_SPINLOCK_INITIALIZER;
   std::unique_ptr<WorkerSlice[]> slices_;
 };

@@ -90,7 +90,7 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   const NodeView& n = t.node;
   const FlowKey& k = pp->meta.key;
   if (Ipv4Header(m, pp->meta)->time_to_live <= 1 &&
-      (pp->svc != nullptr || !n.IsLocalAddress(k.dst_ip))) {
+      (pp->svc != kNoService || !n.IsLocalAddress(k.dst_ip))) {
     MarkDrop(m, k_ttl_exceeded);
     return kToDrop;
   }
@@ -106,16 +106,20 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   e.original = k;
   e.reply = k.Reversed();  // src: the endpoint; dst: the (masqueraded) source
   MasqueradeReason masq = MasqueradeReason::kNone;
-  if (const ServiceEntry* svc = pp->svc; svc != nullptr) {
-    SLUICE_TRACE(ctx, m, kService, .a8 = static_cast<uint8_t>(svc->kind), .a = svc->name_index,
+  if (const ServiceRef svc = pp->svc; svc != kNoService) {
+    const ServiceEntryKind kind = ServiceKindOf(svc);
+    SLUICE_TRACE(ctx, m, kService, .a8 = static_cast<uint8_t>(kind), .a = ServiceSlotOf(svc),
                  .key = &k);
-    const EndpointChoice c = ChooseEndpoints(n, *svc, k.src_ip);
+    // Loaded once: the endpoint comes from the set this packet saw, even if
+    // a new one is published meanwhile (valid until the quiescent report).
+    const EndpointSet& eps = ctx->shared.services->Endpoints(svc);
+    const EndpointChoice c = ChooseEndpoints(n, eps, kind, k.src_ip);
     if (c.count == 0) {
       MarkDrop(m, k_service_no_endpoints);
       return kToDrop;
     }
     const uint32_t pick = c.count == 1 ? 0 : static_cast<uint32_t>(rte_rand_max(c.count));
-    const Endpoint& ep = t.services->endpoint(c.begin + pick);
+    const Endpoint& ep = eps.endpoints()[c.begin + pick];
     SLUICE_TRACE(ctx, m, kEndpoint, .a8 = static_cast<uint8_t>(c.set), .a16 = ep.port, .a = ep.ip,
                  .b = c.count);
     masq = IsHairpin(k.src_ip, ep.ip) ? MasqueradeReason::kHairpin : c.masquerade;
@@ -133,7 +137,7 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   if (rr.egress == Egress::kHost) masq = MasqueradeReason::kNone;
   if (masq == MasqueradeReason::kNone && FlannelMasquerades(n, k.src_ip, e.reply.src_ip, rr.egress))
     masq = MasqueradeReason::kFlannelIpMasq;
-  if (pp->svc == nullptr && masq == MasqueradeReason::kNone) {
+  if (pp->svc == kNoService && masq == MasqueradeReason::kNone) {
     if (!TrackedWithoutNat(n, k.src_ip, k.dst_ip, rr.egress)) {
       pp->stateless = 1;
       return kToRoute;

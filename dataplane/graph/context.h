@@ -26,6 +26,7 @@
 #include "dataplane/graph/trace.h"
 #include "dataplane/neighbor/hold_queue.h"
 #include "dataplane/tables/neighbor_table.h"
+#include "dataplane/tables/service_directory.h"
 #include "dataplane/tables/table_set.h"
 
 namespace sluice {
@@ -33,6 +34,7 @@ namespace sluice {
 // Everything node-wide a worker uses; not owned.
 struct WorkerShared {
   TablePublisher* tables = nullptr;
+  const ServiceDirectory* services = nullptr;
   ConntrackTable* conntrack = nullptr;
   NeighborTable* neighbors = nullptr;
   rte_rcu_qsbr* qsbr = nullptr;

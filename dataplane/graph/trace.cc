@@ -8,7 +8,7 @@
 #include "dataplane/common/counters.h"
 #include "dataplane/policy/kube_policy.h"
 #include "dataplane/route/route.h"
-#include "dataplane/tables/table_set.h"
+#include "dataplane/tables/service_directory.h"
 
 namespace sluice {
 namespace {
@@ -44,7 +44,7 @@ const char* EgressDevice(Egress e) {
   }
 }
 
-std::string Words(const TraceRecord& r, const TableSet* tables) {
+std::string Words(const TraceRecord& r, const ServiceDirectory* services) {
   const char* port = PortRoleName(static_cast<PortRole>(r.a8));
   switch (r.event) {
     case TraceEvent::kRxIpv4:
@@ -76,8 +76,8 @@ std::string Words(const TraceRecord& r, const TableSet* tables) {
     case TraceEvent::kService: {
       const auto kind = static_cast<ServiceEntryKind>(r.a8);
       const bool nodeport = kind == ServiceEntryKind::kNodePort;
-      const std::string name = tables != nullptr && r.a < tables->services->names_size()
-                                   ? tables->services->name(r.a)
+      const std::string name = services != nullptr && r.a < services->names_size()
+                                   ? services->name(r.a)
                                    : absl::StrFormat("service #%u", r.a);
       return absl::StrFormat("  service: %s, %s %s:%u (%s)", name, KindName(kind),
                              nodeport ? "node address" : FormatIpv4(r.key.dst_ip), r.key.dst_port,
@@ -88,7 +88,7 @@ std::string Words(const TraceRecord& r, const TableSet* tables) {
     case TraceEvent::kEndpoint:
       return absl::StrFormat(
           "  endpoint: %s:%u, chosen at random among %u %s endpoint(s) (KUBE-SEP DNAT)",
-          FormatIpv4(r.a), r.a16, r.b, EndpointSetText(static_cast<EndpointSet>(r.a8)));
+          FormatIpv4(r.a), r.a16, r.b, EndpointSubsetText(static_cast<EndpointSubset>(r.a8)));
     case TraceEvent::kConntrackNew:
       return "  conntrack: new flow tracked, original and reply tuples indexed";
     case TraceEvent::kConntrackRaced:
@@ -182,10 +182,10 @@ void Tracer::Record(const rte_mbuf* m, TraceEvent event, const TraceArgs& a) {
   records_.push_back(r);
 }
 
-std::vector<Tracer::Line> Tracer::TakeLines(const TableSet* tables) {
+std::vector<Tracer::Line> Tracer::TakeLines(const ServiceDirectory* services) {
   std::vector<Line> lines;
   lines.reserve(records_.size());
-  for (const TraceRecord& r : records_) lines.push_back({r.seq, worker_, Words(r, tables)});
+  for (const TraceRecord& r : records_) lines.push_back({r.seq, worker_, Words(r, services)});
   records_.clear();
   return lines;
 }

@@ -21,7 +21,7 @@
 
 namespace sluice {
 
-struct TableSet;
+class ServiceDirectory;
 
 enum class TraceEvent : uint8_t {
   kRxIpv4,         // a8 ingress, a16 tcp flags, a TTL, key
@@ -32,8 +32,8 @@ enum class TraceEvent : uint8_t {
   kArpReplied,     // a address, mac0 our MAC
   kVxlanDecap,  // a peer PublicIP, b lease subnet, a8 lease length, c VNI, a16 tcp flags, key inner
   kConntrackHit,    // a8 1 for the reply direction, key the flow's original tuple
-  kService,         // a name index, a8 ServiceEntryKind, key
-  kEndpoint,        // a endpoint IP, a16 endpoint port, b candidates, a8 EndpointSet
+  kService,         // a Service port slot, a8 ServiceEntryKind, key
+  kEndpoint,        // a endpoint IP, a16 endpoint port, b candidates, a8 EndpointSubset
   kConntrackNew,    //
   kConntrackRaced,  //
   kTrackedNoNat,    //
@@ -83,9 +83,11 @@ class Tracer {
   void Record(const rte_mbuf* m, TraceEvent event, const TraceArgs& args);
   const std::vector<TraceRecord>& records() const { return records_; }
 
-  // Words for every record so far, then forgets them. `tables` (may be null)
-  // names Services; the records carry everything else.
-  std::vector<Line> TakeLines(const TableSet* tables);
+  // Words for every record so far, then forgets them. `services` (may be
+  // null) names Service ports, by the slot a record carries: call it on the
+  // control thread (the names are its), soon after the run, since a slot
+  // reused by another Service port meanwhile would lend its name.
+  std::vector<Line> TakeLines(const ServiceDirectory* services);
 
  private:
   uint16_t worker_;

@@ -63,7 +63,7 @@ uint16_t ClassifyProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t
     auto* m = static_cast<rte_mbuf*>(objs[i]);
     PacketPriv* pp = Priv(m);
     pp->ct_ref = ConntrackTable::kMiss;
-    pp->svc = nullptr;
+    pp->svc = kNoService;
     pp->stateless = 0;
     pp->routed = 0;
     pp->created = 0;

@@ -21,13 +21,13 @@ const char* MasqueradeReasonText(MasqueradeReason r) {
   return "?";
 }
 
-const char* EndpointSetText(EndpointSet s) {
+const char* EndpointSubsetText(EndpointSubset s) {
   switch (s) {
-    case EndpointSet::kAll:
+    case EndpointSubset::kAll:
       return "ready";
-    case EndpointSet::kLocalInternal:
+    case EndpointSubset::kLocalInternal:
       return "node-local (internalTrafficPolicy Local)";
-    case EndpointSet::kLocalExternal:
+    case EndpointSubset::kLocalExternal:
       return "node-local (externalTrafficPolicy Local, client address kept)";
   }
   return "?";

@@ -13,13 +13,13 @@
 #include <cstdint>
 
 #include "dataplane/route/route.h"
-#include "dataplane/tables/service_table.h"
+#include "dataplane/tables/service_directory.h"
 #include "dataplane/tables/table_set.h"
 
 namespace sluice {
 
 // Which endpoint subset a flow was given, for traces.
-enum class EndpointSet : uint8_t {
+enum class EndpointSubset : uint8_t {
   kAll,            // ready endpoints (serving+terminating when none is ready)
   kLocalInternal,  // internalTrafficPolicy Local
   kLocalExternal,  // externalTrafficPolicy Local, client address kept
@@ -34,16 +34,17 @@ enum class MasqueradeReason : uint8_t {
   kNodeToExternalLocal,    // KUBE-EXT-*: -m addrtype --src-type LOCAL -j KUBE-MARK-MASQ
 };
 const char* MasqueradeReasonText(MasqueradeReason r);
-const char* EndpointSetText(EndpointSet s);
+const char* EndpointSubsetText(EndpointSubset s);
 
 struct EndpointChoice {
-  uint32_t begin = 0;
+  uint32_t begin = 0;  // into EndpointSet::endpoints()
   uint32_t count = 0;
-  EndpointSet set = EndpointSet::kAll;
+  EndpointSubset set = EndpointSubset::kAll;
   MasqueradeReason masquerade = MasqueradeReason::kNone;  // decided before the endpoint
 };
 
-// kube-proxy's chains for a new flow to `svc` from `src`:
+// kube-proxy's chains for a new flow from `src` that reached a Service port
+// with endpoint set `eps` through a key of kind `kind`:
 //  - ClusterIP: KUBE-SVC; sources outside the cluster network are marked
 //    for masquerade; internalTrafficPolicy Local narrows to local endpoints.
 //  - NodePort / externalIP / LB IP, externalTrafficPolicy Cluster: KUBE-EXT
@@ -52,19 +53,19 @@ struct EndpointChoice {
 //    and keep their address; pod traffic ("pod traffic for ... external
 //    destinations", -s clusterCIDR) goes to KUBE-SVC, all endpoints, no mark;
 //    the node's own traffic (--src-type LOCAL) is marked and goes to KUBE-SVC.
-inline EndpointChoice ChooseEndpoints(const NodeView& n, const ServiceEntry& svc, uint32_t src) {
+inline EndpointChoice ChooseEndpoints(const NodeView& n, const EndpointSet& eps,
+                                      ServiceEntryKind kind, uint32_t src) {
   const bool from_cluster = n.InClusterNetwork(src);
-  EndpointChoice c{svc.endpoints_begin, svc.endpoints_count, EndpointSet::kAll,
-                   MasqueradeReason::kNone};
-  if (svc.kind == ServiceEntryKind::kClusterIp) {
-    if (svc.internal_local_only)
-      c = {svc.local_begin, svc.local_count, EndpointSet::kLocalInternal};
+  EndpointChoice c{0, eps.all_count, EndpointSubset::kAll, MasqueradeReason::kNone};
+  if (kind == ServiceEntryKind::kClusterIp) {
+    if (eps.flags & EndpointSet::kInternalLocalOnly)
+      c = {eps.all_count, eps.local_count, EndpointSubset::kLocalInternal};
     if (!from_cluster) c.masquerade = MasqueradeReason::kOffClusterToClusterIp;
-  } else if (svc.external_local_only) {
+  } else if (eps.flags & EndpointSet::kExternalLocalOnly) {
     if (n.IsLocalAddress(src)) {
       c.masquerade = MasqueradeReason::kNodeToExternalLocal;
     } else if (!from_cluster) {
-      c = {svc.local_begin, svc.local_count, EndpointSet::kLocalExternal};
+      c = {eps.all_count, eps.local_count, EndpointSubset::kLocalExternal};
     }
   } else {
     c.masquerade = MasqueradeReason::kExternalPolicyCluster;

@@ -1,6 +1,8 @@
-// TableSet: one immutable generation of everything the workers read that
-// the control side derives from the cluster (node addressing, Services,
-// the flannel subnet map), and TablePublisher, which swaps generations.
+// TableSet: one immutable generation of what the workers read about the
+// node and the overlay (node addressing, the flannel subnet map), and
+// TablePublisher, which swaps generations. Services are not part of it:
+// they live in the long-lived ServiceDirectory (service_directory.h),
+// changed one object at a time.
 //
 // Concurrency contract:
 //  - Writer: one control thread calls TablePublisher::Publish. It builds the
@@ -12,7 +14,8 @@
 //    bursts (rte_rcu_qsbr_quiescent). A worker must not hold a TableSet
 //    pointer across a quiescent report.
 //  - Connection tracking entries copy what they need (endpoint address and
-//    port, masquerade address), so a reload never disturbs established flows.
+//    port, masquerade address), so a new generation never disturbs
+//    established flows (their cached egress is decided again, once).
 #ifndef SLUICE_DATAPLANE_TABLES_TABLE_SET_H_
 #define SLUICE_DATAPLANE_TABLES_TABLE_SET_H_
 
@@ -25,7 +28,6 @@
 
 #include "dataplane/common/types.h"
 #include "dataplane/tables/overlay_table.h"
-#include "dataplane/tables/service_table.h"
 
 namespace sluice {
 
@@ -62,7 +64,6 @@ struct NodeView {
 struct TableSet {
   uint64_t generation = 0;
   NodeView node;
-  std::unique_ptr<ServiceTable> services;
   std::unique_ptr<OverlayTable> overlay;
 };
 

@@ -77,6 +77,12 @@ void Worker::Stop() {
 }
 
 void Worker::Walk(uint64_t now) {
+  // Flows the control thread asked this worker (their owner) to remove
+  // after a Service change go before the walk, so that their next packet
+  // makes a new flow.
+  ConntrackTable& ct = *ctx_->shared.conntrack;
+  if (unlikely(ct.HasRemovalRequests(ctx_->id)))
+    ctx_->counters.Add(k_conntrack_purged, ct.TakeRemovalRequests(ctx_->id, kRemovalBudget));
   ctx_->tables = ctx_->shared.tables->Current();
   ctx_->now = now;
   rte_graph_walk(graph_);

@@ -1,15 +1,16 @@
 // Worker: one poll-mode lcore. Its per-packet work is an rte_graph of small
 // stages (dataplane/graph/nodes.h lists them and their edges); the loop is
-// the graph walk, the tx bursts, the RCU quiescent report and a slice of
-// conntrack aging.
+// the removal requests for flows it owns, the graph walk, the tx bursts, the
+// RCU quiescent report and a slice of conntrack aging.
 //
 // Concurrency: a Worker is used by one lcore only. What it shares with other
 // workers is documented on each shared table: TablePublisher (read-only
-// generations, RCU), ConntrackTable (lock-free reads, serialised inserts),
-// NeighborTable (lock-free reads, serialised writes). The worker loads the
-// table generation once per walk and reports a quiescent state to `qsbr`
-// after the walk (PollOnce), never while a node holds a TableSet or
-// conntrack pointer. NodeStats() and counters() may be read from another
+// generations, RCU), ServiceDirectory (lock-free reads, RCU),
+// ConntrackTable (lock-free reads, serialised inserts, removal requests
+// from the control thread), NeighborTable (lock-free reads, serialised
+// writes). The worker loads the table generation once per walk and reports
+// a quiescent state to `qsbr` after the walk (PollOnce), never while a node
+// holds a TableSet, Service or conntrack pointer. NodeStats() and counters() may be read from another
 // thread (racy reads of single 64-bit words).
 //
 // The per-packet path does no allocation, takes no lock, logs nothing and
@@ -55,8 +56,9 @@ class Worker {
   void Start();
   void Stop();
 
-  // One loop iteration: one rx burst per port through the graph, the tx
-  // bursts, a quiescent-state report, and a slice of conntrack aging.
+  // One loop iteration: removal requests for its flows, one rx burst per
+  // port through the graph, the tx bursts, a quiescent-state report, and a
+  // slice of conntrack aging.
   // Returns the number of packets received. `now` is in TSC cycles.
   uint32_t PollOnce(uint64_t now);
 
@@ -93,6 +95,9 @@ class Worker {
   // kernel's conntrack GC allows far more); a faster sweep pulls the whole
   // table through the caches (1 s at 2^20 entries: 64 MB/s, measurably
   // slower established forwarding in bench/).
+  // Removal requests (ConntrackTable::RequestRemoval) taken per loop at
+  // most: a large cleanup is spread over loops, never one long pause.
+  static constexpr uint32_t kRemovalBudget = 256;
   static constexpr uint32_t kSweepSeconds = 4;
   static constexpr uint32_t kSweepStepsPerSecond = 1000;
   static constexpr uint32_t kMinSweepBudget = 16;

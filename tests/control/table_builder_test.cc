@@ -1,6 +1,6 @@
-// control/table_builder.h: a reload is all or nothing (generation and static
-// neighbours together), and counts or values the tables cannot hold are
-// rejected with the object and field named, never truncated.
+// control/table_builder.h: a reload is all or nothing (generation, static
+// neighbours and Services together), and counts or values the tables cannot
+// hold are rejected with the object and field named, never truncated.
 #include "control/table_builder.h"
 
 #include <rte_malloc.h>
@@ -28,17 +28,34 @@ class ReloadTest : public ::testing::Test {
     auto t = NeighborTable::Create(nc);
     ASSERT_TRUE(t.ok()) << t.status();
     neighbors_ = *std::move(t);
+    ServiceDirectory::Config sc;
+    sc.qsbr = qsbr_;
+    sc.service_ports = 64;
+    sc.keys = 128;
+    auto d = ServiceDirectory::Create(sc);
+    ASSERT_TRUE(d.ok()) << d.status();
+    directory_ = *std::move(d);
+    ServiceProgrammer::Config pc;
+    pc.node_name = "node-228";
+    services_ = std::make_unique<ServiceProgrammer>(pc, directory_.get(), nullptr, publisher_.get());
     ASSERT_TRUE(Reload(Node228Model()).ok());
   }
   void TearDown() override {
+    services_.reset();
+    directory_.reset();
     publisher_.reset();
     neighbors_.reset();
     rte_free(qsbr_);
   }
   absl::Status Reload(const ClusterModel& m) {
-    auto prepared = PrepareReload(m, ++generation_, *neighbors_);
+    auto prepared = PrepareReload(m, ++generation_, *neighbors_, *services_);
     if (!prepared.ok()) return prepared.status();
-    return CommitReload(*std::move(prepared), *neighbors_, *publisher_);
+    return CommitReload(*std::move(prepared), *neighbors_, *publisher_, *services_);
+  }
+  // The endpoint set behind a key, or null.
+  const EndpointSet* EndpointsOf(const ServiceKey& key) {
+    const ServiceRef r = directory_->Lookup(key);
+    return r == kNoService ? nullptr : &directory_->Endpoints(r);
   }
   bool Has(PortRole port, const char* ip, MacAddress* mac = nullptr) {
     MacAddress m;
@@ -48,6 +65,8 @@ class ReloadTest : public ::testing::Test {
   rte_rcu_qsbr* qsbr_ = nullptr;
   std::unique_ptr<TablePublisher> publisher_;
   std::unique_ptr<NeighborTable> neighbors_;
+  std::unique_ptr<ServiceDirectory> directory_;
+  std::unique_ptr<ServiceProgrammer> services_;
   uint64_t generation_ = 0;
 };
 
@@ -62,7 +81,8 @@ TEST_F(ReloadTest, AModelWhoseStaticNeighboursDoNotFitChangesNothing) {
   EXPECT_EQ(s.message(),
             "node: neighbors: 5 static neighbours, but the neighbour table reserves room for 4");
   EXPECT_EQ(publisher_->Current(), before);
-  EXPECT_EQ(publisher_->Current()->services->size(), 3u);  // ssh ClusterIP + NodePort, web
+  EXPECT_EQ(directory_->key_count(), 3u);  // ssh ClusterIP + NodePort, web
+  EXPECT_EQ(services_->port_count(), 2u);
   MacAddress mac;
   ASSERT_TRUE(Has(PortRole::kUplink, Example::kGateway, &mac));
   EXPECT_EQ(mac, Mac("02:00:0a:0a:64:01"));
@@ -76,11 +96,22 @@ TEST_F(ReloadTest, ATableErrorLeavesTheStaticNeighboursAsTheyWere) {
   const TableSet* before = publisher_->Current();
   ClusterModel m = Node228Model();
   m.node.neighbors.pop_back();          // would remove web-1's entry
-  m.services.push_back(m.services[1]);  // but default/web is listed twice
+  m.services.push_back(m.services[1]);  // but default/web's address is claimed twice
   m.services.back().name = "web-copy";
-  EXPECT_EQ(Reload(m).code(), absl::StatusCode::kInvalidArgument);
+  m.endpoint_slices[0].endpoints[0].ip = Ip("10.244.24.77");  // and ssh's pod moved
+  const absl::Status s = Reload(m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "Service default/web-copy:http/TCP: clusterIPs[0]: 10.96.100.10:80/TCP is already "
+            "Service default/web:http/TCP's");
   EXPECT_EQ(publisher_->Current(), before);
   EXPECT_TRUE(Has(PortRole::kPods, Example::kWeb1));
+  // Nor did the Services change.
+  const EndpointSet* ssh = EndpointsOf({Ip(Example::kSshClusterIp), 22, kProtoTcp, 0});
+  ASSERT_NE(ssh, nullptr);
+  ASSERT_EQ(ssh->all_count, 1u);
+  EXPECT_EQ(ssh->endpoints()[0].ip, Ip(Example::kSshPod));
+  EXPECT_EQ(services_->port_count(), 2u);
 }
 
 TEST_F(ReloadTest, AModelThatDropsAStaticNeighbourRemovesIt) {
@@ -117,19 +148,18 @@ ClusterModel WithEndpoints(uint32_t total, uint32_t local) {
   return m;
 }
 
-TEST(TableBuilderTest, AServicePortWithMoreEndpointsThanItsCountHoldsIsRejected) {
-  auto fits = BuildTableSet(WithEndpoints(65535, 0), 1);
-  ASSERT_TRUE(fits.ok()) << fits.status();
-  const ServiceEntry* e = (*fits)->services->Lookup({Ip("10.96.200.1"), 80, kProtoTcp, 0});
+TEST_F(ReloadTest, AServicePortWithMoreEndpointsThanASetHoldsIsRejected) {
+  ASSERT_TRUE(Reload(WithEndpoints(65535, 0)).ok());
+  const EndpointSet* e = EndpointsOf({Ip("10.96.200.1"), 80, kProtoTcp, 0});
   ASSERT_NE(e, nullptr);
-  EXPECT_EQ(e->endpoints_count, 65535);
+  EXPECT_EQ(e->all_count, 65535u);
 
-  auto t = BuildTableSet(WithEndpoints(65536, 0), 1);
-  ASSERT_FALSE(t.ok());
-  EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_EQ(t.status().message(),
-            "Service big/many: spec.ports[0] (http 80/TCP): 65536 endpoints, more than the 65535 "
-            "a Service port holds");
+  const absl::Status s = Reload(WithEndpoints(65536, 0));
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(s.message(),
+            "Service big/many:http/TCP: endpoints: 65536 endpoints, more than the 65535 a Service "
+            "port holds");
+  EXPECT_EQ(EndpointsOf({Ip("10.96.200.1"), 80, kProtoTcp, 0})->all_count, 65535u);  // unchanged
 }
 
 // Workers keep a peer's index in 13 bits (a flow's cached egress, their
@@ -161,7 +191,7 @@ TEST(TableBuilderTest, MoreLeasesThanWorkersCanIndexAreRejected) {
                             OverlayTable::kMaxPeers + 1, OverlayTable::kMaxPeers));
 }
 
-TEST(TableBuilderTest, TooManyNodeLocalEndpointsAreRejectedToo) {
+TEST_F(ReloadTest, TooManyNodeLocalEndpointsAreRejectedToo) {
   // Ready endpoints elsewhere, 65536 serving-terminating ones here: the
   // cluster-wide set is small, the node-local fallback set is not.
   ClusterModel m = WithEndpoints(65536 + 10, 65536);
@@ -170,11 +200,10 @@ TEST(TableBuilderTest, TooManyNodeLocalEndpointsAreRejectedToo) {
     e.ready = false;
     e.terminating = true;
   }
-  auto t = BuildTableSet(m, 1);
-  ASSERT_FALSE(t.ok());
-  EXPECT_THAT(t.status().message(),
-              HasSubstr("Service big/many: spec.ports[0] (http 80/TCP): 65536 endpoints on this "
-                        "node, more than the 65535"));
+  const absl::Status s = Reload(m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("Service big/many:http/TCP: endpoints: 65536 endpoints on "
+                                     "this node, more than the 65535"));
 }
 
 TEST(TableBuilderTest, ValuesBeyondTheTablesFieldsAreRejectedNotTruncated) {

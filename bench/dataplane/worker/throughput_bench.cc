@@ -834,8 +834,6 @@ struct Options {
   std::string out;
 };
 
-double Seconds(uint64_t cycles) { return static_cast<double>(cycles) / rte_get_tsc_hz(); }
-
 std::string CpuModel() {
   char cpu[256] = "unknown";
   if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
@@ -948,7 +946,7 @@ int Main(int argc, char** argv) {
   constexpr int kUplink = 0, kPods = 1;
   const unsigned worker_lcore = rte_get_next_lcore(-1, 1, 0);
   const Bench b{&rp, pool, worker_lcore, o.seconds, o.repeat, o.lag};
-  std::vector<std::string> rows, new_flows, updates, two_workers;
+  std::vector<std::string> rows, new_flows, two_workers;
 
   // 1. The limit: the swap forwarder (and io forwarding) on the same ports and
   // generator, fed the main row's packets.
@@ -1013,6 +1011,8 @@ int Main(int argc, char** argv) {
     // table differs: the established flows, the new-flow runs and the
     // NodePort and egress flows.
     rc.conntrack_capacity = 2 * o.flows + 4 * o.repeat * new_flow_batch + o.small_flows + (1 << 16);
+    rc.services.service_ports = 2 * n + 1024;  // tcp/80 and udp/53 per Service
+    rc.services.keys = 2 * rc.services.service_ports;
     const ClusterModel model = BenchModel(n);
     auto rt = NodeRuntime::Create(rc, model, ports, pool);
     if (!rt.ok()) {
@@ -1106,28 +1106,6 @@ int Main(int argc, char** argv) {
       row("established_egress_masquerade", "pod -> internet, masquerade to the node address", n, t,
           MeasureSluice(b, r, kPods, t));
     }
-    // Programming latency: one endpoint change, applied while the worker runs.
-    {
-      r.Launch();
-      std::vector<std::string> samples;
-      const int k = o.quick ? 5 : (n > 10000 ? 10 : 20);
-      for (int i = 0; i < k; ++i) {
-        ClusterModel changed = model;
-        changed.endpoint_slices.front().endpoints[0].ip = Ip("10.244.25.200") + i;
-        const uint64_t c0 = rte_get_tsc_cycles();
-        absl::Status s = r.Reload(changed);
-        const double us = Seconds(rte_get_tsc_cycles() - c0) * 1e6;
-        if (!s.ok()) {
-          std::fprintf(stderr, "reload: %s\n", std::string(s.message()).c_str());
-          return 1;
-        }
-        samples.push_back(absl::StrFormat("%.1f", us));
-      }
-      r.StopAndJoin();
-      DrainQueue(rp, 0);
-      updates.push_back(absl::StrFormat("{\"services\": %u, \"microseconds\": [%s]}", n,
-                                        absl::StrJoin(samples, ", ")));
-    }
     rt->reset();
   }
 
@@ -1138,6 +1116,8 @@ int Main(int argc, char** argv) {
     NodeRuntime::Config rc;
     rc.workers = 2;
     rc.conntrack_capacity = 2 * (o.flows + (1 << 16));  // worker 0 creates them all
+    rc.services.service_ports = 2 * o.services + 1024;
+    rc.services.keys = 2 * rc.services.service_ports;
     auto rt = NodeRuntime::Create(rc, BenchModel(o.services), ports, pool);
     if (!rt.ok()) {
       std::fprintf(stderr, "%s\n", std::string(rt.status().message()).c_str());
@@ -1253,12 +1233,11 @@ int Main(int argc, char** argv) {
       " \"stage_breakdown_note\": \"graph node statistics of the main row (established "
       "pod -> ClusterIP DNAT + VXLAN, all flows, uniform), both ways together\",\n"
       " \"stage_breakdown\": %s,\n"
-      " \"update_latency\": [\n  %s],\n \"memory\": %s}\n",
+      " \"memory\": %s}\n",
       CpuModel(), static_cast<unsigned long>(rte_get_tsc_hz()), hugepages ? "true" : "false",
       o.seconds, o.repeat, o.flows, o.small_flows, o.services, kBurstSize, kRxBurstPerPort, o.lag, kSequenceLength,
       o.lag, forwarders, absl::StrJoin(rows, ",\n  "), absl::StrJoin(new_flows, ",\n  "),
-      absl::StrJoin(two_workers, ",\n  "), main_stages, absl::StrJoin(updates, ",\n  "),
-      memory);
+      absl::StrJoin(two_workers, ",\n  "), main_stages, memory);
   if (o.out.empty()) {
     std::fputs(json.c_str(), stdout);
   } else {

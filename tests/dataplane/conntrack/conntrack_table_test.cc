@@ -565,6 +565,73 @@ TEST_F(ConntrackTableTest, ReaderNeverSeesAnotherKeysEntryWhileTheOwnerInsertsAn
   EXPECT_EQ(final_hits.load(), 2 * kFinal);
 }
 
+// Another thread asks, the owner removes: only entries that still hold the
+// flow the request names, only by the owner, only when it takes requests.
+TEST_F(ConntrackTableTest, RemovalRequestsAreCarriedOutByTheOwnerForTheFlowTheyName) {
+  const FlowKey a = Key(10, 20, 1000, 53, kProtoUdp);
+  const FlowKey b = Key(10, 20, 1001, 53, kProtoUdp);
+  auto ra = Insert(1, a, 30, 53, 0, 0, 1);  // worker 1's slice (entries 32..63)
+  auto rb = Insert(1, b, 31, 53, 0, 0, 1);
+  ASSERT_EQ(ra.status, Status::kCreated);
+  ASSERT_EQ(rb.status, Status::kCreated);
+  EXPECT_EQ(ct_->OwnerOf(ra.ref), 1);
+  EXPECT_EQ(ct_->OwnerOf(0), 0);
+  EXPECT_EQ(ct_->OwnerOf(63), 1);
+  const ConntrackTable::EntrySnapshot snap = ct_->SnapshotRacy(ra.ref);
+  ASSERT_TRUE(snap.in_use);
+  EXPECT_EQ(snap.original, a);
+  EXPECT_EQ(snap.reply.src_ip, 30u);
+  // A request with the wrong check (the entry was reused for another flow
+  // since the scan) is refused; the right one is carried out, by the owner.
+  ASSERT_TRUE(ct_->RequestRemoval(rb.ref, ConntrackTable::RemovalCheck(a, snap.reply)));
+  ASSERT_TRUE(ct_->RequestRemoval(ra.ref, ConntrackTable::RemovalCheck(snap.original, snap.reply)));
+  EXPECT_FALSE(ct_->HasRemovalRequests(0));
+  ASSERT_TRUE(ct_->HasRemovalRequests(1));
+  EXPECT_NE(ct_->Lookup(a), ConntrackTable::kMiss);  // nothing happens before the owner runs
+  EXPECT_EQ(ct_->TakeRemovalRequests(1, 16), 1u);
+  EXPECT_FALSE(ct_->HasRemovalRequests(1));
+  EXPECT_EQ(ct_->Lookup(a), ConntrackTable::kMiss);
+  EXPECT_EQ(ct_->Lookup(a.Reversed()), ConntrackTable::kMiss);
+  EXPECT_NE(ct_->Lookup(b), ConntrackTable::kMiss);
+  EXPECT_EQ(ct_->InUse(), 1u);
+  // A second request for an entry already gone does nothing.
+  ASSERT_TRUE(ct_->RequestRemoval(ra.ref, ConntrackTable::RemovalCheck(a, snap.reply)));
+  EXPECT_EQ(ct_->TakeRemovalRequests(1, 16), 0u);
+  EXPECT_FALSE(ct_->SnapshotRacy(ra.ref).in_use);
+}
+
+TEST_F(ConntrackTableTest, AFullRemovalRingRefusesAndTheBudgetBoundsAPoll) {
+  ConntrackTable::Config c;
+  c.capacity = 64;
+  c.workers = 1;
+  c.qsbr = qsbr_;
+  c.removal_ring = 4;  // 3 usable
+  auto t = ConntrackTable::Create(c);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ConntrackTable& ct = **t;
+  std::vector<uint32_t> refs;
+  for (uint16_t i = 0; i < 4; ++i) {
+    ConntrackEntry e;
+    e.original = Key(10, 20, 2000 + i, 53, kProtoUdp);
+    e.reply = e.original.Reversed();
+    auto r = ct.Insert(0, e, 1);
+    ASSERT_EQ(r.status, Status::kCreated);
+    refs.push_back(r.ref);
+  }
+  auto check = [&](uint32_t ref) {
+    return ConntrackTable::RemovalCheck(ct.entry(ref).original, ct.entry(ref).reply);
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(ct.RequestRemoval(refs[i], check(refs[i])));
+  EXPECT_FALSE(ct.RequestRemoval(refs[3], check(refs[3])));  // full: nothing posted
+  EXPECT_EQ(ct.TakeRemovalRequests(0, 2), 2u);
+  EXPECT_TRUE(ct.HasRemovalRequests(0));
+  EXPECT_TRUE(ct.RequestRemoval(refs[3], check(refs[3])));
+  EXPECT_EQ(ct.TakeRemovalRequests(0, 16), 2u);
+  EXPECT_EQ(ct.InUse(), 0u);
+  c.removal_ring = 6;
+  EXPECT_EQ(ConntrackTable::Create(c).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(ConntrackTableTest, BytesPerFlowComesFromTheAllocationsAndStaysWithin128) {
   // 2^20 (the node default), the benchmarks' 1M + 1/8 + 64, and the two
   // sides of a power-of-two rounding of the bucket count (71% and 35% load).

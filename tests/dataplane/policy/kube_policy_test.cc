@@ -21,56 +21,58 @@ NodeView Node228() {
   return n;
 }
 
-ServiceEntry Entry(ServiceEntryKind kind) {
-  ServiceEntry e;
-  e.kind = kind;
-  e.endpoints_begin = 10;
-  e.endpoints_count = 3;
-  e.local_begin = 20;
+// A set of 3 endpoints, 1 of them local (its header is all the policy reads).
+EndpointSet ThreeEndpointsOneLocal(uint8_t flags) {
+  EndpointSet e;
+  e.all_count = 3;
   e.local_count = 1;
+  e.flags = flags;
   return e;
 }
 
 TEST(KubePolicyTest, ClusterIpMarksOnlyOffClusterSources) {
   const NodeView n = Node228();
-  ServiceEntry e = Entry(ServiceEntryKind::kClusterIp);
+  const ServiceEntryKind cip = ServiceEntryKind::kClusterIp;
+  EndpointSet e = ThreeEndpointsOneLocal(EndpointSet::kMasqueradeExternal);
   // -A KUBE-SVC-... -d clusterIP ! -s 10.244.0.0/16 -j KUBE-MARK-MASQ
-  EXPECT_EQ(ChooseEndpoints(n, e, Ip("10.244.25.3")).masquerade, MasqueradeReason::kNone);
-  EXPECT_EQ(ChooseEndpoints(n, e, Ip("172.100.0.6")).masquerade,
+  EXPECT_EQ(ChooseEndpoints(n, e, cip, Ip("10.244.25.3")).masquerade, MasqueradeReason::kNone);
+  EXPECT_EQ(ChooseEndpoints(n, e, cip, Ip("172.100.0.6")).masquerade,
             MasqueradeReason::kOffClusterToClusterIp);
-  EXPECT_EQ(ChooseEndpoints(n, e, Ip("10.244.25.3")).count, 3u);
-  e.internal_local_only = true;  // internalTrafficPolicy Local
-  const EndpointChoice c = ChooseEndpoints(n, e, Ip("10.244.25.3"));
-  EXPECT_EQ(c.begin, 20u);
+  EXPECT_EQ(ChooseEndpoints(n, e, cip, Ip("10.244.25.3")).begin, 0u);
+  EXPECT_EQ(ChooseEndpoints(n, e, cip, Ip("10.244.25.3")).count, 3u);
+  e.flags |= EndpointSet::kInternalLocalOnly;  // internalTrafficPolicy Local
+  const EndpointChoice c = ChooseEndpoints(n, e, cip, Ip("10.244.25.3"));
+  EXPECT_EQ(c.begin, 3u);  // the local subset follows the cluster-wide one
   EXPECT_EQ(c.count, 1u);
-  EXPECT_EQ(c.set, EndpointSet::kLocalInternal);
+  EXPECT_EQ(c.set, EndpointSubset::kLocalInternal);
 }
 
 TEST(KubePolicyTest, ExternalTrafficPolicies) {
   const NodeView n = Node228();
   for (ServiceEntryKind k : {ServiceEntryKind::kNodePort, ServiceEntryKind::kExternalIp,
                              ServiceEntryKind::kLoadBalancerIp}) {
-    ServiceEntry e = Entry(k);
+    EndpointSet e = ThreeEndpointsOneLocal(EndpointSet::kMasqueradeExternal);
     // Cluster: KUBE-EXT-... -j KUBE-MARK-MASQ, for every source.
-    EXPECT_EQ(ChooseEndpoints(n, e, Ip("172.100.0.6")).masquerade,
+    EXPECT_EQ(ChooseEndpoints(n, e, k, Ip("172.100.0.6")).masquerade,
               MasqueradeReason::kExternalPolicyCluster);
-    EXPECT_EQ(ChooseEndpoints(n, e, Ip("10.244.25.3")).masquerade,
+    EXPECT_EQ(ChooseEndpoints(n, e, k, Ip("10.244.25.3")).masquerade,
               MasqueradeReason::kExternalPolicyCluster);
     // Local: external clients keep their address and get local endpoints;
     // pod traffic ("-s clusterCIDR -j KUBE-SVC") gets all, unmarked.
-    e.external_local_only = true;
-    EndpointChoice c = ChooseEndpoints(n, e, Ip("172.100.0.6"));
+    e.flags = EndpointSet::kExternalLocalOnly;
+    EndpointChoice c = ChooseEndpoints(n, e, k, Ip("172.100.0.6"));
     EXPECT_EQ(c.masquerade, MasqueradeReason::kNone);
+    EXPECT_EQ(c.begin, 3u);
     EXPECT_EQ(c.count, 1u);
-    EXPECT_EQ(c.set, EndpointSet::kLocalExternal);
-    c = ChooseEndpoints(n, e, Ip("10.244.25.3"));
+    EXPECT_EQ(c.set, EndpointSubset::kLocalExternal);
+    c = ChooseEndpoints(n, e, k, Ip("10.244.25.3"));
     EXPECT_EQ(c.masquerade, MasqueradeReason::kNone);
     EXPECT_EQ(c.count, 3u);
     // The node itself (-m addrtype --src-type LOCAL): all endpoints, marked.
-    c = ChooseEndpoints(n, e, Ip("10.10.100.228"));
+    c = ChooseEndpoints(n, e, k, Ip("10.10.100.228"));
     EXPECT_EQ(c.masquerade, MasqueradeReason::kNodeToExternalLocal);
     EXPECT_EQ(c.count, 3u);
-    EXPECT_EQ(c.set, EndpointSet::kAll);
+    EXPECT_EQ(c.set, EndpointSubset::kAll);
   }
   EXPECT_TRUE(IsHairpin(Ip("10.244.26.20"), Ip("10.244.26.20")));  // KUBE-SEP -s endpoint
   EXPECT_FALSE(IsHairpin(Ip("10.244.26.21"), Ip("10.244.26.20")));

@@ -1,5 +1,6 @@
-// Service table and flannel subnet map (LPM), as built by the control side
-// from the example node's model. The neighbour table has its own test.
+// The Service directory and the flannel subnet map (LPM), as the control
+// side fills them from the example node's model. The neighbour table, the
+// directory's own mechanics and the Service programmer have their own tests.
 #include "control/table_builder.h"
 #include "gtest/gtest.h"
 #include "tests/fixtures/node_harness.h"
@@ -7,59 +8,66 @@
 namespace sluice::testing {
 namespace {
 
-TEST(TablesTest, ServiceTableHoldsClusterIpAndNodePortEntries) {
-  auto t = BuildTableSet(Node228Model(), 1);
-  ASSERT_TRUE(t.ok()) << t.status();
-  const ServiceTable& s = *(*t)->services;
-  const ServiceEntry* cip = s.Lookup({Ip(Example::kSshClusterIp), 22, kProtoTcp, 0});
-  ASSERT_NE(cip, nullptr);
-  EXPECT_EQ(cip->kind, ServiceEntryKind::kClusterIp);
-  EXPECT_EQ(cip->endpoints_count, 1);
-  EXPECT_EQ(s.endpoint(cip->endpoints_begin).ip, Ip(Example::kSshPod));
-  EXPECT_EQ(s.endpoint(cip->endpoints_begin).port, 22);
-  EXPECT_EQ(cip->local_count, 0);  // the pod runs on node-227
-  const ServiceEntry* np = s.Lookup({0, Example::kNodePort, kProtoTcp, 0});
-  ASSERT_NE(np, nullptr);
-  EXPECT_EQ(np->kind, ServiceEntryKind::kNodePort);
-  EXPECT_TRUE(np->masquerade_external);
-  EXPECT_EQ(s.name(np->name_index), "ai/tzp-pytorch-2:ssh");
-  EXPECT_EQ(s.Lookup({0, Example::kNodePort, kProtoUdp, 0}), nullptr);
-  const ServiceEntry* web = s.Lookup({Ip(Example::kWebClusterIp), 80, kProtoTcp, 0});
-  ASSERT_NE(web, nullptr);
-  EXPECT_EQ(web->endpoints_count, 2);
-  EXPECT_EQ(web->local_count, 1);
-  EXPECT_EQ(s.endpoint(web->local_begin).ip, Ip(Example::kWeb1));
+TEST(TablesTest, ServiceDirectoryHoldsClusterIpAndNodePortKeys) {
+  NodeHarness node(Node228Model());
+  const ServiceDirectory& s = node.directory();
+  EXPECT_EQ(s.key_count(), 3u);  // ssh ClusterIP + NodePort, web
+  EXPECT_EQ(s.slot_count(), 2u);
+  const ServiceRef cip = s.Lookup({Ip(Example::kSshClusterIp), 22, kProtoTcp, 0});
+  ASSERT_NE(cip, kNoService);
+  EXPECT_EQ(ServiceKindOf(cip), ServiceEntryKind::kClusterIp);
+  const EndpointSet& ssh = s.Endpoints(cip);
+  EXPECT_EQ(ssh.all_count, 1u);
+  EXPECT_EQ(ssh.endpoints()[0].ip, Ip(Example::kSshPod));
+  EXPECT_EQ(ssh.endpoints()[0].port, 22);
+  EXPECT_EQ(ssh.local_count, 0u);  // the pod runs on node-227
+  const ServiceRef np = s.Lookup({0, Example::kNodePort, kProtoTcp, 0});
+  ASSERT_NE(np, kNoService);
+  EXPECT_EQ(ServiceKindOf(np), ServiceEntryKind::kNodePort);
+  EXPECT_EQ(ServiceSlotOf(np), ServiceSlotOf(cip));  // one Service port, two keys
+  EXPECT_TRUE(s.Endpoints(np).flags & EndpointSet::kMasqueradeExternal);
+  EXPECT_EQ(s.name(ServiceSlotOf(np)), "ai/tzp-pytorch-2:ssh");
+  EXPECT_EQ(s.Lookup({0, Example::kNodePort, kProtoUdp, 0}), kNoService);
+  const ServiceRef web = s.Lookup({Ip(Example::kWebClusterIp), 80, kProtoTcp, 0});
+  ASSERT_NE(web, kNoService);
+  const EndpointSet& w = s.Endpoints(web);
+  EXPECT_EQ(w.all_count, 2u);
+  EXPECT_EQ(w.local_count, 1u);
+  EXPECT_EQ(w.endpoints()[w.all_count].ip, Ip(Example::kWeb1));
 }
 
 TEST(TablesTest, NotReadyEndpointsAreSkippedAndTerminatingOnesAreTheFallback) {
   ClusterModel m = Node228Model();
+  NodeHarness node(m);
   EndpointSpec& web1 = m.endpoint_slices[1].endpoints[0];
   EndpointSpec& web2 = m.endpoint_slices[1].endpoints[1];
+  const ServiceKey key{Ip(Example::kWebClusterIp), 80, kProtoTcp, 0};
   web1.ready = false;
-  auto t = BuildTableSet(m, 1);
-  ASSERT_TRUE(t.ok());
-  const ServiceEntry* e = (*t)->services->Lookup({Ip(Example::kWebClusterIp), 80, kProtoTcp, 0});
-  ASSERT_EQ(e->endpoints_count, 1);
-  EXPECT_EQ((*t)->services->endpoint(e->endpoints_begin).ip, Ip(Example::kWeb2));
+  node.Reload(m);
+  const EndpointSet* e = &node.directory().Endpoints(node.directory().Lookup(key));
+  ASSERT_EQ(e->all_count, 1u);
+  EXPECT_EQ(e->endpoints()[0].ip, Ip(Example::kWeb2));
   web2.ready = false;
   web2.serving = true;
   web2.terminating = true;
   web1.serving = false;
-  t = BuildTableSet(m, 2);
-  e = (*t)->services->Lookup({Ip(Example::kWebClusterIp), 80, kProtoTcp, 0});
-  ASSERT_EQ(e->endpoints_count, 1);
-  EXPECT_EQ((*t)->services->endpoint(e->endpoints_begin).ip, Ip(Example::kWeb2));
+  node.Reload(m);
+  e = &node.directory().Endpoints(node.directory().Lookup(key));
+  ASSERT_EQ(e->all_count, 1u);
+  EXPECT_EQ(e->endpoints()[0].ip, Ip(Example::kWeb2));
 }
 
 TEST(TablesTest, DuplicateServiceAddressIsRejectedWithBothNames) {
   ClusterModel m = Node228Model();
+  NodeHarness node(m);
   ServiceSpec dup = m.services[1];
   dup.name = "web-copy";
   m.services.push_back(dup);
-  auto t = BuildTableSet(m, 1);
-  ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find("default/web:http"), std::string::npos);
-  EXPECT_NE(t.status().message().find("default/web-copy:http"), std::string::npos);
+  const absl::Status s = node.TryReload(m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("default/web:http"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("default/web-copy:http"), std::string::npos) << s;
 }
 
 TEST(TablesTest, SubnetMapFindsTheLeaseHolderByLongestPrefix) {

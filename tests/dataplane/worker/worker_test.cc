@@ -573,7 +573,7 @@ TEST_F(WorkerTest, TraceRecordsTellTheNodePortJourney) {
   node_.Run(PortRole::kUplink, {ClientSynToNodePort()});
   node_.worker(0).SetTracer(nullptr);
   std::string text;
-  for (const Tracer::Line& l : tracer.TakeLines(&node_.tables())) text += l.text + "\n";
+  for (const Tracer::Line& l : tracer.TakeLines(&node_.directory())) text += l.text + "\n";
   for (const char* want :
        {"[uplink in] TCP 172.100.0.6:51234 -> 10.10.100.228:8014 [SYN], TTL ",
         "service: ai/tzp-pytorch-2:ssh, NodePort node address:8014",
