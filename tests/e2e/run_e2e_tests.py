@@ -199,7 +199,18 @@ def t_seed002(ctx):
                   "the tables from sluice-control")
     first = ctx.ctl("status")
     c = ctx.client("flow", topo.PEER_PODS[0], 22, 6.0)  # pod to pod: no NAT, VXLAN both ways
-    topo.wait_for(lambda: status_of(c)["echoed"] >= 20, 10, "traffic to flow")
+    svc = ctx.client("svc", CLUSTER_IP, 22, 6.0)          # and through a ClusterIP (DNAT)
+    topo.wait_for(lambda: status_of(c)["echoed"] >= 20 and status_of(svc)["echoed"] >= 20, 10,
+                  "traffic to flow")
+    port = status_of(svc)["local_port"]
+
+    def svc_flow():
+        flows = [f for f in ctx.ctl("conntrack", "-p", "tcp", "--port", str(port))["flows"]
+                 if f["original"]["sport"] == port and f["original"]["dst"] == CLUSTER_IP]
+        return flows[0] if flows else None
+    before = svc_flow()
+    if before is None or before["reply"]["src"] != topo.PEER_PODS[0] or not before["dnat"]:
+        raise AssertionError("the ClusterIP flow in conntrack: %s" % before)
     # An update in flight (a new node's lease), then SIGKILL.
     model["etcd"]["kvs"].append({
         "key": "/coreos.com/network/subnets/10.244.30.0-24",
@@ -226,21 +237,32 @@ def t_seed002(ctx):
     peers = {p["subnet"] for p in ctx.ctl("peers")["peers"]}
     if "10.244.30.0/24" not in peers or "10.244.25.0/24" not in peers:
         raise AssertionError("peers after the resync: %s" % sorted(peers))
-    topo.wait_for(lambda: status_of(c)["done"], 15, "the client to finish")
+    # The unchanged Service's flow survived the resync: the same entry.
+    after = svc_flow()
+    if after is None or after["reply"] != before["reply"]:
+        raise AssertionError("the ClusterIP flow changed across the resync: %s -> %s"
+                             % (before, after))
+    services = {s["name"] for s in ctx.ctl("services")["services"]}
+    if "ai/tzp-pytorch-2:ssh/TCP" not in services:
+        raise AssertionError("Services after the resync: %s" % sorted(services))
+    topo.wait_for(lambda: status_of(c)["done"] and status_of(svc)["done"], 15,
+                  "the clients to finish")
     st = status_of(c)
-    if st["errors"] or st["max_gap_ms"] > 500:
-        raise AssertionError("the connection suffered: %s" % st)
+    for name, s in (("pod to pod", st), ("ClusterIP", status_of(svc))):
+        if s["errors"] or s["max_gap_ms"] > 500:
+            raise AssertionError("the %s connection suffered: %s" % (name, s))
     # A restarted dataplane: sluice-control notices and resyncs it whole.
     ctx.stop_node(node)
     node = ctx.start_node("seed002b", extra=["--socket", ctx.socket()], cluster=False)
     topo.wait_for(lambda: os.path.exists(ctx.socket()) and ctx.ctl("status")["tables"], 15,
                   "the restarted dataplane's tables from the running sluice-control")
-    if not connects(ctx, topo.PEER_PODS[0], 22):
+    if not connects(ctx, topo.PEER_PODS[0], 22) or not connects(ctx, CLUSTER_IP, 22):
         raise AssertionError("no traffic through the restarted dataplane")
     ctx.stop_node(node)
-    return ("%d echoes, longest gap %.0f ms across sluice-control's SIGKILL; resynced by a "
-            "restarted sluice-control and into a restarted dataplane" % (st["echoed"],
-                                                                        st["max_gap_ms"]))
+    return ("%d pod-to-pod and %d ClusterIP echoes, longest gap %.0f ms across sluice-control's "
+            "SIGKILL; the ClusterIP flow's entry kept through the resync; a restarted dataplane "
+            "resynced" % (st["echoed"], status_of(svc)["echoed"],
+                          max(st["max_gap_ms"], status_of(svc)["max_gap_ms"])))
 
 
 def main():
