@@ -4,19 +4,33 @@
 // admits as a writer).
 //
 //   sluice-control [--socket PATH] --cluster FILE
+//       [--etcd URL [--etcd-prefix PREFIX]]
+//       [--kubeconfig PATH [--context NAME] | --in-cluster] [--kube-subnet-mgr]
 //       [--metrics-bind IP:PORT] [--healthz-bind IP:PORT]
 //       [--health-check-address IP] [--healthz-timeout SECONDS] [--verbose]
 //
 // --cluster FILE: the node, flannel's etcd keys and the Kubernetes objects
 // of a cluster file (control/CLUSTER_FILE.md); re-read when it changes (a
-// rejected file is reported and the last good state kept). SIGINT/SIGTERM
-// stop. The dataplane keeps serving whatever it was last given.
+// rejected file is reported and the last good state kept). The node section
+// always comes from it; live sources replace the rest:
+//   --etcd URL: flannel's network config and leases, watched in etcd
+//     (control/sources/etcd_source.h);
+//   --kubeconfig / --in-cluster: Services and EndpointSlices from the
+//     Kubernetes API, read as kube-proxy reads them
+//     (control/sources/kube_source.h); with --kube-subnet-mgr also the
+//     leases from Nodes' podCIDR and flannel annotations (flannel's kube
+//     subnet manager; the network config stays the file's).
+// SIGINT/SIGTERM stop. The dataplane keeps serving whatever it was last
+// given, also while this process is gone.
 #include <sys/stat.h>
 
 #include <atomic>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -24,6 +38,9 @@
 #include "control/agent.h"
 #include "control/cluster_file.h"
 #include "control/model_messages.h"
+#include "control/sources/etcd_source.h"
+#include "control/sources/kube_client.h"
+#include "control/sources/kube_source.h"
 #include "control/operator_http.h"
 
 namespace {
@@ -37,13 +54,17 @@ struct Options {
   sluice::OperatorHttp::Config http;
   uint32_t healthz_timeout = 60;
   bool verbose = false;
+  std::string etcd, etcd_prefix = "/coreos.com/network";
+  std::string kubeconfig, context;
+  bool in_cluster = false, kube_subnet_mgr = false;
 };
 
 bool Parse(int argc, char** argv, Options* o, std::string* error) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--verbose") {
-      o->verbose = true;
+    if (a == "--verbose" || a == "--in-cluster" || a == "--kube-subnet-mgr") {
+      (a == "--verbose" ? o->verbose : a == "--in-cluster" ? o->in_cluster : o->kube_subnet_mgr) =
+          true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -55,6 +76,14 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
       o->socket = v;
     else if (a == "--cluster")
       o->cluster = v;
+    else if (a == "--etcd")
+      o->etcd = v;
+    else if (a == "--etcd-prefix")
+      o->etcd_prefix = v;
+    else if (a == "--kubeconfig")
+      o->kubeconfig = v;
+    else if (a == "--context")
+      o->context = v;
     else if (a == "--metrics-bind")
       o->http.metrics_bind = v;
     else if (a == "--healthz-bind")
@@ -69,7 +98,19 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
     }
   }
   if (o->cluster.empty()) {
-    *error = "a source is required: --cluster FILE";
+    *error = "--cluster FILE is required (its node section)";
+    return false;
+  }
+  if (o->in_cluster && !o->kubeconfig.empty()) {
+    *error = "--kubeconfig and --in-cluster exclude each other";
+    return false;
+  }
+  if (o->kube_subnet_mgr && !o->etcd.empty()) {
+    *error = "--kube-subnet-mgr and --etcd both give the leases: choose one";
+    return false;
+  }
+  if (o->kube_subnet_mgr && o->kubeconfig.empty() && !o->in_cluster) {
+    *error = "--kube-subnet-mgr needs the Kubernetes API (--kubeconfig or --in-cluster)";
     return false;
   }
   return true;
@@ -98,8 +139,26 @@ FileStamp Stamp(const std::string& path) {
   return s;
 }
 
-// The file source: the cluster file's node, flannel and Kubernetes parts.
-bool ApplyClusterFile(const std::string& path, sluice::Agent* agent) {
+void SetServicesFromModel(const sluice::ClusterModel& m, sluice::Agent* agent) {
+  const sluice::ModelMessages mm = sluice::MessagesFromModel(m);
+  std::map<std::string, sluice::api::ServicePort> ports;
+  std::map<std::string, sluice::api::EndpointSetReplace> endpoints;
+  for (const auto& p : mm.ports) ports[sluice::api::FormatServicePortKey(p.key)] = p;
+  for (const auto& e : mm.endpoints) endpoints[sluice::api::FormatServicePortKey(e.key)] = e;
+  agent->SetServices(std::move(ports), std::move(endpoints));
+}
+
+// What each part of the desired state comes from.
+struct Parts {
+  bool flannel_from_file = true;
+  bool leases_from_file = true;
+  bool services_from_file = true;
+};
+
+// The file source: the cluster file's node, flannel and Kubernetes parts
+// (those no live source replaces).
+bool ApplyClusterFile(const std::string& path, const Parts& parts, sluice::Agent* agent,
+                      sluice::ClusterModel* out) {
   absl::StatusOr<sluice::ClusterModel> m = sluice::LoadClusterFile(path);
   if (!m.ok()) {
     std::fprintf(stderr, "sluice-control: %s rejected, keeping the last good state: %s\n",
@@ -107,13 +166,9 @@ bool ApplyClusterFile(const std::string& path, sluice::Agent* agent) {
     return false;
   }
   agent->SetNode(m->node);
-  agent->SetFlannel(m->network, m->leases);
-  const sluice::ModelMessages mm = sluice::MessagesFromModel(*m);
-  std::map<std::string, sluice::api::ServicePort> ports;
-  std::map<std::string, sluice::api::EndpointSetReplace> endpoints;
-  for (const auto& p : mm.ports) ports[sluice::api::FormatServicePortKey(p.key)] = p;
-  for (const auto& e : mm.endpoints) endpoints[sluice::api::FormatServicePortKey(e.key)] = e;
-  agent->SetServices(std::move(ports), std::move(endpoints));
+  if (parts.flannel_from_file && parts.leases_from_file) agent->SetFlannel(m->network, m->leases);
+  if (parts.services_from_file) SetServicesFromModel(*m, agent);
+  *out = *std::move(m);
   return true;
 }
 
@@ -125,8 +180,10 @@ int main(int argc, char** argv) {
   if (!Parse(argc, argv, &o, &error)) {
     std::fprintf(stderr,
                  "sluice-control: %s\nusage: sluice-control [--socket PATH] --cluster FILE "
-                 "[--metrics-bind IP:PORT] [--healthz-bind IP:PORT] [--health-check-address IP] "
-                 "[--healthz-timeout S] [--verbose]\n",
+                 "[--etcd URL [--etcd-prefix P]] [--kubeconfig PATH [--context NAME] | "
+                 "--in-cluster] [--kube-subnet-mgr] [--metrics-bind IP:PORT] "
+                 "[--healthz-bind IP:PORT] [--health-check-address IP] [--healthz-timeout S] "
+                 "[--verbose]\n",
                  error.c_str());
     return 2;
   }
@@ -144,9 +201,109 @@ int main(int argc, char** argv) {
   ac.socket_path = o.socket;
   ac.verbose = o.verbose;
   sluice::Agent agent(ac, &health, &metrics);
+  const bool kube = o.in_cluster || !o.kubeconfig.empty();
+  Parts parts;
+  parts.flannel_from_file = o.etcd.empty();
+  parts.leases_from_file = o.etcd.empty() && !o.kube_subnet_mgr;
+  parts.services_from_file = !kube;
   FileStamp seen = Stamp(o.cluster);
-  if (!ApplyClusterFile(o.cluster, &agent)) return 2;
-  std::printf("sluice-control: feeding %s from %s\n", o.socket.c_str(), o.cluster.c_str());
+  sluice::ClusterModel file;
+  if (!ApplyClusterFile(o.cluster, parts, &agent, &file)) return 2;
+
+  // flannel's etcd.
+  std::unique_ptr<sluice::EtcdSource> etcd;
+  if (!o.etcd.empty()) {
+    sluice::EtcdSourceOptions eo;
+    eo.endpoint = o.etcd;
+    eo.prefix = o.etcd_prefix;
+    auto src = sluice::EtcdSource::Start(
+        eo,
+        [&agent](const sluice::FlannelEvent& e) {
+          using K = sluice::FlannelEvent::Kind;
+          if (e.kind == K::kSnapshot || e.kind == K::kConfig) {
+            if (e.snapshot.network) agent.SetFlannel(*e.snapshot.network, e.snapshot.leases);
+          } else if (e.kind == K::kLeaseUpsert) {
+            agent.UpsertLease(e.lease);
+          } else if (e.kind == K::kLeaseDelete) {
+            agent.DeleteLease(e.lease.subnet);
+          }
+        },
+        [](const absl::Status& s) {
+          std::fprintf(stderr, "sluice-control: etcd: %s\n", std::string(s.message()).c_str());
+        });
+    if (!src.ok()) {
+      std::fprintf(stderr, "sluice-control: etcd: %s\n", std::string(src.status().message()).c_str());
+      return 2;
+    }
+    etcd = *std::move(src);
+  }
+
+  // The Kubernetes API: Services and EndpointSlices (and Nodes' leases).
+  std::mutex kube_mu;
+  std::map<std::string, sluice::ServiceSpec> services;
+  std::map<std::string, sluice::EndpointSliceSpec> slices;
+  std::map<std::pair<uint32_t, uint8_t>, sluice::FlannelLease> node_leases;
+  std::unique_ptr<sluice::KubeSource> kube_source;
+  if (kube) {
+    auto api = o.in_cluster ? sluice::InClusterApiConfigFromEnvironment()
+                            : sluice::LoadKubeconfig(o.kubeconfig, o.context);
+    if (!api.ok()) {
+      std::fprintf(stderr, "sluice-control: Kubernetes API: %s\n",
+                   std::string(api.status().message()).c_str());
+      return 2;
+    }
+    sluice::KubeSourceOptions ko;
+    ko.nodes = o.kube_subnet_mgr;
+    const sluice::ClusterModel base = file;
+    kube_source = std::make_unique<sluice::KubeSource>(
+        *api, ko,
+        [&, base](sluice::KubeUpdate u) {
+          std::lock_guard<std::mutex> l(kube_mu);
+          using R = sluice::KubeResourceKind;
+          using U = sluice::KubeUpdateKind;
+          auto id = [](const std::string& ns, const std::string& n) { return ns + "/" + n; };
+          if (u.resource == R::kNodes) {
+            if (u.kind == U::kSnapshot) node_leases.clear();
+            if (u.kind == U::kDelete)
+              node_leases.erase({u.deleted_lease.address, u.deleted_lease.length});
+            for (const auto& lease : u.leases)
+              node_leases[{lease.subnet.address, lease.subnet.length}] = lease;
+            std::vector<sluice::FlannelLease> all;
+            for (const auto& [k, lease] : node_leases) all.push_back(lease);
+            agent.SetFlannel(base.network, all);
+            return;
+          }
+          if (u.resource == R::kServices) {
+            if (u.kind == U::kSnapshot) services.clear();
+            if (u.kind == U::kDelete) services.erase(u.deleted_name);
+            for (auto& sv : u.services) services[id(sv.namespace_name, sv.name)] = sv;
+          } else {
+            if (u.kind == U::kSnapshot) slices.clear();
+            if (u.kind == U::kDelete) slices.erase(u.deleted_name);
+            for (auto& es : u.endpoint_slices) slices[id(es.namespace_name, es.name)] = es;
+          }
+          // Gathered anew from every object (the dataplane applies only what
+          // changed; the agent sends only the changed ports and sets).
+          sluice::ClusterModel m = base;
+          m.services.clear();
+          m.endpoint_slices.clear();
+          for (const auto& [k, sv] : services) m.services.push_back(sv);
+          for (const auto& [k, es] : slices) m.endpoint_slices.push_back(es);
+          SetServicesFromModel(m, &agent);
+        },
+        [](const absl::Status& s) {
+          std::fprintf(stderr, "sluice-control: Kubernetes API: %s\n",
+                       std::string(s.message()).c_str());
+        });
+    if (absl::Status s = kube_source->Start(); !s.ok()) {
+      std::fprintf(stderr, "sluice-control: Kubernetes API: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  std::printf("sluice-control: feeding %s: node from %s, flannel from %s, Services from %s\n",
+              o.socket.c_str(), o.cluster.c_str(),
+              !o.etcd.empty() ? o.etcd.c_str() : o.kube_subnet_mgr ? "Nodes" : o.cluster.c_str(),
+              kube ? "the Kubernetes API" : o.cluster.c_str());
   std::fflush(stdout);
   std::thread loop([&] { agent.Run(g_stop); });
   while (!g_stop) {
@@ -154,11 +311,14 @@ int main(int argc, char** argv) {
     const FileStamp now = Stamp(o.cluster);
     if (now == seen) continue;
     seen = now;
-    if (ApplyClusterFile(o.cluster, &agent)) {
+    sluice::ClusterModel next;
+    if (ApplyClusterFile(o.cluster, parts, &agent, &next)) {
       std::printf("sluice-control: %s changed, applying\n", o.cluster.c_str());
       std::fflush(stdout);
     }
   }
+  if (kube_source) kube_source->Stop();
+  if (etcd) etcd->Stop();
   loop.join();
   return 0;
 }

@@ -265,6 +265,125 @@ def t_seed002(ctx):
                           max(st["max_gap_ms"], status_of(svc)["max_gap_ms"])))
 
 
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Etcd:
+    """A real etcd (Debian's etcd-server) on loopback with a temporary data
+    dir, and flannel's keys written through its v3 JSON gateway."""
+
+    def __init__(self, ctx):
+        import base64
+        import urllib.request
+        self.b64 = lambda t: base64.b64encode(t.encode()).decode()
+        self.urlopen = urllib.request.urlopen
+        self.Request = urllib.request.Request
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        data = os.path.join(ctx.tmp, "etcd")
+        self.p = ctx.spawn(["/usr/bin/etcd", "--name", "e2e", "--data-dir", data,
+                            "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                            "--listen-peer-urls", "http://127.0.0.1:%d" % free_port(),
+                            "--initial-advertise-peer-urls", "http://127.0.0.1:%d" % free_port(),
+                            "--initial-cluster-state", "new"])
+        topo.wait_for(self.healthy, 20, "etcd to answer")
+
+    def healthy(self):
+        try:
+            return self.urlopen(self.url + "/health", timeout=1).status == 200
+        except OSError:
+            return False
+
+    def put(self, key, value):
+        body = json.dumps({"key": self.b64(key), "value": self.b64(value)}).encode()
+        req = self.Request(self.url + "/v3/kv/put", data=body, method="POST")
+        self.urlopen(req, timeout=5).read()
+
+    def delete(self, key):
+        body = json.dumps({"key": self.b64(key)}).encode()
+        req = self.Request(self.url + "/v3/kv/deleterange", data=body, method="POST")
+        self.urlopen(req, timeout=5).read()
+
+    def load_flannel(self, model):
+        import base64
+        for kv in model["etcd"]["kvs"]:
+            key, value = kv["key"], kv["value"]
+            if not key.startswith("/"):
+                key = base64.b64decode(key).decode()
+                value = base64.b64decode(value).decode()
+            self.put(key, value)
+
+
+@scenario("seed002_from_etcd")
+def t_seed002_etcd(ctx):
+    """Seed 002 with flannel's own store: sluice-control watches a real etcd;
+    a lease added and changed in etcd reaches the dataplane; sluice-control
+    is SIGKILLed, etcd changes meanwhile, traffic keeps flowing on the last
+    good tables, and a restarted sluice-control brings the change."""
+    if not os.path.exists("/usr/bin/etcd"):
+        raise AssertionError("/usr/bin/etcd missing: install Debian's etcd-server "
+                             "(scripts/deps.sh does)")
+    ctx.echo_servers()
+    with open(ctx.cluster_file()) as f:
+        model = json.load(f)
+    etcd = Etcd(ctx)
+    etcd.load_flannel(model)
+    node = ctx.start_node("etcd", extra=["--socket", ctx.socket()], cluster=False)
+
+    def start():
+        out = open(os.path.join(ctx.tmp, "control-etcd.out"), "a+")
+        p = ctx.spawn([ctx.args.control, "--socket", ctx.socket(), "--cluster", ctx.cluster_file(),
+                       "--etcd", etcd.url, "--metrics-bind", "127.0.0.1:0",
+                       "--healthz-bind", "127.0.0.1:0"], stdout=out, stderr=subprocess.STDOUT)
+        p.log = out
+        return p
+    control = start()
+    topo.wait_for(lambda: os.path.exists(ctx.socket()) and ctx.ctl("status")["tables"], 15,
+                  "tables from etcd through sluice-control")
+
+    def peer(subnet):
+        for p in ctx.ctl("peers")["peers"]:
+            if p["subnet"] == subnet:
+                return p
+        return None
+    c = ctx.client("flow", topo.PEER_PODS[0], 22, 6.0)
+    topo.wait_for(lambda: status_of(c)["echoed"] >= 20, 10, "traffic to flow")
+    key = "/coreos.com/network/subnets/10.244.30.0-24"
+    lease = {"PublicIP": "10.10.100.230", "BackendType": "vxlan",
+             "BackendData": {"VNI": 1, "VtepMAC": "0e:00:00:00:00:f0"}}
+    t0 = time.monotonic()
+    etcd.put(key, json.dumps(lease))
+    topo.wait_for(lambda: peer("10.244.30.0/24") is not None, 5, "the new lease")
+    added_ms = (time.monotonic() - t0) * 1000
+    lease["BackendData"]["VtepMAC"] = "0e:00:00:00:00:f1"
+    etcd.put(key, json.dumps(lease))
+    topo.wait_for(lambda: (peer("10.244.30.0/24") or {}).get("vtep_mac") == "0e:00:00:00:00:f1",
+                  5, "the changed VtepMAC")
+    control.kill()
+    control.wait(timeout=10)
+    etcd.delete(key)  # while nobody feeds the dataplane
+    time.sleep(1.0)
+    if peer("10.244.30.0/24") is None:
+        raise AssertionError("the dataplane changed with no control process")
+    control = start()
+    topo.wait_for(lambda: peer("10.244.30.0/24") is None, 10,
+                  "the restarted sluice-control to bring the deletion")
+    topo.wait_for(lambda: status_of(c)["done"], 15, "the client to finish")
+    st = status_of(c)
+    if st["errors"] or st["max_gap_ms"] > 500:
+        raise AssertionError("the connection suffered: %s" % st)
+    ctx.stop_node(node)
+    return ("lease added in etcd -> in the dataplane in %.0f ms (sluicectl polling), VtepMAC "
+            "change applied, deletion made while sluice-control was dead applied on its "
+            "restart; %d echoes, longest gap %.0f ms" % (added_ms, st["echoed"], st["max_gap_ms"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
