@@ -35,6 +35,10 @@
 #include <thread>
 
 #include "absl/strings/numbers.h"
+#include <nlohmann/json.hpp>
+#include <variant>
+
+#include "api/socket.h"
 #include "control/agent.h"
 #include "control/cluster_file.h"
 #include "control/model_messages.h"
@@ -172,6 +176,39 @@ bool ApplyClusterFile(const std::string& path, const Parts& parts, sluice::Agent
   return true;
 }
 
+// The dataplane's counters as Prometheus text, fetched over the socket when
+// /metrics is scraped (a reader connection of its own; nothing when the
+// dataplane does not answer within a second).
+std::string DataplaneMetrics(const std::string& socket_path) {
+  auto c = sluice::api::Client::Connect(socket_path, std::chrono::seconds(1));
+  if (!c.ok()) return "";
+  sluice::api::Hello h;
+  h.client = "sluice-control metrics";
+  if (!c->Call(h, std::chrono::seconds(1)).ok()) return "";
+  sluice::api::Show show;
+  show.what = "counters";
+  auto r = c->Call(show, std::chrono::seconds(1));
+  if (!r.ok()) return "";
+  const auto* j = std::get_if<sluice::api::JsonReply>(&*r);
+  if (j == nullptr) return "";
+  const nlohmann::json doc = nlohmann::json::parse(j->json, nullptr, false);
+  if (!doc.is_object() || !doc.contains("workers") || !doc["workers"].is_array()) return "";
+  std::string out;
+  std::map<std::string, std::string> lines;
+  for (size_t w = 0; w < doc["workers"].size(); ++w) {
+    const auto& worker = doc["workers"][w];
+    if (!worker.is_object()) continue;
+    for (const auto& [name, v] : worker.items()) {
+      if (!v.is_number()) continue;
+      lines[name] += "sluice_" + name + "_total{worker=\"" + std::to_string(w) + "\"} " +
+                     std::to_string(v.get<uint64_t>()) + "\n";
+    }
+  }
+  for (const auto& [name, text] : lines)
+    out += "# TYPE sluice_" + name + "_total counter\n" + text;
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -192,7 +229,9 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   sluice::ProxyHealth health{std::chrono::seconds(o.healthz_timeout)};
   sluice::ProxyMetrics metrics;
-  auto http = sluice::OperatorHttp::Start(o.http, &health, &metrics, nullptr);
+  const std::string socket_path = o.socket;
+  auto http = sluice::OperatorHttp::Start(o.http, &health, &metrics,
+                                          [socket_path] { return DataplaneMetrics(socket_path); });
   if (!http.ok()) {
     std::fprintf(stderr, "sluice-control: %s\n", std::string(http.status().message()).c_str());
     return 2;
