@@ -22,6 +22,7 @@ build: deps $(BUILD)/build.ninja
 
 demo: build
 	@$(PY) examples/demo.py --build $(BUILD)
+	@$(PY) examples/demo_seed002.py --build $(BUILD)
 
 # The normal build's suites, then every suite again built with AddressSanitizer
 # and UndefinedBehaviorSanitizer. UBSan's alignment check is off: packet

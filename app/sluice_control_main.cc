@@ -282,6 +282,7 @@ int main(int argc, char** argv) {
   std::map<std::string, sluice::ServiceSpec> services;
   std::map<std::string, sluice::EndpointSliceSpec> slices;
   std::map<std::pair<uint32_t, uint8_t>, sluice::FlannelLease> node_leases;
+  bool have_services = false, have_slices = false;  // first snapshots seen
   std::unique_ptr<sluice::KubeSource> kube_source;
   if (kube) {
     auto api = o.in_cluster ? sluice::InClusterApiConfigFromEnvironment()
@@ -313,14 +314,23 @@ int main(int argc, char** argv) {
             return;
           }
           if (u.resource == R::kServices) {
-            if (u.kind == U::kSnapshot) services.clear();
+            if (u.kind == U::kSnapshot) {
+              services.clear();
+              have_services = true;
+            }
             if (u.kind == U::kDelete) services.erase(u.deleted_name);
             for (auto& sv : u.services) services[id(sv.namespace_name, sv.name)] = sv;
           } else {
-            if (u.kind == U::kSnapshot) slices.clear();
+            if (u.kind == U::kSnapshot) {
+              slices.clear();
+              have_slices = true;
+            }
             if (u.kind == U::kDelete) slices.erase(u.deleted_name);
             for (auto& es : u.endpoint_slices) slices[id(es.namespace_name, es.name)] = es;
           }
+          // Services without their endpoints would look like Services going
+          // to 0 endpoints: nothing until both have been listed.
+          if (!have_services || !have_slices) return;
           // Gathered anew from every object (the dataplane applies only what
           // changed; the agent sends only the changed ports and sets).
           sluice::ClusterModel m = base;

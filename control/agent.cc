@@ -86,6 +86,7 @@ void Agent::SetServices(std::map<std::string, api::ServicePort> ports,
   }
   ports_ = std::move(ports);
   endpoints_ = std::move(endpoints);
+  services_known_ = true;
   Changed(WallClock::now());
 }
 
@@ -103,6 +104,11 @@ DesiredState Agent::Desired() const {
   s.ports = ports_;
   s.endpoints = endpoints_;
   return s;
+}
+
+bool Agent::Ready() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return node_.has_value() && network_.has_value() && services_known_;
 }
 
 Agent::Status Agent::status() const {
@@ -158,7 +164,17 @@ void Agent::Run(const std::atomic<bool>& stop) {
   std::mt19937_64 rng(static_cast<uint64_t>(getpid()) ^ EpochNow());
   auto backoff = config_.retry_min;
   uint64_t last_epoch = 0;
+  bool said_waiting = false;
   while (!stop.load()) {
+    if (!Ready()) {
+      if (!said_waiting) {
+        std::fprintf(stderr, "sluice-control: waiting for every source's first state before "
+                             "syncing the dataplane\n");
+        said_waiting = true;
+      }
+      SleepUnlessStopped(stop, std::chrono::milliseconds(50));
+      continue;
+    }
     absl::StatusOr<api::Client> client = api::Client::Connect(config_.socket_path,
                                                                config_.call_timeout);
     absl::StatusOr<api::Message> hello;

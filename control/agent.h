@@ -6,6 +6,11 @@
 // the dataplane prunes what the epoch did not mention), then the deltas of
 // every change, pipelined.
 //
+// Nothing is sent before every source has spoken once (the node, flannel's
+// network and leases, the Services): a full sync of a partial state would
+// prune from the dataplane what a slow source has not delivered yet (all
+// the leases, when etcd is unreachable as sluice-control restarts).
+//
 // What the dataplane rejects is logged and counted and not retried until
 // its source changes it; the dataplane keeps serving its last good version.
 // When the dataplane is unreachable the loop retries with bounded
@@ -78,6 +83,8 @@ class Agent {
     std::string last_error;
   };
   Status status() const;
+  // Every source has delivered its first state.
+  bool Ready() const;
 
  private:
   void Changed(WallClock::time_point at);  // mu_ held
@@ -97,6 +104,7 @@ class Agent {
   std::optional<WallClock::time_point> oldest_change_;
   std::optional<NodeSpec> node_;
   std::optional<FlannelNetworkConfig> network_;
+  bool services_known_ = false;  // SetServices called once
   std::map<std::pair<uint32_t, uint8_t>, FlannelLease> leases_;
   std::map<std::string, api::ServicePort> ports_;
   std::map<std::string, api::EndpointSetReplace> endpoints_;
