@@ -86,6 +86,7 @@ struct ServiceSpec {
   std::vector<uint32_t> load_balancer_ips;  // status.loadBalancer.ingress[].ip
   TrafficPolicy external_traffic_policy = TrafficPolicy::kCluster;
   TrafficPolicy internal_traffic_policy = TrafficPolicy::kCluster;
+  uint16_t health_check_node_port = 0;  // spec.healthCheckNodePort (eTP Local)
   std::vector<ServicePortSpec> ports;
 };
 

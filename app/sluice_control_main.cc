@@ -239,6 +239,37 @@ int main(int argc, char** argv) {
   sluice::Agent::Config ac;
   ac.socket_path = o.socket;
   ac.verbose = o.verbose;
+  // kube-proxy's healthCheckNodePort servers: one per externalTrafficPolicy
+  // Local Service that has one, answering its count of ready endpoints on
+  // this node, from what the dataplane acknowledged.
+  sluice::OperatorHttp* operator_http = http->get();
+  sluice::ProxyMetrics* proxy_metrics = &metrics;
+  ac.on_applied = [operator_http, proxy_metrics](const sluice::DesiredState& d) {
+    const std::string node = d.node ? d.node->node.name : "";
+    std::map<sluice::NamespacedName, uint16_t> ports;
+    std::map<sluice::NamespacedName, int> local;
+    int no_local_internal = 0, no_local_external = 0;
+    for (const auto& [id, p] : d.ports) {
+      const sluice::NamespacedName n{p.key.namespace_name, p.key.service_name};
+      int count = 0;
+      auto e = d.endpoints.find(id);
+      if (e != d.endpoints.end())
+        for (const auto& ep : e->second.endpoints) count += ep.ready && ep.node_name == node;
+      const bool ext_local = p.external_traffic_policy == sluice::TrafficPolicy::kLocal;
+      if (ext_local && p.health_check_node_port != 0) {
+        ports[n] = p.health_check_node_port;
+        local[n] = std::max(local[n], count);
+      }
+      if (count == 0) {
+        no_local_external += ext_local;
+        no_local_internal += p.internal_traffic_policy == sluice::TrafficPolicy::kLocal;
+      }
+    }
+    if (absl::Status s = operator_http->SyncHealthCheckPorts(ports); !s.ok())
+      std::fprintf(stderr, "sluice-control: %s\n", std::string(s.message()).c_str());
+    operator_http->SyncLocalEndpoints(local);
+    proxy_metrics->SetNoLocalEndpoints(no_local_internal, no_local_external);
+  };
   sluice::Agent agent(ac, &health, &metrics);
   const bool kube = o.in_cluster || !o.kubeconfig.empty();
   Parts parts;

@@ -241,6 +241,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
       metrics_->ObserveSync(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), done);
     if (health_ != nullptr) health_->Updated(done);
+    if (config_.on_applied) config_.on_applied(sent);
     if (metrics_ != nullptr && since)
       metrics_->ObserveNetworkProgramming(std::chrono::duration<double>(done - *since).count());
     // Deltas until the connection breaks.
@@ -284,6 +285,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
         metrics_->ObserveSync(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), at);
       if (health_ != nullptr) health_->Updated(at);
+      if (config_.on_applied) config_.on_applied(sent);
       if (metrics_ != nullptr && since)
         metrics_->ObserveNetworkProgramming(std::chrono::duration<double>(at - *since).count());
     }

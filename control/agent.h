@@ -31,6 +31,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -55,6 +56,9 @@ class Agent {
     std::chrono::milliseconds retry_max{5000};
     size_t window = 128;  // requests in flight on the socket
     bool verbose = false;  // log every batch
+    // Called on the loop's thread after each acknowledged batch with the
+    // state the dataplane now holds (health-check ports follow it).
+    std::function<void(const DesiredState&)> on_applied;
   };
   Agent(Config config, ProxyHealth* health, ProxyMetrics* metrics);
 

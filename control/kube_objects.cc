@@ -251,6 +251,10 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
       GetTrafficPolicy(*spec, spec_loc, "externalTrafficPolicy", &out->external_traffic_policy));
   SLUICE_RETURN_IF_ERROR(
       GetTrafficPolicy(*spec, spec_loc, "internalTrafficPolicy", &out->internal_traffic_policy));
+  int64_t health_port = 0;
+  SLUICE_RETURN_IF_ERROR(
+      GetInt(*spec, spec_loc, "healthCheckNodePort", Need::kOptional, 0, 65535, &health_port));
+  out->health_check_node_port = static_cast<uint16_t>(health_port);
   SLUICE_RETURN_IF_ERROR(ParseServicePorts(*spec, loc, id, index, out));
   return ParseLoadBalancerIngress(item, loc, reading, out);
 }

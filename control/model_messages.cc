@@ -38,6 +38,7 @@ ModelMessages MessagesFromModel(const ClusterModel& model) {
       p.external_ips = svc.external_ips;
       p.load_balancer_ips = svc.load_balancer_ips;
       p.external_traffic_policy = svc.external_traffic_policy;
+      p.health_check_node_port = svc.health_check_node_port;
       p.internal_traffic_policy = svc.internal_traffic_policy;
       api::EndpointSetReplace eps;
       eps.key = p.key;

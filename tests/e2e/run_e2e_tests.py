@@ -396,6 +396,75 @@ def t_seed002_etcd(ctx):
             "restart, nothing synced while etcd was down; %d echoes, longest gap %.0f ms" % (added_ms, st["echoed"], st["max_gap_ms"]))
 
 
+@scenario("operator_endpoints")
+def t_operator(ctx):
+    """kube-proxy's operator surface, served by sluice-control for a live
+    dataplane: /healthz and /livez, /metrics with kube-proxy's names and the
+    dataplane's counters, and the healthCheckNodePort of an
+    externalTrafficPolicy Local Service answering its local endpoints (503
+    once it has none)."""
+    import urllib.error
+    import urllib.request
+    with open(ctx.cluster_file()) as f:
+        model = json.load(f)
+    hc_port = free_port()
+    for it in model["kubernetes"]["items"]:
+        if it["kind"] == "Service" and it["metadata"]["name"] == "web":
+            it["spec"]["type"] = "LoadBalancer"
+            it["spec"]["externalTrafficPolicy"] = "Local"
+            it["spec"]["healthCheckNodePort"] = hc_port
+            it["spec"]["ports"][0]["nodePort"] = 30080
+    cluster = os.path.join(ctx.tmp, "cluster.json")
+    with open(cluster, "w") as f:
+        json.dump(model, f)
+    node = ctx.start_node("operator", extra=["--socket", ctx.socket()], cluster=False)
+    mport, hport = free_port(), free_port()
+    out = open(os.path.join(ctx.tmp, "control.out"), "w+")
+    p = ctx.spawn([ctx.args.control, "--socket", ctx.socket(), "--cluster", cluster,
+                   "--metrics-bind", "127.0.0.1:%d" % mport, "--healthz-bind",
+                   "127.0.0.1:%d" % hport, "--health-check-address", "127.0.0.1"],
+                  stdout=out, stderr=subprocess.STDOUT)
+    p.log = out
+
+    def get(port, path):
+        try:
+            r = urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=2)
+            return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except OSError:
+            return 0, ""
+    topo.wait_for(lambda: get(hc_port, "/")[0] == 200, 15, "the healthCheckNodePort server")
+    status, body = get(hc_port, "/")
+    doc = json.loads(body)
+    if doc != {"service": {"namespace": "default", "name": "web"}, "localEndpoints": 1,
+               "serviceProxyHealthy": True}:
+        raise AssertionError("healthCheckNodePort answered %s" % body)
+    status, body = get(hport, "/healthz")
+    if status != 200 or '"nodeEligible": true' not in body:
+        raise AssertionError("/healthz: %d %s" % (status, body))
+    status, body = get(mport, "/metrics")
+    for want in ("kubeproxy_sync_proxy_rules_duration_seconds_count 1",
+                 "kubeproxy_network_programming_duration_seconds_bucket",
+                 'sluice_rx_packets_total{worker="0"}'):
+        if want not in body:
+            raise AssertionError("/metrics lacks %r" % want)
+    # The local endpoint goes (node-228's web pod moves to node-227).
+    for it in model["kubernetes"]["items"]:
+        if it["kind"] == "EndpointSlice" and it["metadata"]["name"].startswith("web"):
+            for e in it["endpoints"]:
+                e["nodeName"] = "node-227"
+    with open(cluster + ".new", "w") as f:
+        json.dump(model, f)
+    os.replace(cluster + ".new", cluster)
+    topo.wait_for(lambda: get(hc_port, "/")[0] == 503, 10, "503 with no local endpoint")
+    if json.loads(get(hc_port, "/")[1])["localEndpoints"] != 0:
+        raise AssertionError("localEndpoints after the move: %s" % get(hc_port, "/")[1])
+    ctx.stop_node(node)
+    return ("healthCheckNodePort %d: 200 with 1 local endpoint, 503 at 0; /healthz 200; "
+            "/metrics with kube-proxy's names and sluice_* counters" % hc_port)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--node", required=True)
