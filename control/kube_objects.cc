@@ -362,9 +362,9 @@ absl::Status ParseEndpointSlice(const json& item, const Loc& loc, KubeReading re
   const json* service_name = labels == nullptr ? nullptr : Member(*labels, kServiceNameLabel);
   if (service_name == nullptr) {
     // kube-proxy: "no kubernetes.io/service-name label set on endpoint slice"
-    // and the slice is ignored, as are the custom slices of other owners.
-    if (kube_proxy) return absl::OkStatus();
-    return label_loc.Error("missing");
+    // and the slice is ignored, as are the custom slices of other owners
+    // (in a cluster file too: it is not an error).
+    return absl::OkStatus();
   }
   SLUICE_RETURN_IF_ERROR(AsString(*service_name, label_loc, &out->service_name));
   if (out->service_name.empty()) {

@@ -461,6 +461,17 @@ TEST(ClusterFileTest, SubnetLenFollowsFlannelForSmallNetworksAndExplicitPort) {
   EXPECT_EQ(m->leases[0].subnet.length, 28);
 }
 
+TEST(ClusterFileTest, AnEndpointSliceWithoutTheServiceNameLabelIsSkipped) {
+  ClusterFileText file;
+  Edit(file.kubernetes, R"("kubernetes.io/service-name": "web",)", "");
+  absl::StatusOr<ClusterModel> m = ParseClusterFile(file.Render());
+  ASSERT_TRUE(m.ok()) << m.status();
+  for (const EndpointSliceSpec& s : m->endpoint_slices) EXPECT_NE(s.name, "web-abcde");
+  absl::StatusOr<ClusterModel> full = ParseClusterFile(ClusterFileText().Render());
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(m->endpoint_slices.size() + 1, full->endpoint_slices.size());
+}
+
 TEST(ClusterFileTest, NetworkHostBitsAreDroppedAsFlannelDoes) {
   ClusterFileText file;
   Edit(file.kvs[kConfigKv].value, "10.244.0.0/16", "10.244.9.9/16");
@@ -814,9 +825,6 @@ std::vector<ErrorCase> ErrorCases() {
        "used by Service default/web"},
 
       // EndpointSlice
-      {"SliceWithoutServiceLabel",
-       [](F f) { Edit(f.kubernetes, R"("kubernetes.io/service-name": "web",)", ""); },
-       R"(kubernetes.items[1] (EndpointSlice default/web-abcde): metadata.labels["kubernetes.io/service-name"]: missing)"},
       {"SliceWithoutAddressType",
        [](F f) {
          Edit(f.kubernetes, R"("addressType": "IPv4",
