@@ -89,6 +89,70 @@ GOAL_SERVICES_FACTOR = 1.1  # 100k Services vs 100
 GOAL_BYTES_PER_FLOW = 128
 GOAL_KERNEL_FACTOR = 20
 GOAL_ETCD_P99_US = 10000  # issue 7: a source change applied, p99 <= 10 ms
+# Service updates (sluice-bench-update).
+GOAL_CHANGE_P99_US = 1000     # one endpoint change, received -> published, 10k Services
+GOAL_CHANGE_FLAT = 1.5        # p99 at 100k Services / p99 at 10k
+GOAL_FULL_SYNC_MS = 100       # a full sync of 10k Services
+
+
+def kernel_programming(kern, services):
+    """iptables-restore text for a Service count: one change and a full restore."""
+    if not kern:
+        return ""
+    for r in kern.get("programming", []):
+        if r.get("services") == services:
+            return "; iptables-restore (%s): one change %s, full %s" % (
+                r.get("backend", "?"), us(r.get("one_change_us")), us(r.get("full_restore_us")))
+    return ""
+
+
+def update_rows(upd, kern, add):
+    """Summary rows for the Service update figures."""
+    if not upd:
+        add("| Service updates | not measured in this run | | | |")
+        return
+    ch = {c["services"]: c for c in upd.get("endpoint_change", [])}
+    for n in sorted(ch):
+        c = ch[n]
+        p, q = c["publish_us"], c.get("publish_us_not_preempted") or {}
+        goal = "<= %d us p99" % GOAL_CHANGE_P99_US if n == 10000 else ""
+        ok = verdict(p["p99"] <= GOAL_CHANGE_P99_US) if n == 10000 else ""
+        add("| one endpoint change, call received -> pointer published, %d Services x %d "
+            "endpoints, TCP (a worker running) | p50 %.1f us, p99 %.1f us, max %.0f us "
+            "(%d of %d samples preempted; without them p99 %.1f us, max %.0f us)%s | | %s | %s |"
+            % (n, c["endpoints_per_service"], p["p50"], p["p99"], p["max"],
+               c.get("preempted_samples", 0), p["count"], q.get("p99", 0), q.get("max", 0),
+               kernel_programming(kern, n), goal, ok))
+    if 10000 in ch and 100000 in ch:
+        r = ch[100000]["publish_us"]["p99"] / max(ch[10000]["publish_us"]["p99"], 1e-9)
+        add("| the same at 100000 vs 10000 Services (p99) | %.2fx | | <= %.1fx (flat) | %s |" % (
+            r, GOAL_CHANGE_FLAT, verdict(r <= GOAL_CHANGE_FLAT)))
+    for u in upd.get("udp_endpoint_change", []):
+        if u["services"] != 10000:
+            continue
+        add("| one endpoint change of a UDP Service port, %d Services: published / whole call "
+            "(a grace period, then the connection table scanned for flows to remove, %d "
+            "entries) | p99 %.1f us / p50 %.1f ms (scan %.1f ms) | | | |" % (
+                u["services"], u["conntrack_capacity"], u["publish_us"]["p99"],
+                u["call_us"]["p50"] / 1000, u["scan_ms"]["p50"]))
+    for f in upd.get("full_sync", []):
+        worst = max(f["initial_ms"], f["unchanged_ms"]["p50"], f["one_percent_changed_ms"]["p50"])
+        is_goal = f["services"] == 10000
+        add("| full sync of %d Services x %d endpoints: into an empty directory / again "
+            "unchanged / 1%% of the sets changed; the standalone Reload of the whole model | "
+            "%.1f / %.1f / %.1f ms; Reload %.1f ms | | %s | %s |" % (
+                f["services"], f["endpoints_per_service"], f["initial_ms"],
+                f["unchanged_ms"]["p50"], f["one_percent_changed_ms"]["p50"],
+                f["reload_ms"]["p50"], "<= %d ms" % GOAL_FULL_SYNC_MS if is_goal else "",
+                verdict(worst <= GOAL_FULL_SYNC_MS) if is_goal else ""))
+    m = upd.get("memory")
+    if m:
+        add("| memory per Service port / per endpoint: dataplane (DPDK heap: directory slot "
+            "and keys, endpoint set) | %.0f B / %.1f B | | | |" % (
+                m["dataplane_bytes_per_service_port"], m["dataplane_bytes_per_endpoint"]))
+        add("| memory per Service port / per endpoint: the control thread's records | "
+            "%.0f B / %.1f B | | | |" % (
+                m["control_bytes_per_service_port"], m["control_bytes_per_endpoint"]))
 
 METHOD = (
     "Method: the worker runs Sluice's real loop (`Worker::PollOnce`, as NodeRuntime runs it) "
@@ -224,17 +288,7 @@ def write(data, out_dir):
             if k and s:
                 add("| Sluice / kernel, new flows, %s in the rule list, 10000 Services | "
                     "%.1fx (%.2f vs %.3f M/s) | | | |" % (label, s / k, s, k))
-    upd = {u["services"]: sorted(u["microseconds"]) for u in thr.get("update_latency", [])}
-    for n, samples in sorted(upd.items()):
-        line = "| one endpoint change applied to live tables, %d Services | p50 %.0f us, max %.0f us" % (
-            n, samples[len(samples) // 2], samples[-1])
-        if kern:
-            for r in kern.get("programming", []):
-                if r.get("services") != n:
-                    continue
-                line += "; iptables-restore (%s): one change %s, full %s" % (
-                    r.get("backend", "?"), us(r.get("one_change_us")), us(r.get("full_restore_us")))
-        add(line + " | | | |")
+    update_rows(data.get("update"), kern, add)
     etcd = data.get("etcd")
     if etcd:
         add("| etcd put -> etcd source callback, a flannel lease, loopback (median of %d runs "
@@ -342,7 +396,50 @@ def write(data, out_dir):
         for r in kern.get("throughput", []):
             add("| %s | %d | %s |" % (r["shape"], r["services"], fmt_stats(r.get("mpps_stats"))
                                       if r.get("mpps_stats") else "%.3f" % r["mpps"]))
-    plots = plot(thr, kern, out_dir)
+    upd = data.get("update")
+    if upd:
+        add("")
+        add("### Service updates (sluice-bench-update)")
+        add("")
+        add("Method: one worker lcore runs its loop (so every grace period is real) while the "
+            "control thread applies the protocol's objects through the ServiceProgrammer. One "
+            "endpoint change: an EndpointSetReplace of a random Service port with %d endpoints, "
+            "one of them replaced; 'published' is when its new set's pointer is stored, 'call' "
+            "when the call returns (the old set's reclamation of the previous change included). "
+            "Samples across an involuntary context switch of the control thread (the cores are "
+            "shared) are counted as preempted. A UDP change also waits a grace period and scans "
+            "the connection table (%d entries) for flows to remove, after the publish. Full "
+            "sync: the port and endpoint-set objects of every Service, as sluice-control would "
+            "send them." % (upd["settings"]["endpoints_per_service"],
+                            upd["settings"]["conntrack_capacity"]))
+        add("")
+        add("| Services | published p50 / p99 / max (us) | call p99 (us) | UDP: published p99 "
+            "(us), call p50 (ms) | full sync: empty / unchanged / 1% changed (ms) | Reload "
+            "(ms) |")
+        add("|---|---|---|---|---|---|")
+        udp = {u["services"]: u for u in upd.get("udp_endpoint_change", [])}
+        fs = {f["services"]: f for f in upd.get("full_sync", [])}
+        for c in upd.get("endpoint_change", []):
+            n = c["services"]
+            u, f = udp.get(n), fs.get(n)
+            add("| %d | %.1f / %.1f / %.0f | %.1f | %s | %s | %s |" % (
+                n, c["publish_us"]["p50"], c["publish_us"]["p99"], c["publish_us"]["max"],
+                c["call_us"]["p99"],
+                "%.1f, %.1f" % (u["publish_us"]["p99"], u["call_us"]["p50"] / 1000) if u else "",
+                "%.1f / %.1f / %.1f" % (f["initial_ms"], f["unchanged_ms"]["p50"],
+                                        f["one_percent_changed_ms"]["p50"]) if f else "",
+                "%.1f" % f["reload_ms"]["p50"] if f else ""))
+        m = upd.get("memory")
+        if m:
+            add("")
+            add("Memory (%d Services): %s. Directory: %d B allocated at creation for %d slots "
+                "and %d keys (%.0f B per slot); endpoint sets %.0f B per Service port with 10 "
+                "endpoints, %.0f B with 1." % (
+                    m["services"], m["note"], m["directory_fixed_bytes"], m["slot_capacity"],
+                    m["key_capacity"], m["fixed_bytes_per_service_port"],
+                    m["set_heap_bytes_per_service_port_10_endpoints"],
+                    m["set_heap_bytes_per_service_port_1_endpoint"]))
+    plots = plot(thr, kern, out_dir, upd)
     add("")
     for p in plots:
         add("![%s](%s)" % (p, p))
@@ -352,7 +449,7 @@ def write(data, out_dir):
     return path
 
 
-def plot(thr, kern, out_dir):
+def plot(thr, kern, out_dir, upd=None):
     made = []
     fig, ax = plt.subplots(figsize=(6, 4))
     hz = thr["machine"]["tsc_hz"]
@@ -387,10 +484,11 @@ def plot(thr, kern, out_dir):
     made.append("mpps_vs_services.png")
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for u in thr.get("update_latency", []):
-        xs = sorted(u["microseconds"])
-        ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post",
-                label="Sluice reload, %d Services" % u["services"])
+    for u in (upd or {}).get("endpoint_change", []):
+        xs = sorted(u["publish_us"].get("samples", []))
+        if xs:
+            ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post",
+                    label="Sluice, received -> published, %d Services" % u["services"])
     if kern:
         for r in kern.get("programming", []):
             xs = sorted(x for x in (r.get("one_change_us") or {}).get("runs", []) if x is not None)

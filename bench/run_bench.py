@@ -9,8 +9,10 @@ tables then sit on hugepages, as on a production node); per-stage
 micro-benchmarks (Google Benchmark, pinned to one core, repeated); one worker
 lcore end to end in cycles per packet, against the swap forwarder, with the
 generator on the other lcore and interleaved on the worker's own
-(sluice-bench-throughput, ~4 minutes, --quick under 1); kube-proxy's iptables
-rules in the kernel (bench/kernel/run_kernel_bench.py); then the report.
+(sluice-bench-throughput, ~4 minutes, --quick under 1); Service updates with a
+worker running (sluice-bench-update: one endpoint change, full syncs, memory
+per Service port; about a minute); kube-proxy's iptables rules in the kernel
+(bench/kernel/run_kernel_bench.py); then the report.
 """
 import argparse
 import datetime
@@ -87,6 +89,15 @@ def throughput(build, out_dir, quick):
         return json.load(f)
 
 
+def update(build, out_dir, quick):
+    out = os.path.join(out_dir, "update.json")
+    cmd = [os.path.join(build, "bench", "sluice-bench-update"), "--out", out]
+    cmd += ["--quick"] if quick else []
+    run(cmd, 900)
+    with open(out) as f:
+        return json.load(f)
+
+
 def kernel(out_dir, quick):
     out = os.path.join(out_dir, "kernel.json")
     script = os.path.join(HERE, "kernel", "run_kernel_bench.py")
@@ -125,6 +136,7 @@ def main():
     data = {"hugepages": hp, "quick": args.quick, "date": stamp}
     data["micro"] = micro(args.build, out_dir, args.quick)
     data["throughput"] = throughput(args.build, out_dir, args.quick)
+    data["update"] = update(args.build, out_dir, args.quick)
     data["etcd"] = etcd(args.build, out_dir, args.quick)
     if args.no_kernel or os.geteuid() != 0:
         data["kernel"] = None

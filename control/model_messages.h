@@ -15,7 +15,9 @@
 // Proxied Service ports only, as kube-proxy's iptables mode: ExternalName
 // Services, SCTP ports and headless Services (no ClusterIP) are skipped.
 //
-// Pure functions over plain data; any thread; no DPDK.
+// No errors: the model is taken as parsed (the cluster-file parser checked
+// it); what the dataplane cannot hold it refuses when applying, naming the
+// object and field. Pure functions over plain data; any thread; no DPDK.
 #ifndef SLUICE_CONTROL_MODEL_MESSAGES_H_
 #define SLUICE_CONTROL_MODEL_MESSAGES_H_
 

@@ -136,12 +136,8 @@ ServiceProgrammer::ServiceProgrammer(const Config& config, ServiceDirectory* dir
 
 ServiceProgrammer::~ServiceProgrammer() = default;
 
-namespace {
-
-// The final state an upsert of `p` gives `it` (keys, policy flags), or the
-// first thing wrong with `p`.
-template <typename Item, typename KeyEntry>
-absl::Status FromSpec(const api::ServicePort& p, const std::string& id, Item* it) {
+absl::Status ServiceProgrammer::FromSpec(const api::ServicePort& p, const std::string& id,
+                                         Item* it) {
   it->known = true;
   it->proxied = false;
   it->keys.clear();
@@ -200,6 +196,8 @@ absl::Status FromSpec(const api::ServicePort& p, const std::string& id, Item* it
   return absl::OkStatus();
 }
 
+namespace {
+
 // Checks an endpoint set and makes kube-proxy's choice from it.
 absl::Status ChooseFor(const std::vector<api::Endpoint>& eps, const std::string& id,
                        const std::string& node_name, uint32_t max, ChosenEndpoints* out) {
@@ -249,7 +247,7 @@ absl::Status ServiceProgrammer::UpsertServicePort(const api::ServicePort& port) 
   Item it;
   it.id = api::FormatServicePortKey(port.key);
   if (auto f = records_.find(it.id); f != records_.end()) it.record = f->second.get();
-  if (absl::Status s = FromSpec<Item, KeyEntry>(port, it.id, &it); !s.ok()) return s;
+  if (absl::Status s = FromSpec(port, it.id, &it); !s.ok()) return s;
   if (it.record != nullptr && it.record->has_endpoints) {
     it.has_endpoints = true;
     it.chosen = it.record->chosen;
@@ -322,7 +320,7 @@ absl::StatusOr<ServiceProgrammer::PreparedSync> ServiceProgrammer::PrepareSync(
     if (!index.emplace(it.id, plan.items.size() - 1).second)
       return absl::InvalidArgumentError(absl::StrCat("Service ", it.id, ": listed twice"));
     if (auto f = records_.find(it.id); f != records_.end()) it.record = f->second.get();
-    if (absl::Status s = FromSpec<Item, KeyEntry>(p, it.id, &it); !s.ok()) return s;
+    if (absl::Status s = FromSpec(p, it.id, &it); !s.ok()) return s;
   }
   for (const api::EndpointSetReplace& set : sets) {
     std::string id = api::FormatServicePortKey(set.key);

@@ -198,6 +198,9 @@ class ServiceProgrammer {
     std::vector<Endpoint> live;  // else those whose endpoint is not here (sorted)
   };
 
+  // The final state an upsert of `port` gives `item`, or the first thing
+  // wrong with `port`.
+  static absl::Status FromSpec(const api::ServicePort& port, const std::string& id, Item* item);
   absl::Status Run(Plan& plan);  // Prepare + Commit
   absl::Status Prepare(Plan& plan);
   absl::Status Commit(Plan& plan);
