@@ -136,6 +136,7 @@ def main():
     data = {"hugepages": hp, "quick": args.quick, "date": stamp}
     data["micro"] = micro(args.build, out_dir, args.quick)
     data["throughput"] = throughput(args.build, out_dir, args.quick)
+    data["update"] = update(args.build, out_dir, args.quick)
     data["etcd"] = etcd(args.build, out_dir, args.quick)
     data["update"] = update(args.build, out_dir, args.quick)
     if args.no_kernel or os.geteuid() != 0:

@@ -29,7 +29,7 @@
 namespace sluice {
 
 struct ModelMessages {
-  api::NodeSettings node;  // node.neighbors left empty: they travel in `neighbors`
+  api::NodeSettings node;                // node.neighbors left empty: they travel in `neighbors`
   std::vector<api::LeaseUpsert> leases;  // in the model's order
   // One per proxied Service port, in the model's order (Services, then
   // their ports).

@@ -99,9 +99,9 @@ absl::StatusOr<std::unique_ptr<ConntrackTable>> ConntrackTable::Create(const Con
   if (config.workers > 256)
     return absl::InvalidArgumentError("conntrack: at most 256 workers (ConntrackEntry::owner)");
   if (config.removal_ring < 2 || (config.removal_ring & (config.removal_ring - 1)) != 0)
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "conntrack: removal ring size must be a power of two of at least 2, got %u",
-        config.removal_ring));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("conntrack: removal ring size must be a power of two of at least 2, got %u",
+                        config.removal_ring));
   static std::atomic<uint64_t> instance{0};
   const uint64_t id = instance.fetch_add(1);
   std::unique_ptr<ConntrackTable> t(new ConntrackTable());

@@ -66,8 +66,8 @@ std::vector<Endpoint> Union(const ChosenEndpoints& c) {
 }  // namespace
 
 struct ServiceProgrammer::Record {
-  std::string id;    // FormatServicePortKey
-  std::string name;  // "ns/name:port", for traces
+  std::string id;              // FormatServicePortKey
+  std::string name;            // "ns/name:port", for traces
   bool known = false;          // upserted (else only a pending endpoint set)
   bool proxied = false;        // holds a slot and keys
   bool has_endpoints = false;  // an endpoint set was given
@@ -155,9 +155,9 @@ absl::Status ServiceProgrammer::FromSpec(const api::ServicePort& p, const std::s
                    absl::StrFormat("%u is not TCP, UDP or SCTP", static_cast<unsigned>(proto)));
   if (p.type != "ClusterIP" && p.type != "NodePort" && p.type != "LoadBalancer" &&
       p.type != "ExternalName")
-    return Invalid(id, "type",
-                   absl::StrFormat("\"%s\" is not ClusterIP, NodePort, LoadBalancer or ExternalName",
-                                   p.type));
+    return Invalid(
+        id, "type",
+        absl::StrFormat("\"%s\" is not ClusterIP, NodePort, LoadBalancer or ExternalName", p.type));
   // Not proxied (as kube-proxy): ExternalName (DNS only), SCTP (not in the
   // dataplane yet), headless (no ClusterIP: DNS only).
   if (p.type == "ExternalName" || proto == L4Protocol::kSctp || p.cluster_ips.empty())
@@ -209,7 +209,8 @@ absl::Status ChooseFor(const std::vector<api::Endpoint>& eps, const std::string&
     if (const char* bad = BadAddress(e.ip))
       return Invalid(id, absl::StrFormat("endpoints[%u].ip", i),
                      absl::StrCat(FormatIpv4(e.ip), " ", bad));
-    if (e.port == 0) return Invalid(id, absl::StrFormat("endpoints[%u].port", i), "0 is not a port");
+    if (e.port == 0)
+      return Invalid(id, absl::StrFormat("endpoints[%u].port", i), "0 is not a port");
     size_t first = i;
     if (small) {
       for (size_t j = 0; j < i; ++j)
@@ -221,8 +222,9 @@ absl::Status ChooseFor(const std::vector<api::Endpoint>& eps, const std::string&
       first = seen.emplace(uint64_t{e.ip} << 16 | e.port, i).first->second;
     }
     if (first != i)
-      return Invalid(id, absl::StrFormat("endpoints[%u]", i),
-                     absl::StrFormat("%s:%u is also endpoints[%u]", FormatIpv4(e.ip), e.port, first));
+      return Invalid(
+          id, absl::StrFormat("endpoints[%u]", i),
+          absl::StrFormat("%s:%u is also endpoints[%u]", FormatIpv4(e.ip), e.port, first));
   }
   *out = ChooseServiceEndpoints(eps, node_name);
   if (out->all.size() > max)
@@ -230,9 +232,10 @@ absl::Status ChooseFor(const std::vector<api::Endpoint>& eps, const std::string&
                    absl::StrFormat("%u endpoints, more than the %u a Service port holds",
                                    out->all.size(), max));
   if (out->local.size() > max)
-    return Invalid(id, "endpoints",
-                   absl::StrFormat("%u endpoints on this node, more than the %u a Service port holds",
-                                   out->local.size(), max));
+    return Invalid(
+        id, "endpoints",
+        absl::StrFormat("%u endpoints on this node, more than the %u a Service port holds",
+                        out->local.size(), max));
   return absl::OkStatus();
 }
 
@@ -265,8 +268,8 @@ absl::Status ServiceProgrammer::ReplaceEndpoints(const api::EndpointSetReplace& 
   Item it;
   it.id = api::FormatServicePortKey(set.key);
   if (auto f = records_.find(it.id); f != records_.end()) it.record = f->second.get();
-  if (absl::Status s =
-          ChooseFor(set.endpoints, it.id, config_.node_name, dir_->max_endpoints_per_set(), &it.chosen);
+  if (absl::Status s = ChooseFor(set.endpoints, it.id, config_.node_name,
+                                 dir_->max_endpoints_per_set(), &it.chosen);
       !s.ok())
     return s;
   it.has_endpoints = true;
@@ -395,9 +398,9 @@ absl::Status ServiceProgrammer::Prepare(Plan& plan) {
                        absl::StrFormat("%s is already Service %s's", DescribeKey(k.key),
                                        plan.items[at->second].id));
       if (auto o = owner_.find(bits); o != owner_.end() && o->second->plan != id)
-        return Invalid(it.id, FieldOf(k.kind, k.index),
-                       absl::StrFormat("%s is already Service %s's", DescribeKey(k.key),
-                                       o->second->id));
+        return Invalid(
+            it.id, FieldOf(k.kind, k.index),
+            absl::StrFormat("%s is already Service %s's", DescribeKey(k.key), o->second->id));
     }
   }
   // 2. Capacities of the final state.
@@ -488,8 +491,7 @@ absl::Status ServiceProgrammer::Commit(Plan& plan) {
       owner_.erase(bits);
       removed.push_back(k.key);
     }
-    if (r->proto == kProtoUdp && !removed.empty())
-      rules.push_back({std::move(removed), true, {}});
+    if (r->proto == kProtoUdp && !removed.empty()) rules.push_back({std::move(removed), true, {}});
   }
   // B. Sets, slots, then keys: a key is added only once its slot has its set.
   for (Item& it : plan.items) {

@@ -154,11 +154,11 @@ class ServiceProgrammer {
   // What the last calls did, for tests and bench/.
   struct Stats {
     uint64_t calls = 0;
-    uint64_t sets_published = 0;       // endpoint sets built and published
-    uint64_t scans = 0;                // connection-table scans for UDP cleanup
-    uint64_t removals_requested = 0;   // flows whose removal was asked
-    uint64_t last_publish_tsc = 0;     // rte_rdtsc() once the last call's pointers were out
-    uint64_t last_scan_cycles = 0;     // the last scan (its grace period included)
+    uint64_t sets_published = 0;      // endpoint sets built and published
+    uint64_t scans = 0;               // connection-table scans for UDP cleanup
+    uint64_t removals_requested = 0;  // flows whose removal was asked
+    uint64_t last_publish_tsc = 0;    // rte_rdtsc() once the last call's pointers were out
+    uint64_t last_scan_cycles = 0;    // the last scan (its grace period included)
   };
   const Stats& stats() const { return stats_; }
   const std::string& node_name() const { return config_.node_name; }
@@ -212,7 +212,7 @@ class ServiceProgrammer {
   ConntrackTable* conntrack_;
   const TablePublisher* tables_;
   std::unordered_map<std::string, std::unique_ptr<Record>> records_;  // by FormatServicePortKey
-  std::unordered_map<uint64_t, Record*> owner_;                      // installed key -> port
+  std::unordered_map<uint64_t, Record*> owner_;                       // installed key -> port
   size_t pending_ = 0;
   uint64_t plan_id_ = 0;
   std::vector<std::pair<uint32_t, uint32_t>> backlog_;  // (index, check) not yet posted

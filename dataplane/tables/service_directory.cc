@@ -29,9 +29,9 @@ absl::StatusOr<std::unique_ptr<ServiceDirectory>> ServiceDirectory::Create(const
   if (config.qsbr == nullptr)
     return absl::InvalidArgumentError("service directory: a QSBR variable is required");
   if (config.service_ports == 0 || config.service_ports > kMaxSlotsLimit)
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "service directory: Service port capacity must be 1..%u, got %u", kMaxSlotsLimit,
-        config.service_ports));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("service directory: Service port capacity must be 1..%u, got %u",
+                        kMaxSlotsLimit, config.service_ports));
   if (config.keys == 0 || config.keys > kMaxSlotsLimit)
     return absl::InvalidArgumentError(absl::StrFormat(
         "service directory: key capacity must be 1..%u, got %u", kMaxSlotsLimit, config.keys));
@@ -57,8 +57,9 @@ absl::StatusOr<std::unique_ptr<ServiceDirectory>> ServiceDirectory::Create(const
   p.extra_flag = RTE_HASH_EXTRA_FLAGS_RW_CONCURRENCY_LF | RTE_HASH_EXTRA_FLAGS_EXT_TABLE;
   d->hash_ = rte_hash_create(&p);
   if (d->hash_ == nullptr)
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "service directory: rte_hash_create for %u keys: %s", config.keys, rte_strerror(rte_errno)));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("service directory: rte_hash_create for %u keys: %s", config.keys,
+                        rte_strerror(rte_errno)));
 
   d->slots_ = static_cast<ServicePortSlot*>(rte_zmalloc_socket(
       "svcdir_slots", sizeof(ServicePortSlot) * size_t{config.service_ports}, 64, SOCKET_ID_ANY));
@@ -86,8 +87,8 @@ absl::StatusOr<std::unique_ptr<ServiceDirectory>> ServiceDirectory::Create(const
   dp.v = config.qsbr;
   d->dq_ = rte_rcu_qsbr_dq_create(&dp);
   if (d->dq_ == nullptr)
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "service directory: rte_rcu_qsbr_dq_create: %s", rte_strerror(rte_errno)));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("service directory: rte_rcu_qsbr_dq_create: %s", rte_strerror(rte_errno)));
   d->fixed_bytes_ = HeapAllocatedBytes() - before;
   return d;
 }
@@ -113,8 +114,8 @@ void ServiceDirectory::LookupBulk(const ServiceKey* const* keys, uint32_t n,
                                   ServiceRef* refs) const {
   uint64_t hits = 0;
   void* data[kBurstSize];
-  rte_hash_lookup_bulk_data(hash_, reinterpret_cast<const void**>(const_cast<const ServiceKey**>(keys)),
-                            n, &hits, data);
+  rte_hash_lookup_bulk_data(
+      hash_, reinterpret_cast<const void**>(const_cast<const ServiceKey**>(keys)), n, &hits, data);
   for (uint32_t i = 0; i < n; ++i)
     refs[i] = (hits >> i) & 1 ? static_cast<ServiceRef>(reinterpret_cast<uintptr_t>(data[i]))
                               : kNoService;
@@ -200,9 +201,9 @@ absl::Status ServiceDirectory::AddKey(const ServiceKey& key, ServiceRef ref) {
     rc = rte_hash_add_key_data(hash_, &key, data);
   }
   if (rc != 0)
-    return absl::InternalError(absl::StrFormat(
-        "service directory: rte_hash_add_key_data with %u of %u keys: %s", live_keys_,
-        config_.keys, rte_strerror(-rc)));
+    return absl::InternalError(
+        absl::StrFormat("service directory: rte_hash_add_key_data with %u of %u keys: %s",
+                        live_keys_, config_.keys, rte_strerror(-rc)));
   if (!exists) ++live_keys_;
   return absl::OkStatus();
 }

@@ -10,8 +10,8 @@
 // from the control thread), NeighborTable (lock-free reads, serialised
 // writes). The worker loads the table generation once per walk and reports
 // a quiescent state to `qsbr` after the walk (PollOnce), never while a node
-// holds a TableSet, Service or conntrack pointer. NodeStats() and counters() may be read from another
-// thread (racy reads of single 64-bit words).
+// holds a TableSet, Service or conntrack pointer. NodeStats() and counters() may be read from
+// another thread (racy reads of single 64-bit words).
 //
 // The per-packet path does no allocation, takes no lock, logs nothing and
 // makes no virtual call (the graph calls each node through one function

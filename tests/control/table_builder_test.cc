@@ -37,7 +37,8 @@ class ReloadTest : public ::testing::Test {
     directory_ = *std::move(d);
     ServiceProgrammer::Config pc;
     pc.node_name = "node-228";
-    services_ = std::make_unique<ServiceProgrammer>(pc, directory_.get(), nullptr, publisher_.get());
+    services_ =
+        std::make_unique<ServiceProgrammer>(pc, directory_.get(), nullptr, publisher_.get());
     ASSERT_TRUE(Reload(Node228Model()).ok());
   }
   void TearDown() override {

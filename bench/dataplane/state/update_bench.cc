@@ -18,12 +18,12 @@
 //    records (malloc'd).
 // Writes JSON (--out FILE, or stdout). Timings are TSC-based.
 #include <malloc.h>
-#include <sys/resource.h>
 #include <rte_cycles.h>
 #include <rte_eal.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 #include <rte_random.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -195,8 +195,14 @@ int Main(int argc, char** argv) {
     o.samples = std::min<uint32_t>(o.samples, 300);
     o.udp_samples = 10;
   }
-  std::vector<std::string> eal = {"sluice-bench-update", "--no-pci", "--no-telemetry", "--lcores",
-                                  "0@0,1@1", "--log-level=*:warning", "-m", "2048"};
+  std::vector<std::string> eal = {"sluice-bench-update",
+                                  "--no-pci",
+                                  "--no-telemetry",
+                                  "--lcores",
+                                  "0@0,1@1",
+                                  "--log-level=*:warning",
+                                  "-m",
+                                  "2048"};
   const bool hugepages = HugepagesAvailable();
   if (hugepages) {
     eal.push_back("--in-memory");
@@ -266,16 +272,15 @@ int Main(int argc, char** argv) {
         return 1;
       }
     }
-    syncs.push_back(absl::StrFormat(
-        "{\"services\": %u, \"endpoints_per_service\": %u, \"initial_ms\": %.2f, "
-        "\"unchanged_ms\": %s, \"one_percent_changed_ms\": %s, \"reload_ms\": %s}",
-        n, kEndpointsPerService, initial_ms, unchanged.Json(false), changed.Json(false),
-        reload.Json(false)));
+    syncs.push_back(
+        absl::StrFormat("{\"services\": %u, \"endpoints_per_service\": %u, \"initial_ms\": %.2f, "
+                        "\"unchanged_ms\": %s, \"one_percent_changed_ms\": %s, \"reload_ms\": %s}",
+                        n, kEndpointsPerService, initial_ms, unchanged.Json(false),
+                        changed.Json(false), reload.Json(false)));
     std::fprintf(stderr,
                  "full sync, %6u Services x %u endpoints: %.1f ms from empty, %.1f ms unchanged, "
                  "%.1f ms with 1%% changed; Reload(model) %.1f ms\n",
-                 n, kEndpointsPerService, initial_ms, unchanged.p50(), changed.p50(),
-                 reload.p50());
+                 n, kEndpointsPerService, initial_ms, unchanged.p50(), changed.p50(), reload.p50());
 
     // One endpoint change at a time, TCP Service ports picked at random.
     Samples publish, call, unpreempted;
@@ -300,12 +305,12 @@ int Main(int argc, char** argv) {
       else
         unpreempted.v.push_back(Us(published - t0));
     }
-    changes.push_back(absl::StrFormat(
-        "{\"services\": %u, \"endpoints_per_service\": %u, \"protocol\": \"TCP\", "
-        "\"publish_us\": %s, \"call_us\": %s, \"publish_us_not_preempted\": %s, "
-        "\"preempted_samples\": %u}",
-        n, kEndpointsPerService, publish.Json(true), call.Json(false), unpreempted.Json(false),
-        preempted));
+    changes.push_back(
+        absl::StrFormat("{\"services\": %u, \"endpoints_per_service\": %u, \"protocol\": \"TCP\", "
+                        "\"publish_us\": %s, \"call_us\": %s, \"publish_us_not_preempted\": %s, "
+                        "\"preempted_samples\": %u}",
+                        n, kEndpointsPerService, publish.Json(true), call.Json(false),
+                        unpreempted.Json(false), preempted));
     std::fprintf(stderr,
                  "endpoint change, %6u Services: received -> published p50 %.1f p99 %.1f max "
                  "%.1f us (not preempted: p99 %.1f max %.1f; %u of %u preempted); call p99 %.1f "

@@ -1220,7 +1220,8 @@ int Main(int argc, char** argv) {
   const std::string json = absl::StrFormat(
       "{\"machine\": {\"cpu\": \"%s\", \"tsc_hz\": %lu, \"hugepages\": %s},\n"
       " \"settings\": {\"seconds\": %.2f, \"repeat\": %d, \"flows\": %u, \"small_flows\": %u, "
-      "\"services\": %u, \"burst\": %u, \"rx_burst_per_port\": %u, \"lag_packets\": %u, \"sequence_length\": %zu},\n"
+      "\"services\": %u, \"burst\": %u, \"rx_burst_per_port\": %u, \"lag_packets\": %u, "
+      "\"sequence_length\": %zu},\n"
       " \"ways\": {\"other_lcore\": \"(a) generator on the main lcore, worker on its own; "
       "each packet arrives modified in the other core's caches\", \"same_lcore\": \"(b) "
       "generator interleaved on the worker's lcore (rx ring kept %u packets deep); "
@@ -1235,9 +1236,9 @@ int Main(int argc, char** argv) {
       " \"stage_breakdown\": %s,\n"
       " \"memory\": %s}\n",
       CpuModel(), static_cast<unsigned long>(rte_get_tsc_hz()), hugepages ? "true" : "false",
-      o.seconds, o.repeat, o.flows, o.small_flows, o.services, kBurstSize, kRxBurstPerPort, o.lag, kSequenceLength,
-      o.lag, forwarders, absl::StrJoin(rows, ",\n  "), absl::StrJoin(new_flows, ",\n  "),
-      absl::StrJoin(two_workers, ",\n  "), main_stages, memory);
+      o.seconds, o.repeat, o.flows, o.small_flows, o.services, kBurstSize, kRxBurstPerPort, o.lag,
+      kSequenceLength, o.lag, forwarders, absl::StrJoin(rows, ",\n  "),
+      absl::StrJoin(new_flows, ",\n  "), absl::StrJoin(two_workers, ",\n  "), main_stages, memory);
   if (o.out.empty()) {
     std::fputs(json.c_str(), stdout);
   } else {

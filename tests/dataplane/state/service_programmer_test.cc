@@ -128,7 +128,9 @@ TEST_F(ServiceProgrammerTest, RejectedCallsNameTheObjectAndFieldAndChangeNothing
        "Service default/web:http/TCP: endpoints[0].ip: 127.0.0.1 is a loopback address"},
       {[&] { return endpoints({Ep("10.244.25.1", 0)}); }, kBad,
        "Service default/web:http/TCP: endpoints[0].port: 0 is not a port"},
-      {[&] { return endpoints({Ep("10.244.25.1", 80), Ep("10.244.25.2", 80), Ep("10.244.25.1", 80)}); },
+      {[&] {
+         return endpoints({Ep("10.244.25.1", 80), Ep("10.244.25.2", 80), Ep("10.244.25.1", 80)});
+       },
        kBad, "Service default/web:http/TCP: endpoints[2]: 10.244.25.1:80 is also endpoints[0]"},
       {[&] {
          std::vector<api::Endpoint> nine;
@@ -141,9 +143,15 @@ TEST_F(ServiceProgrammerTest, RejectedCallsNameTheObjectAndFieldAndChangeNothing
        "holds"},
       {[&] { return port([](api::ServicePort& p) { p.cluster_ips = {Ip("0.0.0.0")}; }); }, kBad,
        "Service default/web:http/TCP: clusterIPs[0]: 0.0.0.0 is not a unicast address"},
-      {[&] { return port([](api::ServicePort& p) { p.external_ips = {Ip("10.1.1.1"), Ip("239.1.1.1")}; }); },
+      {[&] {
+         return port([](api::ServicePort& p) {
+           p.external_ips = {Ip("10.1.1.1"), Ip("239.1.1.1")};
+         });
+       },
        kBad, "Service default/web:http/TCP: externalIPs[1]: 239.1.1.1 is not a unicast address"},
-      {[&] { return port([](api::ServicePort& p) { p.load_balancer_ips = {Ip("255.255.255.255")}; }); },
+      {[&] {
+         return port([](api::ServicePort& p) { p.load_balancer_ips = {Ip("255.255.255.255")}; });
+       },
        kBad,
        "Service default/web:http/TCP: loadBalancerIPs[0]: 255.255.255.255 is not a unicast "
        "address"},
@@ -387,8 +395,8 @@ TEST(EndpointChoiceTest, ReadyFirstThenServingTerminatingAndLocalOnItsOwn) {
   api::Endpoint unready = Ep("10.244.25.4", 80);
   unready.ready = false;
   unready.terminating = false;
-  ChosenEndpoints c = ChooseServiceEndpoints({ready_remote, term_local, not_serving_local, unready},
-                                             "node-228");
+  ChosenEndpoints c =
+      ChooseServiceEndpoints({ready_remote, term_local, not_serving_local, unready}, "node-228");
   ASSERT_EQ(c.all.size(), 1u);
   EXPECT_EQ(c.all[0].ip, Ip("10.244.25.1"));
   ASSERT_EQ(c.local.size(), 1u);  // no ready one here: the terminating fallback
@@ -480,7 +488,8 @@ class FlowCleanupTest : public ::testing::Test {
 
 TEST_F(FlowCleanupTest, AUdpFlowToARemovedEndpointMovesToALiveOneOnItsNextPacket) {
   // The flow is made on worker 1, which owns it.
-  const uint32_t first = VxlanInnerDestination(node_.Run(PortRole::kPods, {PodUdp(40000, kDnsIp, 53)}, 1));
+  const uint32_t first =
+      VxlanInnerDestination(node_.Run(PortRole::kPods, {PodUdp(40000, kDnsIp, 53)}, 1));
   ASSERT_TRUE(first == Ip("10.244.25.53") || first == Ip("10.244.25.54")) << FormatIpv4(first);
   EXPECT_EQ(node_.counter(k_conntrack_created), 1u);
   // Its endpoint leaves, as sluice-control would say it.
@@ -492,7 +501,8 @@ TEST_F(FlowCleanupTest, AUdpFlowToARemovedEndpointMovesToALiveOneOnItsNextPacket
   EXPECT_EQ(node_.counter(k_conntrack_purged, 1), 1u);
   EXPECT_EQ(node_.conntrack().InUse(), 0u);
   // The next packet, on the other worker, picks the live endpoint.
-  const uint32_t next = VxlanInnerDestination(node_.Run(PortRole::kPods, {PodUdp(40000, kDnsIp, 53)}, 0));
+  const uint32_t next =
+      VxlanInnerDestination(node_.Run(PortRole::kPods, {PodUdp(40000, kDnsIp, 53)}, 0));
   EXPECT_NE(next, first);
   EXPECT_TRUE(next == Ip("10.244.25.53") || next == Ip("10.244.25.54")) << FormatIpv4(next);
   EXPECT_EQ(node_.counter(k_conntrack_created), 2u);
@@ -510,10 +520,12 @@ TEST_F(FlowCleanupTest, UdpFlowsOfAServiceLeftWithoutEndpointsGoAndTheirNextPack
 }
 
 TEST_F(FlowCleanupTest, AUdpFlowToANodePortLeavesWithItsEndpointToo) {
-  const uint32_t first = VxlanInnerDestination(node_.Run(PortRole::kUplink, {ClientUdpToNodePort(5353)}));
+  const uint32_t first =
+      VxlanInnerDestination(node_.Run(PortRole::kUplink, {ClientUdpToNodePort(5353)}));
   ASSERT_NE(first, 0u);
   ASSERT_TRUE(node_.services().ReplaceEndpoints(DnsEndpointsWithout(first)).ok());
-  const uint32_t next = VxlanInnerDestination(node_.Run(PortRole::kUplink, {ClientUdpToNodePort(5353)}));
+  const uint32_t next =
+      VxlanInnerDestination(node_.Run(PortRole::kUplink, {ClientUdpToNodePort(5353)}));
   EXPECT_EQ(node_.counter(k_conntrack_purged), 1u);
   EXPECT_NE(next, first);
   EXPECT_NE(next, 0u);
@@ -571,16 +583,19 @@ TEST_F(FlowCleanupTest, DeletingAUdpServiceRemovesItsFlows) {
 }
 
 TEST_F(FlowCleanupTest, FlowsOfUnchangedServicesSurviveAFullReapplyOfTheSameModel) {
-  const uint32_t dns = VxlanInnerDestination(node_.Run(PortRole::kPods, {PodUdp(40004, kDnsIp, 53)}));
+  const uint32_t dns =
+      VxlanInnerDestination(node_.Run(PortRole::kPods, {PodUdp(40004, kDnsIp, 53)}));
   ASSERT_NE(dns, 0u);
   ASSERT_NE(VxlanInnerDestination(node_.Run(PortRole::kUplink, {ClientSynToNodePort()})), 0u);
   ASSERT_EQ(node_.conntrack().InUse(), 2u);
   const uint32_t slot = node_.services().SlotOf(kDnsKey);
-  const EndpointSet* set = &node_.directory().Endpoints(node_.directory().Lookup({Ip(kDnsIp), 53, kProtoUdp, 0}));
+  const EndpointSet* set =
+      &node_.directory().Endpoints(node_.directory().Lookup({Ip(kDnsIp), 53, kProtoUdp, 0}));
   const uint64_t scans = node_.services().stats().scans;
   for (int i = 0; i < 3; ++i) node_.Reload(WithDns(/*nodeport=*/true));
   EXPECT_EQ(node_.services().SlotOf(kDnsKey), slot);
-  EXPECT_EQ(&node_.directory().Endpoints(node_.directory().Lookup({Ip(kDnsIp), 53, kProtoUdp, 0})), set);
+  EXPECT_EQ(&node_.directory().Endpoints(node_.directory().Lookup({Ip(kDnsIp), 53, kProtoUdp, 0})),
+            set);
   EXPECT_EQ(node_.services().stats().removals_requested, 0u);
   EXPECT_EQ(node_.services().stats().scans, scans);  // nothing changed: nothing looked at
   EXPECT_EQ(VxlanInnerDestination(node_.Run(PortRole::kPods, {PodUdp(40004, kDnsIp, 53)})), dns);

@@ -90,7 +90,8 @@ TEST_F(ServiceDirectoryTest, AReplacedSetIsFreedOnlyAfterEveryReaderPassedAQuies
   const uint32_t slot = dir_->AllocateSlot(first, "a/b");
   const size_t one_set = dir_->endpoint_set_bytes();
   EXPECT_EQ(one_set, sizeof(EndpointSet) + 6 * sizeof(Endpoint));
-  ASSERT_TRUE(dir_->AddKey({1, 2, kProtoUdp, 0}, MakeServiceRef(slot, ServiceEntryKind::kClusterIp)).ok());
+  ASSERT_TRUE(
+      dir_->AddKey({1, 2, kProtoUdp, 0}, MakeServiceRef(slot, ServiceEntryKind::kClusterIp)).ok());
   // The reader holds the first set (it looked it up before the publish).
   const EndpointSet& held = dir_->Endpoints(dir_->Lookup({1, 2, kProtoUdp, 0}));
   dir_->Publish(slot, Set(1, 2));
@@ -173,7 +174,8 @@ TEST_F(ServiceDirectoryTest, AConcurrentReaderOnlyEverSeesWholeSets) {
   const ServiceKey key{0x0a600001, 53, kProtoUdp, 0};
   auto set_of = [&](uint32_t n) {
     auto s = dir_->NewEndpointSet(n, 0, 0);
-    for (uint32_t i = 0; i < n; ++i) (*s)->endpoints()[i] = {0x0a000001 + i, static_cast<uint16_t>(n), 0};
+    for (uint32_t i = 0; i < n; ++i)
+      (*s)->endpoints()[i] = {0x0a000001 + i, static_cast<uint16_t>(n), 0};
     return *s;
   };
   const uint32_t slot = dir_->AllocateSlot(set_of(1), "a");
