@@ -202,17 +202,6 @@ absl::Status GetString(const json& obj, const Loc& loc, absl::string_view key, N
   return AsString(*v, loc.Child(key), out);
 }
 
-absl::Status GetBool(const json& obj, const Loc& loc, absl::string_view key, bool* out,
-                     bool* present = nullptr) {
-  const json* v = Member(obj, key);
-  if (present != nullptr) *present = v != nullptr;
-  if (v == nullptr) return absl::OkStatus();
-  const auto* b = v->get_ptr<const json::boolean_t*>();
-  if (b == nullptr) return TypeError(loc.Child(key), "boolean", *v);
-  *out = *b;
-  return absl::OkStatus();
-}
-
 // An integer in [min, max]. JSON numbers with a fraction or exponent are not
 // integers here, as in the Kubernetes API.
 absl::Status AsInt(const json& v, const Loc& loc, int64_t min, int64_t max, int64_t* out) {
