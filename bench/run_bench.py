@@ -119,6 +119,22 @@ def etcd(build, out_dir, quick):
         return json.load(f)
 
 
+def source(build, out_dir, quick):
+    """An etcd put to the running dataplane holding it, through the real
+    processes; None without etcd or the programs."""
+    binary = os.path.join(build, "bench", "sluice-bench-source")
+    progs = [os.path.join(build, "app", p) for p in ("sluice-node", "sluice-control")]
+    if not all(os.path.exists(p) for p in [binary] + progs) or not os.path.exists("/usr/bin/etcd"):
+        log("source-to-dataplane latency skipped (no sluice-bench-source, programs or etcd)")
+        return None
+    out = os.path.join(out_dir, "source_to_dataplane.json")
+    run([binary, "--node", progs[0], "--control", progs[1], "--cluster",
+         os.path.join(ROOT, "examples", "cluster", "node-228.json"),
+         "--puts", "50" if quick else "200", "--out", out], 300)
+    with open(out) as f:
+        return json.load(f)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -138,6 +154,7 @@ def main():
     data["throughput"] = throughput(args.build, out_dir, args.quick)
     data["update"] = update(args.build, out_dir, args.quick)
     data["etcd"] = etcd(args.build, out_dir, args.quick)
+    data["source"] = source(args.build, out_dir, args.quick)
     data["update"] = update(args.build, out_dir, args.quick)
     if args.no_kernel or os.geteuid() != 0:
         data["kernel"] = None
