@@ -4,9 +4,9 @@
 // 0..16777215, got 16777216"). Used by the flannel value parsers
 // (flannel_values.h) and the live sources under sources/.
 //
-// control/cluster_file.cc keeps a private copy of these readers for now (its
-// Kubernetes part is being reworked elsewhere); the messages are the same
-// text, and the copy is to be replaced by this header.
+// control/cluster_file.cc reads its node and etcd parts with these too.
+// (control/kube_fields.h is a second set of the same readers, used by the
+// Kubernetes readers; they are to become one.)
 //
 // Errors: every reader returns absl::InvalidArgumentError("<object>: <field>:
 // <what>") on a missing required field, a wrong type or a bad value; absent

@@ -3,9 +3,8 @@
 // 1..65535, got 70000"), for the readers of Kubernetes objects
 // (kube_objects.h) and kubeconfig files (sources/kube_client.h).
 //
-// These are the cluster-file parser's helpers made shareable; cluster_file.cc
-// still keeps its own copy for its node and etcd parts, to become one with
-// these when those parts move out of it.
+// A second set of the readers in json_fields.h (which the cluster file and
+// the flannel values use), written in parallel; the two are to become one.
 //
 // Errors: every function returns absl::OkStatus or InvalidArgument whose
 // message is "<object>: <field>: <what>"; nothing throws (values are read
