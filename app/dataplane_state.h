@@ -14,9 +14,10 @@
 //
 // The subnet map and node addressing become workers' tables only once they
 // are complete (node settings, network config, this node's own lease);
-// before that they are accepted and kept. A lease change rebuilds the
-// (small) subnet map and publishes a new generation; it is in force when
-// the Ok is sent (TablePublisher waits for a grace period).
+// before that they are accepted and kept. A lease change changes that
+// one entry of the long-lived subnet map and publishes a new generation
+// (microseconds); it is in force when the Ok is sent (TablePublisher waits
+// for a grace period).
 //
 // Concurrency: the dataplane's control thread only (the socket server's
 // handler). The targets are called on it.

@@ -32,8 +32,8 @@ bool Matches(const FlowKey& o, const FlowKey& r, const ConntrackFilter& f) {
 nlohmann::json PeersJson(const TableSet& t) {
   const NodeView& n = t.node;
   nlohmann::json peers = nlohmann::json::array();
-  for (size_t i = 0; i < t.overlay->size(); ++i) {
-    const VtepPeer& p = t.overlay->peer(static_cast<uint32_t>(i));
+  for (const uint32_t slot : t.overlay->Peers()) {
+    const VtepPeer& p = t.overlay->peer(slot);
     peers.push_back({{"subnet", absl::StrFormat("%s/%u", FormatIpv4(p.subnet), p.subnet_length)},
                      {"public_ip", FormatIpv4(p.public_ip)},
                      {"vtep_mac", FormatMac(p.vtep_mac)},

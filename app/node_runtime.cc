@@ -35,7 +35,9 @@ absl::StatusOr<std::unique_ptr<NodeRuntime>> NodeRuntime::Create(const Config& c
       rte_zmalloc("sluice_qsbr", rte_rcu_qsbr_get_memsize(config.workers), RTE_CACHE_LINE_SIZE));
   if (rt->qsbr_ == nullptr || rte_rcu_qsbr_init(rt->qsbr_, config.workers) != 0)
     return absl::ResourceExhaustedError("cannot allocate the QSBR variable");
-  rt->publisher_ = std::make_unique<TablePublisher>(rt->qsbr_);
+  auto publisher = TablePublisher::Create(rt->qsbr_);
+  if (!publisher.ok()) return publisher.status();
+  rt->publisher_ = *std::move(publisher);
   ConntrackTable::Config ct;
   ct.capacity = config.conntrack_capacity;
   ct.workers = config.workers;
@@ -98,11 +100,10 @@ NodeRuntime::~NodeRuntime() {
 }
 
 absl::StatusOr<uint64_t> NodeRuntime::PublishNetwork(const ClusterModel& model) {
-  auto tables = BuildTableSet(model, generation_ + 1);
-  if (!tables.ok()) return tables.status();
-  ++generation_;
-  publisher_->Publish(*std::move(tables));
-  return generation_;
+  auto network = BuildNetworkSpec(model);
+  if (!network.ok()) return network.status();
+  if (absl::Status s = publisher_->Validate(*network); !s.ok()) return s;
+  return publisher_->Publish(*network);
 }
 
 absl::Status NodeRuntime::ReplaceStaticNeighbors(const std::vector<NeighborEntry>& entries) {
@@ -113,9 +114,8 @@ absl::Status NodeRuntime::ReplaceStaticNeighbors(const std::vector<NeighborEntry
 }
 
 absl::Status NodeRuntime::Reload(const ClusterModel& model) {
-  auto prepared = PrepareReload(model, generation_ + 1, *neighbors_, *programmer_);
+  auto prepared = PrepareReload(model, *publisher_, *neighbors_, *programmer_);
   if (!prepared.ok()) return prepared.status();
-  ++generation_;
   return CommitReload(*std::move(prepared), *neighbors_, *publisher_, *programmer_);
 }
 

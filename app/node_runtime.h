@@ -75,7 +75,7 @@ class NodeRuntime {
   // Makes the static neighbours exactly `entries` (validated first: on
   // error nothing changes).
   absl::Status ReplaceStaticNeighbors(const std::vector<NeighborEntry>& entries);
-  uint64_t generation() const { return generation_; }
+  uint64_t generation() const { return publisher_->generation(); }
   bool has_tables() const { return publisher_->Current() != nullptr; }
   // The Service API (per-object changes between reloads) and the directory.
   ServiceProgrammer& services() { return *programmer_; }
@@ -127,7 +127,6 @@ class NodeRuntime {
   NodeRuntime() = default;
 
   Config config_;
-  uint64_t generation_ = 0;
   rte_rcu_qsbr* qsbr_ = nullptr;
   std::unique_ptr<TablePublisher> publisher_;
   std::unique_ptr<ServiceDirectory> services_;

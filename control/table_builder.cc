@@ -32,10 +32,10 @@ absl::Status CheckModelFits(const ClusterModel& model) {
     return absl::InvalidArgumentError(
         absl::StrFormat("%s: Backend.VNI: %u does not fit VXLAN's 24 bits (at most %u)",
                         kConfigObject, model.network.vni, kMaxVni));
-  if (model.leases.size() > OverlayTable::kMaxPeers)
+  if (model.leases.size() > OverlayTable::kMaxLeases)
     return absl::InvalidArgumentError(
         absl::StrFormat("etcd: %u flannel leases, but the subnet map indexes at most %u",
-                        model.leases.size(), OverlayTable::kMaxPeers));
+                        model.leases.size(), OverlayTable::kMaxLeases));
   for (const FlannelLease& l : model.leases) {
     if (l.subnet.length > 32)
       return absl::InvalidArgumentError(absl::StrFormat("%s: prefix length must be 0..32, got %d",
@@ -50,16 +50,14 @@ absl::Status CheckModelFits(const ClusterModel& model) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
-                                                        uint64_t generation) {
+absl::StatusOr<NetworkSpec> BuildNetworkSpec(const ClusterModel& model) {
   if (absl::Status s = CheckModelFits(model); !s.ok()) return s;
   const FlannelLease* local = model.LocalLease();
   if (local == nullptr)
     return absl::FailedPreconditionError(absl::StrFormat(
         "no flannel lease has PublicIP %s (this node's nodeIP)", FormatIpv4(model.node.node_ip)));
-  auto t = std::make_unique<TableSet>();
-  t->generation = generation;
-  NodeView& n = t->node;
+  NetworkSpec spec;
+  NodeView& n = spec.node;
   const NodeSpec& ns = model.node;
   n.name = ns.name;
   n.node_ip = ns.node_ip;
@@ -81,7 +79,7 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
   n.vni = model.network.vni;
   n.vxlan_port = model.network.port;
 
-  std::vector<VtepPeer> peers;
+  std::vector<VtepPeer>& peers = spec.peers;
   for (const FlannelLease& l : model.leases) {
     VtepPeer p;
     p.public_ip = l.public_ip;
@@ -91,10 +89,7 @@ absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& mode
     p.vtep_mac = l.vtep_mac;
     peers.push_back(p);
   }
-  auto overlay = OverlayTable::Build(std::move(peers), generation);
-  if (!overlay.ok()) return overlay.status();
-  t->overlay = *std::move(overlay);
-  return t;
+  return spec;
 }
 
 std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model) {
@@ -104,16 +99,18 @@ std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model) {
   return out;
 }
 
-absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model, uint64_t generation,
+absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model,
+                                             const TablePublisher& publisher,
                                              const NeighborTable& neighbors,
                                              ServiceProgrammer& services) {
   PreparedReload r;
   r.static_neighbors = StaticNeighborsOf(model);
   if (absl::Status s = neighbors.ValidateStatic(r.static_neighbors); !s.ok())
     return absl::Status(s.code(), absl::StrCat("node: neighbors: ", s.message()));
-  auto tables = BuildTableSet(model, generation);
-  if (!tables.ok()) return tables.status();
-  r.tables = *std::move(tables);
+  auto network = BuildNetworkSpec(model);
+  if (!network.ok()) return network.status();
+  if (absl::Status s = publisher.Validate(*network); !s.ok()) return s;
+  r.network = *std::move(network);
   const ModelMessages messages = MessagesFromModel(model);
   auto sync = services.PrepareSync(messages.ports, messages.endpoints, model.node.name);
   if (!sync.ok()) return sync.status();
@@ -126,7 +123,7 @@ absl::Status CommitReload(PreparedReload reload, NeighborTable& neighbors,
   if (absl::Status s = neighbors.ReplaceStatic(reload.static_neighbors); !s.ok()) return s;
   // The node's addresses first: the Service sync's flow cleanup matches
   // NodePort flows on them.
-  publisher.Publish(std::move(reload.tables));
+  publisher.Publish(reload.network);
   if (!reload.services.has_value()) return absl::OkStatus();
   return services.CommitSync(*std::move(reload.services));
 }

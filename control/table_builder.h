@@ -1,12 +1,12 @@
-// Builds the workers' tables from a ClusterModel: one TableSet generation
-// (node addressing, flannel's subnet map), the static neighbour set, and a
+// Builds the workers' tables from a ClusterModel: a network spec (node
+// addressing, flannel's leases) for the next TableSet generation, the static neighbour set, and a
 // full sync of the Services (their ports and endpoint sets as the socket
 // protocol carries them, control/model_messages.h, applied through the
 // dataplane's ServiceProgrammer exactly as a sync from sluice-control would
 // be), and applies a reload all or nothing.
 //
 // Runs on the control side only. A reload is prepared first (the
-// generation built, the static neighbour set validated against the
+// network spec built and checked against the subnet map, the static neighbour set validated against the
 // NeighborTable, the Service sync validated and its endpoint sets built; no
 // worker can see any of it) and only then committed; a preparation that
 // fails changes nothing, and a commit cannot fail. An unchanged Service port
@@ -36,32 +36,31 @@
 
 namespace sluice {
 
-// The node view and the subnet map only. Errors: FailedPrecondition when
-// the model lacks this node's lease; InvalidArgument when a count or value
-// does not fit (see above); ResourceExhausted when DPDK memory is short.
-absl::StatusOr<std::unique_ptr<TableSet>> BuildTableSet(const ClusterModel& model,
-                                                        uint64_t generation);
+// The node view and the subnet map's leases only. Errors:
+// FailedPrecondition when the model lacks this node's lease; InvalidArgument
+// when a count or value does not fit (see above).
+absl::StatusOr<NetworkSpec> BuildNetworkSpec(const ClusterModel& model);
 
 // The cluster file's node.neighbors as the neighbour table takes them.
 std::vector<StaticNeighbor> StaticNeighborsOf(const ClusterModel& model);
 
 // A reload built and checked, not applied yet.
 struct PreparedReload {
-  std::unique_ptr<TableSet> tables;
+  NetworkSpec network;  // validated against the publisher's subnet map
   std::vector<StaticNeighbor> static_neighbors;  // validated against the table
   std::optional<ServiceProgrammer::PreparedSync> services;
 };
-// Errors: BuildTableSet's; ValidateStatic's for node.neighbors (e.g.
+// Errors: BuildNetworkSpec's and TablePublisher::Validate's; ValidateStatic's for node.neighbors (e.g.
 // ResourceExhausted for more than the table's static capacity), prefixed
 // with "node: neighbors: "; ServiceProgrammer::PrepareSync's for the
 // Services (e.g. InvalidArgument when two Service ports claim the same
 // address and port, naming both).
-absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model, uint64_t generation,
+absl::StatusOr<PreparedReload> PrepareReload(const ClusterModel& model,
+                                             const TablePublisher& publisher,
                                              const NeighborTable& neighbors,
                                              ServiceProgrammer& services);
 // Makes the static neighbour set exactly the prepared one, publishes the
-// generation (one grace period each when something was removed or
-// replaced), then commits the Service sync. Control thread only, with
+// network (the subnet map changed per lease, then one grace period), then commits the Service sync. Control thread only, with
 // nothing else changing the static set or the Services in between, so the
 // validation still holds and this does not fail; the errors, InternalError
 // from ReplaceStatic (the generation is then not published) or from

@@ -5,8 +5,8 @@
 // in. A packet whose cached generation is not the current one is routed
 // afresh and the cache rewritten (once per generation and direction).
 //
-// Layout of the 64-bit word: [63:33] generation (low 31 bits), [32:17]
-// VXLAN source port, [16:13] Egress, [12:0] peer index (kVxlan) or bit 0 =
+// Layout of the 64-bit word: [63:34] generation (low 30 bits), [33:18]
+// VXLAN source port, [17:14] Egress, [13:0] peer slot (kVxlan) or bit 0 =
 // via the gateway (kUplink). 0 means "nothing cached". Only kPods, kUplink
 // and kVxlan are cached.
 //
@@ -26,11 +26,11 @@
 
 namespace sluice {
 
-inline constexpr uint32_t kRouteCacheMaxPeers = 1u << 13;
+inline constexpr uint32_t kRouteCacheMaxPeers = 1u << 14;
 static_assert(OverlayTable::kMaxPeers <= kRouteCacheMaxPeers);
 
 inline uint64_t RouteCacheGenerationBits(uint64_t generation) {
-  return (generation & 0x7fffffffu) << 33;
+  return (generation & 0x3fffffffu) << 34;
 }
 
 // 0 when the decision cannot be cached.
@@ -51,18 +51,18 @@ inline uint64_t EncodeRouteCache(uint64_t generation, Egress e, uint32_t peer, b
     default:
       return 0;
   }
-  return RouteCacheGenerationBits(generation) | (uint64_t{sport} << 17) |
-         (uint64_t{static_cast<uint8_t>(e)} << 13) | low;
+  return RouteCacheGenerationBits(generation) | (uint64_t{sport} << 18) |
+         (uint64_t{static_cast<uint8_t>(e)} << 14) | low;
 }
 
 // Whether `word` holds a decision made in `generation`.
 inline bool RouteCacheValid(uint64_t word, uint64_t generation) {
-  return word != 0 && (word >> 33) == (generation & 0x7fffffffu);
+  return word != 0 && (word >> 34) == (generation & 0x3fffffffu);
 }
-inline Egress RouteCacheEgress(uint64_t word) { return static_cast<Egress>((word >> 13) & 0xf); }
+inline Egress RouteCacheEgress(uint64_t word) { return static_cast<Egress>((word >> 14) & 0xf); }
 inline uint32_t RouteCachePeer(uint64_t word) { return word & (kRouteCacheMaxPeers - 1); }
 inline bool RouteCacheViaGateway(uint64_t word) { return word & 1; }
-inline uint16_t RouteCacheSport(uint64_t word) { return static_cast<uint16_t>(word >> 17); }
+inline uint16_t RouteCacheSport(uint64_t word) { return static_cast<uint16_t>(word >> 18); }
 
 }  // namespace sluice
 

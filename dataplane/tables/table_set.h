@@ -5,10 +5,14 @@
 // changed one object at a time.
 //
 // Concurrency contract:
-//  - Writer: one control thread calls TablePublisher::Publish. It builds the
-//    new TableSet completely, publishes it with one release-store, waits for
-//    an RCU (QSBR) grace period, then frees the old one. A reader therefore
-//    never sees a half-built table, and a table is never freed under a reader.
+//  - Writer: one control thread calls TablePublisher::Publish. It changes
+//    the long-lived subnet map lease by lease (each change atomic for
+//    readers, overlay_table.h), builds the new TableSet (node view, a
+//    pointer to the map) completely, publishes it with one release-store,
+//    waits for an RCU (QSBR) grace period, then frees the old one and lets
+//    the map reuse the slots of changed and removed peers. A reader never
+//    sees a half-built table, and nothing is freed under a reader. A lease
+//    change costs microseconds, not a table build.
 //  - Readers: workers load Current() once per burst (acquire) and use only
 //    that pointer until they report a quiescent state, which they do between
 //    bursts (rte_rcu_qsbr_quiescent). A worker must not hold a TableSet
@@ -25,6 +29,9 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
 
 #include "dataplane/common/types.h"
 #include "dataplane/tables/overlay_table.h"
@@ -64,13 +71,23 @@ struct NodeView {
 struct TableSet {
   uint64_t generation = 0;
   NodeView node;
-  std::unique_ptr<OverlayTable> overlay;
+  // The long-lived subnet map (owned by the TablePublisher). Slot indices
+  // read through it are valid for this generation.
+  const OverlayTable* overlay = nullptr;
+};
+
+// What a publish makes current: the node view, and the subnet map's whole
+// set of leases (applied per entry).
+struct NetworkSpec {
+  NodeView node;
+  std::vector<VtepPeer> peers;
 };
 
 class TablePublisher {
  public:
-  // `qsbr` is the QSBR variable all workers report to; not owned.
-  explicit TablePublisher(rte_rcu_qsbr* qsbr) : qsbr_(qsbr) {}
+  // `qsbr` is the QSBR variable all workers report to; not owned. Errors:
+  // OverlayTable::Create's.
+  static absl::StatusOr<std::unique_ptr<TablePublisher>> Create(rte_rcu_qsbr* qsbr);
   ~TablePublisher() { delete current_.load(std::memory_order_acquire); }
   TablePublisher(const TablePublisher&) = delete;
   TablePublisher& operator=(const TablePublisher&) = delete;
@@ -78,21 +95,52 @@ class TablePublisher {
   // Workers: the generation to use for this burst; nullptr before the first
   // Publish.
   const TableSet* Current() const { return current_.load(std::memory_order_acquire); }
+  // The generation last published (0: none). Control thread.
+  uint64_t generation() const { return generation_; }
 
-  // Control thread only. Blocks for one grace period (workers report every
-  // loop iteration, so this is microseconds while they run).
-  void Publish(std::unique_ptr<TableSet> next) {
+  // Whether Publish would take `spec`: OverlayTable::Validate.
+  absl::Status Validate(const NetworkSpec& spec) const { return overlay_->Validate(spec.peers); }
+  // Control thread only; `spec` passed Validate. Changes the subnet map
+  // entry by entry, then publishes a new generation (the node view and the
+  // map), waits for one grace period (microseconds while the workers run),
+  // frees the old generation and makes the map's retired slots reusable.
+  // Once it returns no worker uses a removed or changed peer. Returns the new
+  // generation.
+  uint64_t Publish(const NetworkSpec& spec) {
+    const OverlayTable::ApplyResult changed = overlay_->Apply(spec.peers);
+    last_change_ = changed;
+    auto next = std::make_unique<TableSet>();
+    next->generation = ++generation_;
+    next->node = spec.node;
+    next->overlay = overlay_.get();
     const TableSet* old = current_.exchange(next.release(), std::memory_order_acq_rel);
-    if (old != nullptr) {
+    if (old != nullptr || overlay_->retired() != 0) {
       if (qsbr_ != nullptr) rte_rcu_qsbr_synchronize(qsbr_, RTE_QSBR_THRID_INVALID);
       delete old;
+      overlay_->ReleaseRetired();
     }
+    return generation_;
   }
+  // What the last Publish changed in the subnet map.
+  OverlayTable::ApplyResult last_change() const { return last_change_; }
 
  private:
-  rte_rcu_qsbr* qsbr_;
+  TablePublisher() = default;
+  rte_rcu_qsbr* qsbr_ = nullptr;
+  std::unique_ptr<OverlayTable> overlay_;
+  uint64_t generation_ = 0;
+  OverlayTable::ApplyResult last_change_;
   std::atomic<const TableSet*> current_{nullptr};
 };
+
+inline absl::StatusOr<std::unique_ptr<TablePublisher>> TablePublisher::Create(rte_rcu_qsbr* qsbr) {
+  auto overlay = OverlayTable::Create(qsbr);
+  if (!overlay.ok()) return overlay.status();
+  std::unique_ptr<TablePublisher> p(new TablePublisher());
+  p->qsbr_ = qsbr;
+  p->overlay_ = *std::move(overlay);
+  return p;
+}
 
 }  // namespace sluice
 

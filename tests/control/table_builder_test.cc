@@ -21,7 +21,9 @@ class ReloadTest : public ::testing::Test {
   void SetUp() override {
     qsbr_ = static_cast<rte_rcu_qsbr*>(rte_zmalloc("tb_qs", rte_rcu_qsbr_get_memsize(1), 64));
     ASSERT_EQ(rte_rcu_qsbr_init(qsbr_, 1), 0);
-    publisher_ = std::make_unique<TablePublisher>(qsbr_);
+    auto publisher = TablePublisher::Create(qsbr_);
+    ASSERT_TRUE(publisher.ok()) << publisher.status();
+    publisher_ = *std::move(publisher);
     NeighborTable::Config nc;
     nc.qsbr = qsbr_;
     nc.static_capacity = 4;  // node-228's model has exactly 4
@@ -49,7 +51,7 @@ class ReloadTest : public ::testing::Test {
     rte_free(qsbr_);
   }
   absl::Status Reload(const ClusterModel& m) {
-    auto prepared = PrepareReload(m, ++generation_, *neighbors_, *services_);
+    auto prepared = PrepareReload(m, *publisher_, *neighbors_, *services_);
     if (!prepared.ok()) return prepared.status();
     return CommitReload(*std::move(prepared), *neighbors_, *publisher_, *services_);
   }
@@ -68,7 +70,6 @@ class ReloadTest : public ::testing::Test {
   std::unique_ptr<NeighborTable> neighbors_;
   std::unique_ptr<ServiceDirectory> directory_;
   std::unique_ptr<ServiceProgrammer> services_;
-  uint64_t generation_ = 0;
 };
 
 TEST_F(ReloadTest, AModelWhoseStaticNeighboursDoNotFitChangesNothing) {
@@ -119,8 +120,9 @@ TEST_F(ReloadTest, AModelThatDropsAStaticNeighbourRemovesIt) {
   ClusterModel m = Node228Model();
   m.node.neighbors.erase(m.node.neighbors.begin() + 1);  // node-226
   m.node.neighbors[1].mac = Mac("02:00:00:00:01:e3");    // node-227 moved
+  const uint64_t before = publisher_->generation();
   ASSERT_TRUE(Reload(m).ok());
-  EXPECT_EQ(publisher_->Current()->generation, generation_);
+  EXPECT_EQ(publisher_->Current()->generation, before + 1);
   EXPECT_FALSE(Has(PortRole::kUplink, Example::kNode226));
   MacAddress mac;
   ASSERT_TRUE(Has(PortRole::kUplink, Example::kNode227, &mac));
@@ -163,8 +165,9 @@ TEST_F(ReloadTest, AServicePortWithMoreEndpointsThanASetHoldsIsRejected) {
   EXPECT_EQ(EndpointsOf({Ip("10.96.200.1"), 80, kProtoTcp, 0})->all_count, 65535u);  // unchanged
 }
 
-// Workers keep a peer's index in 13 bits (a flow's cached egress, their
-// prebuilt VXLAN headers): a bigger subnet map is refused, never indexed past.
+// Workers keep a peer's slot in 14 bits (a flow's cached egress, their
+// prebuilt VXLAN headers), twice the leases the subnet map holds: a bigger
+// map is refused, never indexed past.
 ClusterModel WithExtraLeases(uint32_t extra) {
   ClusterModel m = Node228Model();
   for (uint32_t i = 0; i < extra; ++i) {
@@ -178,18 +181,35 @@ ClusterModel WithExtraLeases(uint32_t extra) {
 
 TEST(TableBuilderTest, MoreLeasesThanWorkersCanIndexAreRejected) {
   const uint32_t have = static_cast<uint32_t>(Node228Model().leases.size());
-  ClusterModel fits = WithExtraLeases(OverlayTable::kMaxPeers - have);
+  ClusterModel fits = WithExtraLeases(OverlayTable::kMaxLeases - have);
   fits.network.network = {Ip("10.0.0.0"), 8};
-  auto ok = BuildTableSet(fits, 1);
+  auto ok = BuildNetworkSpec(fits);
   ASSERT_TRUE(ok.ok()) << ok.status();
-  EXPECT_EQ((*ok)->overlay->size(), OverlayTable::kMaxPeers);
-  ClusterModel over = WithExtraLeases(OverlayTable::kMaxPeers - have + 1);
+  EXPECT_EQ(ok->peers.size(), OverlayTable::kMaxLeases);
+  // The subnet map takes them all, and then every one of them changed at
+  // once (each change takes a new slot while the old one is retired).
+  auto publisher = TablePublisher::Create(nullptr);
+  ASSERT_TRUE(publisher.ok()) << publisher.status();
+  ASSERT_TRUE((*publisher)->Validate(*ok).ok());
+  (*publisher)->Publish(*ok);
+  EXPECT_EQ((*publisher)->last_change().added, OverlayTable::kMaxLeases);
+  for (VtepPeer& p : ok->peers) p.vtep_mac[5] ^= 1;
+  (*publisher)->Publish(*ok);
+  EXPECT_EQ((*publisher)->last_change().changed, OverlayTable::kMaxLeases);
+  const OverlayTable& map = *(*publisher)->Current()->overlay;
+  EXPECT_EQ(map.size(), OverlayTable::kMaxLeases);
+  const VtepPeer& last = ok->peers.back();
+  const uint32_t slot = map.PeerForAddress(last.subnet + 1);
+  ASSERT_NE(slot, OverlayTable::kNoPeer);
+  EXPECT_EQ(map.peer(slot).vtep_mac, last.vtep_mac);
+  EXPECT_EQ(map.PeerForPublicIp(last.public_ip), slot);
+  ClusterModel over = WithExtraLeases(OverlayTable::kMaxLeases - have + 1);
   over.network.network = {Ip("10.0.0.0"), 8};
-  auto t = BuildTableSet(over, 1);
+  auto t = BuildNetworkSpec(over);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().message(),
             absl::StrFormat("etcd: %u flannel leases, but the subnet map indexes at most %u",
-                            OverlayTable::kMaxPeers + 1, OverlayTable::kMaxPeers));
+                            OverlayTable::kMaxLeases + 1, OverlayTable::kMaxLeases));
 }
 
 TEST_F(ReloadTest, TooManyNodeLocalEndpointsAreRejectedToo) {
@@ -210,21 +230,21 @@ TEST_F(ReloadTest, TooManyNodeLocalEndpointsAreRejectedToo) {
 TEST(TableBuilderTest, ValuesBeyondTheTablesFieldsAreRejectedNotTruncated) {
   ClusterModel m = Node228Model();
   m.network.vni = 1u << 24;
-  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+  EXPECT_EQ(BuildNetworkSpec(m).status().message(),
             "etcd key /coreos.com/network/config: Backend.VNI: 16777216 does not fit VXLAN's 24 "
             "bits (at most 16777215)");
   m = Node228Model();
   m.leases[0].vni = 1u << 24;
-  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+  EXPECT_EQ(BuildNetworkSpec(m).status().message(),
             "etcd key /coreos.com/network/subnets/10.244.24.0-24: BackendData.VNI: 16777216 does "
             "not fit VXLAN's 24 bits (at most 16777215)");
   m = Node228Model();
   m.node.uplink_prefix_length = 33;
-  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+  EXPECT_EQ(BuildNetworkSpec(m).status().message(),
             "node: uplinkPrefixLength: must be 0..32, got 33");
   m = Node228Model();
   m.leases[1].subnet.length = 40;
-  EXPECT_EQ(BuildTableSet(m, 1).status().message(),
+  EXPECT_EQ(BuildNetworkSpec(m).status().message(),
             "etcd key /coreos.com/network/subnets/10.244.25.0-40: prefix length must be 0..32, "
             "got 40");
 }

@@ -71,9 +71,9 @@ TEST(TablesTest, DuplicateServiceAddressIsRejectedWithBothNames) {
 }
 
 TEST(TablesTest, SubnetMapFindsTheLeaseHolderByLongestPrefix) {
-  auto t = BuildTableSet(Node228Model(), 1);
-  ASSERT_TRUE(t.ok());
-  const OverlayTable& o = *(*t)->overlay;
+  NodeHarness node(Node228Model());
+  const TableSet* t = &node.tables();
+  const OverlayTable& o = *t->overlay;
   const uint32_t p = o.PeerForAddress(Ip(Example::kSshPod));
   ASSERT_NE(p, OverlayTable::kNoPeer);
   EXPECT_EQ(o.peer(p).public_ip, Ip(Example::kNode227));
@@ -82,7 +82,7 @@ TEST(TablesTest, SubnetMapFindsTheLeaseHolderByLongestPrefix) {
   EXPECT_EQ(o.PeerForAddress(Ip("10.244.99.1")), OverlayTable::kNoPeer);
   EXPECT_EQ(o.PeerForPublicIp(Ip(Example::kNode226)), o.PeerForAddress(Ip("10.244.24.1")));
   EXPECT_EQ(o.PeerForPublicIp(Ip("10.10.100.99")), OverlayTable::kNoPeer);
-  const NodeView& n = (*t)->node;
+  const NodeView& n = t->node;
   EXPECT_EQ(n.vxlan_ip, Ip("10.244.26.0"));
   EXPECT_EQ(n.pods_gateway_ip, Ip("10.244.26.1"));
   EXPECT_EQ(n.vxlan_port, 8472);
