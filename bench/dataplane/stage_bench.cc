@@ -483,6 +483,7 @@ void BM_PipelineEstablished(benchmark::State& state) {
       static_cast<double>(node.counter(k_neighbor_miss) + node.counter(k_tx_full) - drops_before);
 }
 BENCHMARK(BM_PipelineEstablished)
+    ->Args({10000, 10000})
     ->Args({100, 100000})
     ->Args({10000, 100000})
     ->Args({100000, 100000})

@@ -18,6 +18,7 @@ namespace {
 
 enum Edge : rte_edge_t { kToVxlanEncap, kToNeighbor, kToRoute, kToDrop };
 
+template <bool kMayTrace>
 rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   ConntrackTable& ct = *ctx->shared.conntrack;
   const uint32_t ref = pp->ct_ref;
@@ -45,7 +46,7 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
     pp->next_hop = RouteCacheViaGateway(route) ? n.gateway_ip : pp->meta.key.dst_ip;
   }
   // A new flow's route was decided by new_flow: the trace tells it here.
-  if (unlikely(ctx->tracer != nullptr) && pp->created) {
+  if (kMayTrace && unlikely(ctx->tracer != nullptr) && pp->created) {
     if (eg == Egress::kVxlan) {
       const VtepPeer& p = ctx->tables->overlay->peer(pp->peer);
       SLUICE_TRACE(ctx, m, kRouteVxlan, .a8 = p.subnet_length, .a = pp->meta.key.dst_ip,
@@ -64,8 +65,11 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
 
 uint16_t NatProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
+  if (unlikely(ctx->tracer != nullptr))
+    return ForEachPacket(graph, node, objs, n,
+                         [ctx](rte_mbuf* m) { return Translate<true>(ctx, m, Priv(m)); });
   return ForEachPacket(graph, node, objs, n,
-                       [ctx](rte_mbuf* m) { return Translate(ctx, m, Priv(m)); });
+                       [ctx](rte_mbuf* m) { return Translate<false>(ctx, m, Priv(m)); });
 }
 
 }  // namespace

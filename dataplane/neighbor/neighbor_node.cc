@@ -51,6 +51,7 @@ rte_edge_t Hold(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* 
 }
 
 // Resolves objs[base, end): hops deduplicated, looked up in bulk.
+template <bool kMayTrace>
 void Resolve(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs, uint16_t base,
              uint16_t end, rte_edge_t* next) {
   // Keys are built and compared as one 64-bit word: writing the fields
@@ -101,8 +102,14 @@ void Resolve(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs, 
 uint16_t NeighborProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
-  for (uint16_t base = 0; base < n; base += kBurstSize)
-    Resolve(graph, node, ctx, objs, base, base + kBurstSize < n ? base + kBurstSize : n, next);
+  const bool traced = unlikely(ctx->tracer != nullptr);
+  for (uint16_t base = 0; base < n; base += kBurstSize) {
+    const uint16_t end = base + kBurstSize < n ? base + kBurstSize : n;
+    if (traced)
+      Resolve<true>(graph, node, ctx, objs, base, end, next);
+    else
+      Resolve<false>(graph, node, ctx, objs, base, end, next);
+  }
   // Held packets left the stream: enqueue the others run by run.
   uint16_t start = 0;
   for (uint16_t i = 0; i <= n; ++i) {

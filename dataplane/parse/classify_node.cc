@@ -17,6 +17,7 @@ namespace {
 enum Edge : rte_edge_t { kToArp, kToVxlanDecap, kToConntrack, kToDrop };
 constexpr uint16_t kPrefetchAhead = 8;
 
+template <bool kMayTrace>
 rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const NodeView& n) {
   PacketMeta& pm = pp->meta;
   ParsePacket(m, 0, &pm);
@@ -45,8 +46,9 @@ rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const NodeV
   return kToConntrack;
 }
 
-uint16_t ClassifyProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
-  WorkerContext* ctx = Ctx(node);
+template <bool kMayTrace>
+uint16_t ClassifyBurst(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs,
+                       uint16_t n) {
   const NodeView& view = ctx->tables->node;
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) {
@@ -67,10 +69,16 @@ uint16_t ClassifyProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t
     pp->stateless = 0;
     pp->routed = 0;
     pp->created = 0;
-    next[i] = Classify(ctx, m, pp, view);
+    next[i] = Classify<kMayTrace>(ctx, m, pp, view);
   }
   EnqueueByEdge(graph, node, objs, next, n);
   return n;
+}
+
+uint16_t ClassifyProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+  WorkerContext* ctx = Ctx(node);
+  if (unlikely(ctx->tracer != nullptr)) return ClassifyBurst<true>(graph, node, ctx, objs, n);
+  return ClassifyBurst<false>(graph, node, ctx, objs, n);
 }
 
 }  // namespace

@@ -24,6 +24,7 @@ struct LastPeer {
   uint32_t peer = OverlayTable::kNoPeer;
 };
 
+template <bool kMayTrace>
 Counter Decapsulate(WorkerContext* ctx, rte_mbuf* m, PacketMeta& pm, LastPeer* last) {
   const TableSet& t = *ctx->tables;
   if (pm.key.src_ip != last->public_ip || last->peer == OverlayTable::kNoPeer) {
@@ -52,14 +53,15 @@ Counter Decapsulate(WorkerContext* ctx, rte_mbuf* m, PacketMeta& pm, LastPeer* l
   return kCounterCount;
 }
 
-uint16_t VxlanDecapProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
-  WorkerContext* ctx = Ctx(node);
+template <bool kMayTrace>
+uint16_t DecapBurst(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs,
+                   uint16_t n) {
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   uint64_t decapsulated = 0;
   LastPeer last;
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
-    const Counter bad = Decapsulate(ctx, m, Priv(m)->meta, &last);
+    const Counter bad = Decapsulate<kMayTrace>(ctx, m, Priv(m)->meta, &last);
     if (bad != kCounterCount) {
       MarkDrop(m, bad);
       next[i] = kToDrop;
@@ -71,6 +73,12 @@ uint16_t VxlanDecapProcess(rte_graph* graph, rte_node* node, void** objs, uint16
   ctx->counters.Add(k_vxlan_decapsulated, decapsulated);
   EnqueueByEdge(graph, node, objs, next, n);
   return n;
+}
+
+uint16_t VxlanDecapProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+  WorkerContext* ctx = Ctx(node);
+  if (unlikely(ctx->tracer != nullptr)) return DecapBurst<true>(graph, node, ctx, objs, n);
+  return DecapBurst<false>(graph, node, ctx, objs, n);
 }
 
 }  // namespace

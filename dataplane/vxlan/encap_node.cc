@@ -66,6 +66,7 @@ void CheckNextHop(rte_graph* graph, rte_node* node, WorkerContext* ctx, VxlanPee
   rte_node_enqueue_x1(graph, node, kToTx, req);
 }
 
+template <bool kMayTrace>
 rte_edge_t Encapsulate(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* m,
                        PacketPriv* pp, uint64_t version) {
   if (unlikely(pp->peer >= kMaxVxlanPeers)) {
@@ -83,7 +84,7 @@ rte_edge_t Encapsulate(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte
     return kToDrop;
   }
   pp->tx_port = static_cast<uint8_t>(PortRole::kUplink);
-  if (unlikely(ctx->tracer != nullptr)) {
+  if (kMayTrace && unlikely(ctx->tracer != nullptr)) {
     const NodeView& n = ctx->tables->node;
     const VtepPeer& peer = ctx->tables->overlay->peer(pp->peer);
     SLUICE_TRACE(ctx, m, kVxlanEncap, .a16 = pp->vxlan_sport, .a = n.vni, .b = n.node_ip,
@@ -97,19 +98,26 @@ rte_edge_t Encapsulate(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte
   return kToTx;
 }
 
-uint16_t VxlanEncapProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
-  WorkerContext* ctx = Ctx(node);
+template <bool kMayTrace>
+uint16_t EncapBurst(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs,
+                   uint16_t n) {
   const uint64_t version = ctx->shared.neighbors->version();
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   uint64_t encapsulated = 0;
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
-    next[i] = Encapsulate(graph, node, ctx, m, Priv(m), version);
+    next[i] = Encapsulate<kMayTrace>(graph, node, ctx, m, Priv(m), version);
     encapsulated += next[i] != kToDrop;
   }
   ctx->counters.Add(k_vxlan_encapsulated, encapsulated);
   EnqueueByEdge(graph, node, objs, next, n);
   return n;
+}
+
+uint16_t VxlanEncapProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
+  WorkerContext* ctx = Ctx(node);
+  if (unlikely(ctx->tracer != nullptr)) return EncapBurst<true>(graph, node, ctx, objs, n);
+  return EncapBurst<false>(graph, node, ctx, objs, n);
 }
 
 }  // namespace
