@@ -482,6 +482,52 @@ void BM_PipelineEstablished(benchmark::State& state) {
   state.counters["drops"] =
       static_cast<double>(node.counter(k_neighbor_miss) + node.counter(k_tx_full) - drops_before);
 }
+// The reply path of NodePort flows (client -> node-228:NodePort -> the ssh
+// pod on node-227): the endpoint's replies in VXLAN from node-227, decap and
+// reverse NAT, out of the uplink towards the client.
+void BM_PipelineReply(benchmark::State& state) {
+  const uint32_t flows = static_cast<uint32_t>(state.range(0));
+  NodeHarness node(Node228Model(), 1, 2 * flows + 1024);
+  rte_mbuf* out[Worker::kTxCapacity];
+  auto run_burst = [&](const std::vector<std::vector<uint8_t>>& frames, size_t first) {
+    rte_mbuf* burst[kBurstSize];
+    for (uint16_t i = 0; i < kBurstSize; ++i) {
+      const auto& f = frames[(first + i) % frames.size()];
+      rte_mbuf* m = rte_pktmbuf_alloc(Pool());
+      std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+      burst[i] = m;
+    }
+    node.worker(0).ProcessBurst(PortRole::kUplink, burst, kBurstSize, 1);
+    for (int p = 0; p < kPortRoleCount; ++p) {
+      const uint16_t n = node.worker(0).TakeTx(static_cast<PortRole>(p), out);
+      rte_pktmbuf_free_bulk(out, n);
+    }
+  };
+  // Client flows: the seed's scp SYN with a distinct source port each.
+  const std::vector<uint8_t> syn = ClientSynToNodePort();
+  std::vector<std::vector<uint8_t>> clients(flows, syn);
+  for (uint32_t i = 0; i < flows; ++i) {
+    const uint16_t port = static_cast<uint16_t>(10000 + i);
+    clients[i][34] = static_cast<uint8_t>(port >> 8);
+    clients[i][35] = static_cast<uint8_t>(port);
+  }
+  for (size_t at = 0; at < flows; at += kBurstSize) run_burst(clients, at);
+  const std::vector<std::vector<uint8_t>> replies = RepliesViaNode227(clients, node.conntrack());
+  if (replies.empty()) return state.SkipWithError("no flows created");
+  const uint64_t out_before = node.counter(k_conntrack_hit_reply);
+  size_t at = 0;
+  {
+    CycleCounter cc(state);
+    for (auto _ : state) {
+      run_burst(replies, at);
+      at += kBurstSize * 977;
+    }
+  }
+  state.counters["flows"] = static_cast<double>(replies.size());
+  state.counters["reply_hits"] = static_cast<double>(node.counter(k_conntrack_hit_reply) - out_before);
+}
+BENCHMARK(BM_PipelineReply)->Arg(10000);
+
 BENCHMARK(BM_PipelineEstablished)
     ->Args({10000, 10000})
     ->Args({100, 100000})

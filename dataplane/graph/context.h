@@ -104,7 +104,32 @@ struct WorkerContext {
   static constexpr uint32_t kRefreshSlots = 64;
   RefreshSlot refresh[kRefreshSlots];
   uint64_t refresh_interval = 1;  // ticks (1 s)
+
+  // L2 rewrites of resolved next hops (VPP's adjacency rewrite): written by
+  // the neighbor node when it resolves a hop, used by nat for established
+  // packets whose cached egress is a port, so that they skip the neighbour
+  // node. A slot holds for one neighbour-table version and at most one
+  // refresh interval (then a packet goes through the neighbour node again,
+  // which refreshes a stale entry and rewrites the slot).
+  struct Adjacency {
+    uint64_t key = 0;  // AdjacencyKey(); 0: empty
+    uint64_t neighbor_version = 0;
+    uint64_t filled_at = 0;
+    uint8_t macs[12];  // destination, then source, as in the Ethernet header
+  };
+  static constexpr uint32_t kAdjacencySlots = 256;
+  Adjacency adjacency[kAdjacencySlots];
 };
+
+// A next hop as one word (never 0: the port is in bits 32..39, plus bit 40).
+inline uint64_t AdjacencyKey(uint8_t port, uint32_t next_hop) {
+  return uint64_t{next_hop} | uint64_t{port} << 32 | uint64_t{1} << 40;
+}
+inline WorkerContext::Adjacency& AdjacencySlot(WorkerContext* ctx, uint64_t key) {
+  const uint32_t h = static_cast<uint32_t>(key) * 2654435761u;
+  return ctx->adjacency[h >> 24];  // 256 slots
+}
+static_assert(WorkerContext::kAdjacencySlots == 256);
 
 // Whether a refresh request for stale neighbour `k` may go now (at most one
 // per hop per refresh interval); records it when so.

@@ -6,7 +6,7 @@
 //                  -> vxlan_decap -> conntrack
 //                  -> conntrack -> nat (hit) | service (miss) | route (no ports)
 //   service -> new_flow (Service, or NAT/tracking needed) | route (stateless)
-//   new_flow -> nat | route          nat -> ttl (cached egress) | route
+//   new_flow -> nat | route          nat -> vxlan_encap | neighbor | tx (cached) | route
 //   route -> ttl | tx (to the host)  ttl -> vxlan_encap | neighbor
 //   vxlan_encap -> tx | neighbor     neighbor -> tx
 //   every node -> drop (the reason is in PacketPriv::drop)

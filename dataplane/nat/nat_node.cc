@@ -4,9 +4,14 @@
 // masquerade source; reply direction: back to the original tuple), and takes
 // the flow direction's cached egress when it is of the current table
 // generation; such a packet is forwarded here (ForwardChecks: TTL, VXLAN
-// MTU) and goes straight to its egress, skipping route and ttl.
+// MTU) and goes straight to its egress, skipping route and ttl; to a port
+// whose next hop's L2 rewrite the neighbour node left in the worker's
+// adjacency cache (graph/context.h), it is rewritten here and goes to tx.
 // In: conntrack (hits), new_flow. Out: vxlan_encap, neighbor (egress
-// cached), route (not), drop. Drops: ttl_exceeded, vxlan_too_big.
+// cached), route (not), tx (rewrite cached), drop. Drops: ttl_exceeded,
+// vxlan_too_big.
+#include <rte_ether.h>
+
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
 #include "dataplane/nat/nat_rewrite.h"
@@ -16,10 +21,10 @@
 namespace sluice {
 namespace {
 
-enum Edge : rte_edge_t { kToVxlanEncap, kToNeighbor, kToRoute, kToDrop };
+enum Edge : rte_edge_t { kToVxlanEncap, kToNeighbor, kToRoute, kToDrop, kToTx };
 
 template <bool kMayTrace>
-rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
+rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t neighbor_version) {
   ConntrackTable& ct = *ctx->shared.conntrack;
   const uint32_t ref = pp->ct_ref;
   const int dir = (ref & ConntrackTable::kReplyBit) ? 1 : 0;
@@ -57,7 +62,19 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
   }
   switch (ForwardChecks(m, pp, n.uplink_mtu)) {
     case ForwardVerdict::kVxlanEncap: return kToVxlanEncap;
-    case ForwardVerdict::kNeighbor: return kToNeighbor;
+    case ForwardVerdict::kNeighbor: {
+      // The hop's rewrite, when the neighbour node left a current one.
+      const uint64_t key = AdjacencyKey(pp->tx_port, pp->next_hop);
+      const WorkerContext::Adjacency& a = AdjacencySlot(ctx, key);
+      if (a.key != key || a.neighbor_version != neighbor_version ||
+          ctx->now - a.filled_at >= ctx->refresh_interval)
+        return kToNeighbor;
+      auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
+      std::memcpy(eth, a.macs, sizeof(a.macs));
+      SLUICE_TRACE(ctx, m, kOut, .a8 = pp->tx_port, .mac0 = eth->src_addr.addr_bytes,
+                   .mac1 = eth->dst_addr.addr_bytes);
+      return kToTx;
+    }
     case ForwardVerdict::kDrop: break;
   }
   return kToDrop;
@@ -65,17 +82,18 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
 
 uint16_t NatProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
+  const uint64_t v = ctx->shared.neighbors->version();
   if (unlikely(ctx->tracer != nullptr))
     return ForEachPacket(graph, node, objs, n,
-                         [ctx](rte_mbuf* m) { return Translate<true>(ctx, m, Priv(m)); });
+                         [ctx, v](rte_mbuf* m) { return Translate<true>(ctx, m, Priv(m), v); });
   return ForEachPacket(graph, node, objs, n,
-                       [ctx](rte_mbuf* m) { return Translate<false>(ctx, m, Priv(m)); });
+                       [ctx, v](rte_mbuf* m) { return Translate<false>(ctx, m, Priv(m), v); });
 }
 
 }  // namespace
 
 const GraphNodeSpec& NatNodeSpec() {
-  static const GraphNodeSpec spec{kNatNode, &NatProcess, false, {kVxlanEncapNode, kNeighborNode, kRouteNode, kDropNode}};
+  static const GraphNodeSpec spec{kNatNode, &NatProcess, false, {kVxlanEncapNode, kNeighborNode, kRouteNode, kDropNode, kTxNode}};
   return spec;
 }
 

@@ -77,10 +77,25 @@ void Resolve(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs, 
   }
   MacAddress mac[kBurstSize];
   uint64_t stale = 0;
+  // Before the lookup, as the table's contract asks of a cache.
+  const uint64_t version = ctx->shared.neighbors->version();
   const uint64_t found = ctx->shared.neighbors->LookupBulk(uniq, nuniq, ctx->now, mac, &stale);
-  for (uint16_t u = 0; u < nuniq; ++u)
-    if ((stale >> u) & 1) MaybeRefresh(graph, node, ctx, *uniq[u]);
   const NodeView& n = ctx->tables->node;
+  for (uint16_t u = 0; u < nuniq; ++u) {
+    if ((stale >> u) & 1) {
+      MaybeRefresh(graph, node, ctx, *uniq[u]);
+    } else if (((found >> u) & 1) && !ctx->hold->Holding(*uniq[u])) {
+      // Fresh, and nothing waits for it (those would be overtaken): later
+      // packets to this hop may take the rewrite from nat.
+      const uint64_t key = AdjacencyKey(uniq[u]->port, uniq[u]->ip);
+      WorkerContext::Adjacency& a = AdjacencySlot(ctx, key);
+      a.key = key;
+      a.neighbor_version = version;
+      a.filled_at = ctx->now;
+      std::memcpy(a.macs, mac[u].data(), 6);
+      std::memcpy(a.macs + 6, n.port_mac[uniq[u]->port].data(), 6);
+    }
+  }
   for (uint16_t i = base; i < end; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
     const uint16_t u = uniq_of[i - base];

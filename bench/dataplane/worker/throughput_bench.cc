@@ -796,30 +796,6 @@ std::vector<std::vector<uint8_t>> PodsToInternet(uint32_t flows) {
   return v;
 }
 
-// What node-227 sends back for each NodePort flow: VXLAN to us, inner reply
-// from the endpoint to our masquerade address and port. Flows that are not
-// tracked get no reply.
-std::vector<std::vector<uint8_t>> RepliesFor(const std::vector<std::vector<uint8_t>>& originals,
-                                             ConntrackTable* ct) {
-  std::vector<std::vector<uint8_t>> v;
-  v.reserve(originals.size());
-  for (const auto& o : originals) {
-    const testing::ParsedFrame p = testing::ParseFrame(o);
-    FlowKey k;
-    k.src_ip = p.src_ip;
-    k.dst_ip = p.dst_ip;
-    k.src_port = p.src_port;
-    k.dst_port = p.dst_port;
-    k.proto = p.proto;
-    const uint32_t ref = ct->Lookup(k);
-    if (ref == ConntrackTable::kMiss) continue;
-    const ConntrackEntry& e = ct->entry(ref);
-    v.push_back(testing::TcpViaNode227(e.reply.src_ip, e.reply.src_port, e.reply.dst_ip,
-                                       e.reply.dst_port, 0x10, 1000, 1));
-  }
-  return v;
-}
-
 // --- main -------------------------------------------------------------------
 
 struct Options {
@@ -1093,7 +1069,7 @@ int Main(int argc, char** argv) {
             "client -> NodePort, DNAT + masquerade + VXLAN encap", n, t,
             MeasureSluice(b, r, kUplink, t));
         const std::vector<std::vector<uint8_t>> originals(np.begin(), np.begin() + flows);
-        const auto replies = RepliesFor(originals, &r.conntrack());
+        const auto replies = testing::RepliesViaNode227(originals, r.conntrack());
         Establish(b, r, kUplink, MakeTraffic(replies, 0, replies.size(), Popularity::kOnce, 0));
         const Traffic rt_replies = MakeTraffic(replies, 0, replies.size(), Popularity::kUniform, 4);
         row("reply_vxlan_decap_reverse_nat",
@@ -1129,7 +1105,7 @@ int Main(int argc, char** argv) {
       // Worker 0 creates the flows, worker 1 sees the first replies.
       Establish(b, r, kUplink, MakeTraffic(np, 0, flows, Popularity::kOnce, 0));
       const std::vector<std::vector<uint8_t>> originals(np.begin(), np.begin() + flows);
-      const auto replies = RepliesFor(originals, &r.conntrack());
+      const auto replies = testing::RepliesViaNode227(originals, r.conntrack());
       const Traffic t_orig = MakeTraffic(np, 0, flows, Popularity::kUniform, 6);
       const Traffic t_reply = MakeTraffic(replies, 0, replies.size(), Popularity::kUniform, 7);
       Establish(b, r, kUplink, MakeTraffic(replies, 0, replies.size(), Popularity::kOnce, 0), 1);

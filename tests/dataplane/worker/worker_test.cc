@@ -398,6 +398,20 @@ TEST_F(WorkerTest, AStaleNeighbourIsStillUsedAndRefreshedOncePerSecond) {
   EXPECT_EQ(node_.counter(k_arp_requests_sent), 2u);
 }
 
+// A later packet (ACK) of the TCP flow whose first frame is `syn`.
+FrameSpec AckOf(const std::vector<uint8_t>& syn_frame) {
+  const ParsedFrame syn = ParseFrame(syn_frame);
+  FrameSpec s;
+  s.src_mac = syn.src_mac;
+  s.dst_mac = syn.dst_mac;
+  s.src_ip = syn.src_ip;
+  s.dst_ip = syn.dst_ip;
+  s.l4.src_port = syn.src_port;
+  s.l4.dst_port = syn.dst_port;
+  s.l4.tcp_flags = 0x10;
+  return s;
+}
+
 uint64_t StagePackets(Worker& w, const char* node) {
   for (const NodeStats& n : w.Stats())
     if (n.node == node) return n.packets;
@@ -539,15 +553,7 @@ TEST_F(WorkerTest, EstablishedPacketsUseTheFlowsCachedEgressUntilAReload) {
 TEST_F(WorkerTest, EstablishedPacketsAreForwardedAsARouterWouldWithoutTheTtlNode) {
   Worker& w = node_.worker(0);
   ASSERT_EQ(node_.Run(PortRole::kUplink, {ClientSynToNodePort()}).uplink().size(), 1u);
-  const ParsedFrame syn = ParseFrame(ClientSynToNodePort());
-  FrameSpec s;
-  s.src_mac = syn.src_mac;
-  s.dst_mac = syn.dst_mac;
-  s.src_ip = syn.src_ip;
-  s.dst_ip = syn.dst_ip;
-  s.l4.src_port = syn.src_port;
-  s.l4.dst_port = syn.dst_port;
-  s.l4.tcp_flags = 0x10;  // ACK
+  FrameSpec s = AckOf(ClientSynToNodePort());
   s.ttl = 9;
   Outputs out = node_.Run(PortRole::kUplink, {BuildFrame(s)});
   ASSERT_EQ(out.uplink().size(), 1u);
@@ -607,6 +613,36 @@ TEST_F(WorkerTest, PerPeerVxlanHeaderFollowsTheNextHopsMac) {
   EXPECT_EQ(ParseFrame(b.uplink()[0]).dst_mac, Mac("02:00:0a:0a:99:e3"));
   EXPECT_EQ(VerifyChecksums(b.uplink()[0]), "");
   EXPECT_EQ(VerifyChecksums(b.uplink()[0], 64), "");
+}
+
+TEST_F(WorkerTest, EstablishedPacketsTakeTheNextHopsRewriteWithoutTheNeighborNodeUntilItChanges) {
+  Worker& w = node_.worker(0);
+  // web-1 -> the internet: masqueraded, out of the uplink via the gateway.
+  Outputs first = node_.Run(PortRole::kPods, {PodToInternetSyn()});
+  ASSERT_EQ(first.uplink().size(), 1u);
+  EXPECT_EQ(StagePackets(w, kNeighborNode), 1u);  // resolved there, the rewrite kept
+  FrameSpec s = AckOf(PodToInternetSyn());
+  s.ttl = 20;
+  Outputs out = node_.Run(PortRole::kPods, {BuildFrame(s), BuildFrame(s)});
+  ASSERT_EQ(out.uplink().size(), 2u);
+  const ParsedFrame p = ParseFrame(out.uplink()[1]);
+  EXPECT_EQ(p.dst_mac, Mac("02:00:0a:0a:64:01"));  // the gateway
+  EXPECT_EQ(p.src_mac, ParseFrame(first.uplink()[0]).src_mac);
+  EXPECT_EQ(p.src_ip, Ip(Example::kNode228));  // masqueraded
+  EXPECT_EQ(p.ttl, 19);
+  EXPECT_EQ(VerifyChecksums(out.uplink()[1]), "");
+  EXPECT_EQ(StagePackets(w, kNeighborNode), 1u);
+  // The gateway's MAC changes: the very next packet carries the new one.
+  ASSERT_TRUE(
+      node_.neighbors()
+          .ReplaceStatic({{PortRole::kUplink, Ip(Example::kGateway), Mac("02:00:0a:0a:77:01")},
+                          {PortRole::kUplink, Ip(Example::kNode226), Mac("02:00:0a:0a:64:e2")},
+                          {PortRole::kUplink, Ip(Example::kNode227), Mac("02:00:0a:0a:64:e3")}})
+          .ok());
+  out = node_.Run(PortRole::kPods, {BuildFrame(s)});
+  ASSERT_EQ(out.uplink().size(), 1u);
+  EXPECT_EQ(ParseFrame(out.uplink()[0]).dst_mac, Mac("02:00:0a:0a:77:01"));
+  EXPECT_EQ(StagePackets(w, kNeighborNode), 2u);
 }
 
 TEST_F(WorkerTest, ANodePortToAHostNetworkEndpointIsNotMasqueraded) {
