@@ -70,6 +70,8 @@ inline RouteResult RouteTo(const TableSet& t, uint32_t dst) {
 inline bool IsMartianDestination(const NodeView& n, uint32_t dst) {
   const uint32_t first = dst >> 24;
   if (first == 0 || first == 127 || (dst >> 28) == 0xe || dst == 0xffffffffu) return true;
+  // A directed broadcast has every host bit set, the lowest among them.
+  if ((dst & 1) == 0) return false;
   auto directed = [dst](uint32_t net, uint32_t mask) {
     return mask != 0 && (~mask) > 1 && (dst & mask) == (net & mask) && (dst | mask) == ~0u;
   };
