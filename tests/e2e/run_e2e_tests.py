@@ -460,13 +460,56 @@ class FakeApi:
         self._send({"op": "push", "path": path, "events": [{"type": kind, "object": obj}]})
 
 
+LEARNED_IP, LEARNED_MAC = "10.244.26.21", "02:aa:00:00:00:21"
+
+
+def check_neighbors(ctx, model):
+    """sluicectl neighbors: the cluster file's static neighbours (sent by
+    sluice-control) as PERMANENT, and a pod address the dataplane learned
+    from an ARP request to its gateway address as REACHABLE."""
+    arp = ("import socket, struct; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
+           "s.bind(('pod0', 0)); mac = bytes.fromhex('%s'); "
+           "s.send(b'\\xff' * 6 + mac + b'\\x08\\x06' + struct.pack('!HHBBH6s4s6s4s', 1, "
+           "0x0800, 6, 4, 1, mac, socket.inet_aton('%s'), bytes(6), "
+           "socket.inet_aton('10.244.26.1')))" % (LEARNED_MAC.replace(":", ""), LEARNED_IP))
+    topo.run([PY, "-c", arp], ns=ctx.t.pod_ns)
+
+    def entries():
+        return {(n["port"], n["ip"]): n for n in ctx.ctl("neighbors")["neighbors"]}
+    topo.wait_for(lambda: ("pods", LEARNED_IP) in entries(), 5, "the learned neighbour")
+    doc = ctx.ctl("neighbors")
+    got = {(n["port"], n["ip"]): n for n in doc["neighbors"]}
+    want = {(n["port"], n["ip"]): n["mac"] for n in model["node"]["neighbors"]}
+    statics = {k: n["mac"] for k, n in got.items() if n["static"]}
+    if statics != want or any(got[k]["state"] != "PERMANENT" for k in want):
+        raise AssertionError("static neighbours %s, expected the cluster file's %s"
+                             % (statics, want))
+    learned = got[("pods", LEARNED_IP)]
+    if (learned["mac"] != LEARNED_MAC or learned["static"] or learned["state"] != "REACHABLE"
+            or not 0 <= learned["confirmed_seconds_ago"] < 30):
+        raise AssertionError("the learned neighbour: %s" % learned)
+    if [k for k, n in got.items() if k[0] == "pods" and not n["static"]] != [("pods", LEARNED_IP)]:
+        raise AssertionError("learned on the pods port: %s" % got)
+    pods = next(p for p in doc["ports"] if p["port"] == "pods")
+    if doc["static"]["count"] != len(want) or pods["learned"] != 1:
+        raise AssertionError("neighbour counts: %s, %s" % (doc["static"], doc["ports"]))
+    text = subprocess.run([ctx.args.ctl, "--socket", ctx.socket(), "neighbors"],
+                          stdout=subprocess.PIPE, timeout=10, check=True).stdout.decode()
+    for line in ("10.10.100.1 dev uplink lladdr 02:00:0a:0a:64:01 PERMANENT\n",
+                 "%s dev pods lladdr %s REACHABLE (confirmed " % (LEARNED_IP, LEARNED_MAC),
+                 "static %d of " % len(want)):
+        if line not in text:
+            raise AssertionError("sluicectl neighbors lacks %r:\n%s" % (line, text))
+
+
 @scenario("services_from_kube_api")
 def t_kube_api(ctx):
     """sluice-control fed by the Kubernetes API (the fake API server's list
     and watch) for a running dataplane: the listed Services and endpoints
     reach it, an EndpointSlice change on the watch stream (one endpoint
     added, one removed) moves the ClusterIP's traffic to the new endpoint,
-    and a Service deleted on the stream goes away."""
+    and a Service deleted on the stream goes away. Also sluicectl neighbors
+    (check_neighbors)."""
     ctx.echo_servers()  # 10.244.25.149:22 (the listed endpoint), 10.244.25.30:8080
     new_ep = ctx.spawn([PY, ECHO, "server", topo.PEER_PODS[1], "22"], ns=ctx.t.peer_ns)
     old_ep = next(p for p in ctx.procs if p.args[-3:] == ["server", topo.PEER_PODS[0], "22"])
@@ -507,6 +550,7 @@ def t_kube_api(ctx):
     if len(watches) != 2 or any(w["query"].get("resourceVersion") != "9000000" or
                                 w["authorization"] != "Bearer e2e-token" for w in watches):
         raise AssertionError("watch requests: %s" % watches)
+    check_neighbors(ctx, model)
     if not connects(ctx, CLUSTER_IP, 22):
         raise AssertionError("no connection through the ClusterIP to the listed endpoint")
     # The listed endpoint's server goes: the ClusterIP is refused until the
@@ -541,7 +585,8 @@ def t_kube_api(ctx):
     new_ep.kill()
     return ("5 Service ports from the API's lists; an EndpointSlice MODIFIED on the watch "
             "(149 -> 30) in the dataplane in %.0f ms and the ClusterIP follows it; a Service "
-            "DELETED gone in %.0f ms (sluicectl polling)" % (moved_ms, deleted_ms))
+            "DELETED gone in %.0f ms (sluicectl polling); sluicectl neighbors: the file's "
+            "statics and one learned from ARP" % (moved_ms, deleted_ms))
 
 
 @scenario("operator_endpoints")
