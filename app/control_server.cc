@@ -57,6 +57,8 @@ api::Message ControlServer::Show(const api::Show& s) {
     doc = ConntrackJson(runtime_->conntrack(), f, rte_rdtsc());
   } else if (s.what == "counters") {
     doc = nlohmann::json::parse(runtime_->CountersJson(), nullptr, false);
+  } else if (s.what == "neighbors") {
+    doc = NeighborsJson(runtime_->neighbors(), rte_rdtsc());
   } else if (s.what == "stages") {
     doc = StagesJson(runtime_->StageStats());
   } else if (s.what == "services" && services_json_) {

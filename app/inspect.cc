@@ -55,6 +55,33 @@ nlohmann::json PeersJson(const TableSet& t) {
           {"peers", peers}};
 }
 
+nlohmann::json NeighborsJson(const NeighborTable& table, uint64_t now) {
+  static const char* kStates[] = {"PERMANENT", "REACHABLE", "STALE"};
+  const NeighborTable::Config& c = table.config();
+  const double hz = static_cast<double>(c.ticks_per_second);
+  nlohmann::json entries = nlohmann::json::array();
+  for (const NeighborTable::Entry& e : table.Entries(now)) {
+    const bool is_static = e.state == NeighborTable::EntryState::kPermanent;
+    nlohmann::json j = {{"port", PortRoleName(e.port)},
+                        {"ip", FormatIpv4(e.ip)},
+                        {"mac", FormatMac(e.mac)},
+                        {"static", is_static},
+                        {"state", kStates[static_cast<int>(e.state)]}};
+    if (!is_static) j["confirmed_seconds_ago"] = static_cast<double>(e.confirmed_ago) / hz;
+    entries.push_back(std::move(j));
+  }
+  nlohmann::json ports = nlohmann::json::array();
+  for (int p = 0; p < kPortRoleCount; ++p)
+    ports.push_back({{"port", PortRoleName(static_cast<PortRole>(p))},
+                     {"learned", table.learned_count(static_cast<PortRole>(p))},
+                     {"learn_quota", c.learn_quota[p]}});
+  return {{"neighbors", entries},
+          {"ports", ports},
+          {"static", {{"count", table.static_count()}, {"capacity", c.static_capacity}}},
+          {"reachable_seconds", c.reachable_ms / 1000.0},
+          {"stale_seconds", c.stale_ms / 1000.0}};
+}
+
 nlohmann::json ConntrackJson(const ConntrackTable& table, const ConntrackFilter& filter,
                              uint64_t now) {
   nlohmann::json flows = nlohmann::json::array();

@@ -4,7 +4,8 @@
 //   conntrack  tracked flows with filters (conntrack -L)
 //   stages     the worker graph's per-node statistics
 //   services   Service ports, their addresses and chosen endpoints
-// (services, neighbors, counters and status come from their owners.)
+//   neighbors  the neighbour table (ip neigh)
+// (the services document, counters and status come from their owners.)
 //
 // Concurrency: control thread only. Conntrack entries are read while
 // workers may create, touch or expire them: each field is read once
@@ -21,6 +22,7 @@
 #include "dataplane/conntrack/conntrack_table.h"
 #include "dataplane/graph/nodes.h"
 #include "dataplane/state/service_programmer.h"
+#include "dataplane/tables/neighbor_table.h"
 #include "dataplane/tables/table_set.h"
 
 namespace sluice {
@@ -39,6 +41,14 @@ nlohmann::json ConntrackJson(const ConntrackTable& table, const ConntrackFilter&
                              uint64_t now);
 
 nlohmann::json StagesJson(const std::vector<NodeStats>& stats);
+
+// {"neighbors": [...], "ports": [...], "static": {...}, "reachable_seconds",
+// "stale_seconds"}: every entry (port, ip, mac, static, state PERMANENT /
+// REACHABLE / STALE, and for learned ones confirmed_seconds_ago), each
+// port's learned count and quota, the statics' count and capacity. `now`
+// in the table's ticks (TSC in sluice-node). Counts include entries removed
+// and waiting for their grace period, as the table's own counts do.
+nlohmann::json NeighborsJson(const NeighborTable& table, uint64_t now);
 
 // {"services": [...]}: each Service port with its addresses (ClusterIPs,
 // NodePort, externalIPs, LoadBalancer IPs) and the endpoints new flows

@@ -11,7 +11,10 @@ lcore end to end in cycles per packet, against the swap forwarder, with the
 generator on the other lcore and interleaved on the worker's own
 (sluice-bench-throughput, ~4 minutes, --quick under 1); Service updates with a
 worker running (sluice-bench-update: one endpoint change, full syncs, memory
-per Service port; about a minute); kube-proxy's iptables rules in the kernel
+per Service port; about a minute); a source change to the running dataplane
+through the real processes (sluice-bench-source: an etcd put, and a
+Kubernetes API watch event from the fake API server; seconds each);
+kube-proxy's iptables rules in the kernel
 (bench/kernel/run_kernel_bench.py); then the report.
 """
 import argparse
@@ -130,7 +133,25 @@ def source(build, out_dir, quick):
     out = os.path.join(out_dir, "source_to_dataplane.json")
     run([binary, "--node", progs[0], "--control", progs[1], "--cluster",
          os.path.join(ROOT, "examples", "cluster", "node-228.json"),
-         "--puts", "50" if quick else "200", "--out", out], 300)
+         "--changes", "50" if quick else "200", "--out", out], 300)
+    with open(out) as f:
+        return json.load(f)
+
+
+def source_kube(build, out_dir, quick):
+    """A Kubernetes watch event (an EndpointSlice change, pushed by the fake
+    API server) to the running dataplane holding it, through the real
+    processes; None without the programs or /usr/bin/python3."""
+    binary = os.path.join(build, "bench", "sluice-bench-source")
+    progs = [os.path.join(build, "app", p) for p in ("sluice-node", "sluice-control")]
+    if not all(os.path.exists(p) for p in [binary] + progs + ["/usr/bin/python3"]):
+        log("API-watch-to-dataplane latency skipped (no sluice-bench-source, programs or "
+            "/usr/bin/python3)")
+        return None
+    out = os.path.join(out_dir, "kube_to_dataplane.json")
+    run([binary, "--source", "kube", "--node", progs[0], "--control", progs[1], "--cluster",
+         os.path.join(ROOT, "examples", "cluster", "node-228.json"),
+         "--changes", "50" if quick else "200", "--out", out], 300)
     with open(out) as f:
         return json.load(f)
 
@@ -155,6 +176,7 @@ def main():
     data["update"] = update(args.build, out_dir, args.quick)
     data["etcd"] = etcd(args.build, out_dir, args.quick)
     data["source"] = source(args.build, out_dir, args.quick)
+    data["source_kube"] = source_kube(args.build, out_dir, args.quick)
     data["update"] = update(args.build, out_dir, args.quick)
     if args.no_kernel or os.geteuid() != 0:
         data["kernel"] = None

@@ -87,12 +87,30 @@ std::string Peers(const json& doc) {
   return out;
 }
 
+// ip neigh's lines (the port's role as the device), then the room each
+// kind of entry has.
 std::string Neighbors(const json& doc) {
   std::string out;
-  for (const json& e : Arr(doc, "neighbors"))
+  for (const json& e : Arr(doc, "neighbors")) {
     absl::StrAppend(&out, Str(e, "ip"), " dev ", Str(e, "port"), " lladdr ", Str(e, "mac"), " ",
-                    Str(e, "state"), "\n");
-  return out.empty() ? "(no neighbours)\n" : out;
+                    Str(e, "state"));
+    if (!Bool(e, "static"))
+      out += absl::StrFormat(" (confirmed %.1fs ago)", Num(e, "confirmed_seconds_ago"));
+    out += "\n";
+  }
+  if (out.empty()) out = "(no neighbours)\n";
+  const json& ports = Arr(doc, "ports");
+  const auto st = doc.is_object() ? doc.find("static") : doc.end();
+  if (ports.empty() || st == doc.end() || !st->is_object())
+    return out + "(unexpected answer: no counts)\n";
+  out += "# learned:";
+  for (size_t i = 0; i < ports.size(); ++i)
+    absl::StrAppend(&out, i == 0 ? " " : ", ", Str(ports[i], "port"), " ", Str(ports[i], "learned"),
+                    " of ", Str(ports[i], "learn_quota"));
+  absl::StrAppend(&out, "; static ", Str(*st, "count"), " of ", Str(*st, "capacity"),
+                  "; stale after ", Str(doc, "reachable_seconds"), "s, removed ",
+                  Str(doc, "stale_seconds"), "s later\n");
+  return out;
 }
 
 std::string Tuple(const json& t) {

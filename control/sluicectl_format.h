@@ -4,7 +4,9 @@
 //   services   Services, their addresses and endpoints (iptables -t nat -L)
 //   peers      flannel's subnet map as routes, ARP and FDB entries
 //              (ip route, ip neigh, bridge fdb on flannel.1)
-//   neighbors  ip neigh
+//   neighbors  the neighbour table as ip neigh (PERMANENT statics, REACHABLE
+//              or STALE learned entries), then each port's learned count
+//              and quota and the statics' count and capacity
 //   conntrack  conntrack -L
 //   counters   per-worker counters
 //   stages     per-stage cycles of the worker graph

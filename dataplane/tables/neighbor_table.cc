@@ -4,6 +4,7 @@
 #include <rte_hash_crc.h>
 #include <rte_malloc.h>
 
+#include <algorithm>
 #include <cassert>
 #include <map>
 #include <string>
@@ -301,6 +302,29 @@ void NeighborTable::FreeAfterGracePeriod(const std::vector<int32_t>& positions) 
     rte_hash_free_key_with_position(hash_, pos);
     rte_spinlock_unlock(&write_lock_);
   }
+}
+
+std::vector<NeighborTable::Entry> NeighborTable::Entries(uint64_t now) const {
+  std::vector<Entry> out;
+  for (uint32_t pos = 0; pos < slots_total_; ++pos) {
+    const Slot& s = slots_[pos];
+    const uint64_t w = s.word.load(std::memory_order_acquire);
+    if ((w & kValid) == 0) continue;  // unused, or an add not yet published
+    Entry e;
+    e.port = static_cast<PortRole>(s.key.port);  // stable: only this thread frees slots
+    e.ip = s.key.ip;
+    e.mac = Unpack(w & kMacBits);
+    if ((w & kStatic) == 0) {
+      const uint64_t c = s.confirmed.load(std::memory_order_relaxed);
+      e.confirmed_ago = now > c ? now - c : 0;
+      e.state = e.confirmed_ago > reachable_ticks_ ? EntryState::kStale : EntryState::kReachable;
+    }
+    out.push_back(e);
+  }
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) {
+    return a.port != b.port ? a.port < b.port : a.ip < b.ip;
+  });
+  return out;
 }
 
 uint32_t NeighborTable::learned_count(PortRole port) const {

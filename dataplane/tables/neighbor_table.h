@@ -43,6 +43,17 @@
 //    the position only after inserting). A reader in that moment reads the
 //    cleared word and reports a miss, as it would have a moment earlier;
 //    the next lookup finds the entry.
+//  - Entries (sluicectl neighbors) runs on the control thread, the only
+//    thread that deletes keys and frees slots, and never concurrently with
+//    ReplaceStatic or Age, so no slot it reads can be freed or reused under
+//    it. It walks the side array without the lock:
+//    a slot whose word it loads (acquire) as valid had its key and
+//    confirmation time written before that word was published, and its key
+//    stays as it is until this same thread frees the slot. What workers do
+//    meanwhile shows as one of two versions, never a torn one: a MAC
+//    changed by Learn is either word (one atomic load), a refresh moves the
+//    confirmation time (one relaxed load), an entry added during the walk
+//    is listed or not. The walk never blocks Learn nor LookupBulk.
 //  - version() is bumped (release) after an entry is added, its MAC
 //    changes or it is removed, never on a same-MAC refresh: a worker that
 //    caches a MAC or its absence (a prebuilt outer header per peer) reads
@@ -155,6 +166,25 @@ class NeighborTable {
   // `now`; returns how many. Blocks for one grace period when it removes
   // any.
   uint32_t Age(uint64_t now);
+
+  // One entry as Entries() reports it, in the kernel's `ip neigh` terms.
+  enum class EntryState : uint8_t {
+    kPermanent,  // static
+    kReachable,  // learned, confirmed within the reachable time
+    kStale,      // learned, past the reachable time: still used, refreshed by
+                 // a request, removed by Age after the stale time
+  };
+  struct Entry {
+    PortRole port = PortRole::kUplink;
+    uint32_t ip = 0;
+    MacAddress mac{};
+    EntryState state = EntryState::kPermanent;
+    uint64_t confirmed_ago = 0;  // learned: `now` minus its last confirmation (0 if
+                                 // confirmed at or after `now`); statics 0
+  };
+  // Every entry, sorted by port then address; `now` in the table's ticks.
+  // Control thread only (see the contract above); allocates the vector.
+  std::vector<Entry> Entries(uint64_t now) const;
 
   // Slots in use, including deleted keys waiting for their grace period
   // (exact between control-thread calls; racy while workers learn).

@@ -47,6 +47,38 @@ TEST(SluicectlFormat, AServiceWithoutEndpointsSaysReject) {
   EXPECT_THAT(out, HasSubstr("-> (no endpoints: REJECT)"));
 }
 
+TEST(SluicectlFormat, NeighborsReadLikeIpNeighThenTheRoomEachKindHas) {
+  const json doc = json::parse(R"({"neighbors": [
+      {"port": "uplink", "ip": "10.10.100.1", "mac": "02:00:0a:0a:64:01", "static": true,
+       "state": "PERMANENT"},
+      {"port": "pods", "ip": "10.244.26.21", "mac": "02:00:00:00:aa:01", "static": false,
+       "state": "REACHABLE", "confirmed_seconds_ago": 1.26},
+      {"port": "pods", "ip": "10.244.26.22", "mac": "02:00:00:00:aa:02", "static": false,
+       "state": "STALE", "confirmed_seconds_ago": 41}],
+      "ports": [{"port": "uplink", "learned": 0, "learn_quota": 4096},
+                {"port": "pods", "learned": 2, "learn_quota": 4096},
+                {"port": "host", "learned": 0, "learn_quota": 16}],
+      "static": {"count": 1, "capacity": 1024},
+      "reachable_seconds": 30, "stale_seconds": 60})");
+  EXPECT_EQ(FormatShow("neighbors", doc),
+            "10.10.100.1 dev uplink lladdr 02:00:0a:0a:64:01 PERMANENT\n"
+            "10.244.26.21 dev pods lladdr 02:00:00:00:aa:01 REACHABLE (confirmed 1.3s ago)\n"
+            "10.244.26.22 dev pods lladdr 02:00:00:00:aa:02 STALE (confirmed 41.0s ago)\n"
+            "# learned: uplink 0 of 4096, pods 2 of 4096, host 0 of 16; static 1 of 1024; "
+            "stale after 30s, removed 60s later\n");
+}
+
+TEST(SluicectlFormat, AnEmptyNeighbourTableStillShowsItsRoom) {
+  const json doc = json::parse(R"({"neighbors": [],
+      "ports": [{"port": "uplink", "learned": 0, "learn_quota": 4}],
+      "static": {"count": 0, "capacity": 3}, "reachable_seconds": 30, "stale_seconds": 60})");
+  EXPECT_EQ(FormatShow("neighbors", doc),
+            "(no neighbours)\n# learned: uplink 0 of 4; static 0 of 3; stale after 30s, "
+            "removed 60s later\n");
+  EXPECT_EQ(FormatShow("neighbors", json::parse("{}")),
+            "(no neighbours)\n(unexpected answer: no counts)\n");
+}
+
 TEST(SluicectlFormat, UnexpectedDocumentsNeverThrow) {
   for (const char* what : {"services", "peers", "neighbors", "conntrack", "counters", "stages"}) {
     for (const char* text : {"null", "[]", "{}", R"({"services": 3, "peers": [1, "x"],

@@ -396,6 +396,199 @@ def t_seed002_etcd(ctx):
             "restart, nothing synced while etcd was down; %d echoes, longest gap %.0f ms" % (added_ms, st["echoed"], st["max_gap_ms"]))
 
 
+FAKE_APISERVER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "control", "sources", "fake_apiserver.py")
+SERVICES = "/api/v1/services"
+SLICES = "/apis/discovery.k8s.io/v1/endpointslices"
+
+
+class FakeApi:
+    """tests/control/sources/fake_apiserver.py on loopback, driven over its
+    stdin: the cluster file's Services and EndpointSlices as the lists, and
+    watch events pushed while sluice-control watches. A kubeconfig for it."""
+
+    def __init__(self, ctx, items, list_rv):
+        import queue
+        import threading
+        self.p = ctx.spawn([PY, FAKE_APISERVER, "--max-seconds", "120"], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE)
+        self.lines = queue.Queue()
+        self.seen = []
+        line = self.p.stdout.readline().decode()
+        if not line.startswith("READY "):
+            raise AssertionError("fake API server: %r" % line)
+        self.url = "http://127.0.0.1:%d" % int(line.split()[1])
+        threading.Thread(target=self._read, daemon=True).start()
+        self.rv = list_rv
+        for path, kind in ((SERVICES, "Service"), (SLICES, "EndpointSlice")):
+            self._send({"op": "respond", "path": path, "watch": False, "response": {
+                "status": 200, "body": {"kind": kind + "List", "apiVersion": "v1",
+                                        "metadata": {"resourceVersion": str(list_rv)},
+                                        "items": [i for i in items if i["kind"] == kind]}}})
+        self.kubeconfig = os.path.join(ctx.tmp, "kubeconfig")
+        with open(self.kubeconfig, "w") as f:
+            f.write("apiVersion: v1\nkind: Config\ncurrent-context: fake\n"
+                    "clusters:\n- name: fake\n  cluster:\n    server: %s\n"
+                    "users:\n- name: e2e\n  user:\n    token: e2e-token\n"
+                    "contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: e2e\n"
+                    % self.url)
+
+    def _read(self):
+        for raw in self.p.stdout:
+            self.lines.put(raw.decode().rstrip("\n"))
+
+    def _send(self, command):
+        self.p.stdin.write((json.dumps(command) + "\n").encode())
+        self.p.stdin.flush()
+
+    def requests(self, path, watch):
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return [json.loads(l[len("REQUEST "):]) for l in self.seen if l.startswith("REQUEST ")
+                and json.loads(l[len("REQUEST "):])["path"] == path
+                and json.loads(l[len("REQUEST "):])["watch"] == watch]
+
+    def mismatches(self):
+        self.requests("", False)
+        return [l for l in self.seen if l.startswith("MISMATCH ")]
+
+    def push(self, path, kind, obj):
+        """One watch event for `obj`, with the next resourceVersion."""
+        self.rv += 1
+        obj = json.loads(json.dumps(obj))
+        obj["metadata"]["resourceVersion"] = str(self.rv)
+        self._send({"op": "push", "path": path, "events": [{"type": kind, "object": obj}]})
+
+
+LEARNED_IP, LEARNED_MAC = "10.244.26.21", "02:aa:00:00:00:21"
+
+
+def check_neighbors(ctx, model):
+    """sluicectl neighbors: the cluster file's static neighbours (sent by
+    sluice-control) as PERMANENT, and a pod address the dataplane learned
+    from an ARP request to its gateway address as REACHABLE."""
+    arp = ("import socket, struct; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
+           "s.bind(('pod0', 0)); mac = bytes.fromhex('%s'); "
+           "s.send(b'\\xff' * 6 + mac + b'\\x08\\x06' + struct.pack('!HHBBH6s4s6s4s', 1, "
+           "0x0800, 6, 4, 1, mac, socket.inet_aton('%s'), bytes(6), "
+           "socket.inet_aton('10.244.26.1')))" % (LEARNED_MAC.replace(":", ""), LEARNED_IP))
+    topo.run([PY, "-c", arp], ns=ctx.t.pod_ns)
+
+    def entries():
+        return {(n["port"], n["ip"]): n for n in ctx.ctl("neighbors")["neighbors"]}
+    topo.wait_for(lambda: ("pods", LEARNED_IP) in entries(), 5, "the learned neighbour")
+    doc = ctx.ctl("neighbors")
+    got = {(n["port"], n["ip"]): n for n in doc["neighbors"]}
+    want = {(n["port"], n["ip"]): n["mac"] for n in model["node"]["neighbors"]}
+    statics = {k: n["mac"] for k, n in got.items() if n["static"]}
+    if statics != want or any(got[k]["state"] != "PERMANENT" for k in want):
+        raise AssertionError("static neighbours %s, expected the cluster file's %s"
+                             % (statics, want))
+    learned = got[("pods", LEARNED_IP)]
+    if (learned["mac"] != LEARNED_MAC or learned["static"] or learned["state"] != "REACHABLE"
+            or not 0 <= learned["confirmed_seconds_ago"] < 30):
+        raise AssertionError("the learned neighbour: %s" % learned)
+    if [k for k, n in got.items() if k[0] == "pods" and not n["static"]] != [("pods", LEARNED_IP)]:
+        raise AssertionError("learned on the pods port: %s" % got)
+    pods = next(p for p in doc["ports"] if p["port"] == "pods")
+    if doc["static"]["count"] != len(want) or pods["learned"] != 1:
+        raise AssertionError("neighbour counts: %s, %s" % (doc["static"], doc["ports"]))
+    text = subprocess.run([ctx.args.ctl, "--socket", ctx.socket(), "neighbors"],
+                          stdout=subprocess.PIPE, timeout=10, check=True).stdout.decode()
+    for line in ("10.10.100.1 dev uplink lladdr 02:00:0a:0a:64:01 PERMANENT\n",
+                 "%s dev pods lladdr %s REACHABLE (confirmed " % (LEARNED_IP, LEARNED_MAC),
+                 "static %d of " % len(want)):
+        if line not in text:
+            raise AssertionError("sluicectl neighbors lacks %r:\n%s" % (line, text))
+
+
+@scenario("services_from_kube_api")
+def t_kube_api(ctx):
+    """sluice-control fed by the Kubernetes API (the fake API server's list
+    and watch) for a running dataplane: the listed Services and endpoints
+    reach it, an EndpointSlice change on the watch stream (one endpoint
+    added, one removed) moves the ClusterIP's traffic to the new endpoint,
+    and a Service deleted on the stream goes away. Also sluicectl neighbors
+    (check_neighbors)."""
+    ctx.echo_servers()  # 10.244.25.149:22 (the listed endpoint), 10.244.25.30:8080
+    new_ep = ctx.spawn([PY, ECHO, "server", topo.PEER_PODS[1], "22"], ns=ctx.t.peer_ns)
+    old_ep = next(p for p in ctx.procs if p.args[-3:] == ["server", topo.PEER_PODS[0], "22"])
+    with open(ctx.cluster_file()) as f:
+        model = json.load(f)
+    items = model["kubernetes"]["items"]
+    api = FakeApi(ctx, items, 9000000)
+    node = ctx.start_node("kube", extra=["--socket", ctx.socket()], cluster=False)
+    out = open(os.path.join(ctx.tmp, "control-kube.out"), "w+")
+    control = ctx.spawn([ctx.args.control, "--socket", ctx.socket(), "--cluster",
+                         ctx.cluster_file(), "--kubeconfig", api.kubeconfig,
+                         "--metrics-bind", "127.0.0.1:0", "--healthz-bind", "127.0.0.1:0"],
+                        stdout=out, stderr=subprocess.STDOUT)
+    control.log = out
+
+    def endpoints():
+        """Service port name -> its endpoints as "ip:port", from the dataplane."""
+        if not os.path.exists(ctx.socket()):
+            return {}
+        return {s["name"]: sorted("%s:%d" % (e["ip"], e["port"]) for e in s["endpoints"])
+                for s in ctx.ctl("services")["services"]}
+    tzp, web = "ai/tzp-pytorch-2:ssh/TCP", "default/web:http/TCP"
+    try:
+        topo.wait_for(lambda: tzp in endpoints() and api.requests(SLICES, True), 15,
+                      "the listed Services in the dataplane and the watches")
+    except AssertionError:
+        raise AssertionError("services: %s\nsluice-control:\n%s" % (endpoints(),
+                                                                   read_log(control)))
+    got = endpoints()
+    want = {tzp: ["10.244.25.149:22"], web: ["10.244.25.30:8080", "10.244.26.20:8080"],
+            "default/kubernetes:https/TCP": ["10.10.100.226:6443"],
+            "kube-system/kube-dns:dns/UDP": ["10.244.24.53:53"],
+            "kube-system/kube-dns:dns-tcp/TCP": ["10.244.24.53:53"]}
+    if got != want:
+        raise AssertionError("the dataplane's Services from the API: %s, expected %s"
+                             % (got, want))
+    watches = api.requests(SERVICES, True) + api.requests(SLICES, True)
+    if len(watches) != 2 or any(w["query"].get("resourceVersion") != "9000000" or
+                                w["authorization"] != "Bearer e2e-token" for w in watches):
+        raise AssertionError("watch requests: %s" % watches)
+    check_neighbors(ctx, model)
+    if not connects(ctx, CLUSTER_IP, 22):
+        raise AssertionError("no connection through the ClusterIP to the listed endpoint")
+    # The listed endpoint's server goes: the ClusterIP is refused until the
+    # watch moves the Service to 10.244.25.30.
+    old_ep.kill()
+    old_ep.wait(timeout=10)
+    if connects(ctx, CLUSTER_IP, 22):
+        raise AssertionError("the ClusterIP still connects with its endpoint's server gone")
+    tzp_slice = next(i for i in items if i["kind"] == "EndpointSlice" and
+                     i["metadata"]["name"].startswith("tzp-pytorch-2"))
+    moved = json.loads(json.dumps(tzp_slice))
+    moved["endpoints"][0]["addresses"] = [topo.PEER_PODS[1]]  # 149 removed, 30 added
+    t0 = time.monotonic()
+    api.push(SLICES, "MODIFIED", moved)
+    topo.wait_for(lambda: endpoints().get(tzp) == ["10.244.25.30:22"], 5,
+                  "the EndpointSlice change in the dataplane")
+    moved_ms = (time.monotonic() - t0) * 1000
+    if not connects(ctx, CLUSTER_IP, 22):
+        raise AssertionError("the ClusterIP does not reach the endpoint the watch added")
+    web_svc = next(i for i in items if i["kind"] == "Service" and i["metadata"]["name"] == "web")
+    t0 = time.monotonic()
+    api.push(SERVICES, "DELETED", web_svc)
+    topo.wait_for(lambda: web not in endpoints(), 5, "the deleted Service to go")
+    deleted_ms = (time.monotonic() - t0) * 1000
+    if sorted(endpoints()) != sorted(k for k in want if k != web):
+        raise AssertionError("Services after the deletion: %s" % endpoints())
+    if api.mismatches():
+        raise AssertionError("fake API server: %s" % api.mismatches())
+    log = ctx.stop_node(node)
+    if counter(log, "service_dnat") < 2:
+        raise AssertionError("service_dnat = %d\n%s" % (counter(log, "service_dnat"), log))
+    new_ep.kill()
+    return ("5 Service ports from the API's lists; an EndpointSlice MODIFIED on the watch "
+            "(149 -> 30) in the dataplane in %.0f ms and the ClusterIP follows it; a Service "
+            "DELETED gone in %.0f ms (sluicectl polling); sluicectl neighbors: the file's "
+            "statics and one learned from ARP" % (moved_ms, deleted_ms))
+
+
 @scenario("operator_endpoints")
 def t_operator(ctx):
     """kube-proxy's operator surface, served by sluice-control for a live

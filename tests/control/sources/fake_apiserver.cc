@@ -132,7 +132,7 @@ bool FakeApiServer::WaitLine(const std::string& line, std::chrono::milliseconds 
   });
 }
 
-void FakeApiServer::Send(const nlohmann::json& command) {
+void FakeApiServer::Send(const nlohmann::json& command, bool wait_for_ack) {
   const std::string text = command.dump() + "\n";
   size_t done = 0;
   while (done < text.size()) {
@@ -142,7 +142,7 @@ void FakeApiServer::Send(const nlohmann::json& command) {
     done += static_cast<size_t>(n);
   }
   ++sent_;
-  WaitLine("ACK " + std::to_string(sent_), std::chrono::seconds(10));
+  if (wait_for_ack) WaitLine("ACK " + std::to_string(sent_), std::chrono::seconds(10));
 }
 
 void FakeApiServer::Respond(const std::string& path, bool watch, const nlohmann::json& response) {
@@ -150,6 +150,10 @@ void FakeApiServer::Respond(const std::string& path, bool watch, const nlohmann:
 }
 
 void FakeApiServer::Open(const std::string& gate) { Send({{"op", "open"}, {"gate", gate}}); }
+
+void FakeApiServer::Push(const std::string& path, const nlohmann::json& events) {
+  Send({{"op", "push"}, {"path", path}, {"events", events}}, /*wait_for_ack=*/false);
+}
 
 std::vector<nlohmann::json> FakeApiServer::Requests() const {
   std::vector<nlohmann::json> out;

@@ -57,6 +57,11 @@ class FakeApiServer {
   // Queues `response` (see fake_apiserver.py) for the next GET of `path`.
   void Respond(const std::string& path, bool watch, const nlohmann::json& response);
   void Open(const std::string& gate);
+  // Hands `events` (a JSON array of watch events) to the watches of `path`
+  // (see "Pushed events" in fake_apiserver.py). Returns once the command is
+  // written, without waiting for the server's ACK, so that a caller timing
+  // the event starts its clock before this and loses nothing to the wait.
+  void Push(const std::string& path, const nlohmann::json& events);
 
   // The requests seen so far (path, query, watch, authorization, client_cn).
   std::vector<nlohmann::json> Requests() const;
@@ -68,7 +73,7 @@ class FakeApiServer {
 
  private:
   FakeApiServer() = default;
-  void Send(const nlohmann::json& command);
+  void Send(const nlohmann::json& command, bool wait_for_ack = true);
   void ReadLoop();
   bool WaitLine(const std::string& line, std::chrono::milliseconds timeout) const;
 

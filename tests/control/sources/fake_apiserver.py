@@ -14,13 +14,22 @@ It is driven by the test over stdin and stdout, one JSON object per line:
   stdin  {"op": "respond", "path": P, "watch": bool, "response": R}
              queue R for the next GET of path P (a watch when ?watch=1)
          {"op": "open", "gate": G}     release streams waiting at gate G
+         {"op": "push", "path": P, "events": [E...]}
+             change objects while watches run: E... go out as one chunk
+             on every watch of P, open now or later, whose request's
+             resourceVersion is below an event's (as the API server's
+             watch cache replays); see "Pushed events" below
          {"op": "quit"}                (EOF on stdin does the same)
   stdout READY <port>                  once listening on 127.0.0.1
          ACK <n>                       after the n-th stdin command
          REQUEST {"path": .., "query": {..}, "watch": bool,
                   "authorization": .., "client_cn": ..}
                                        before each request is answered
-         MISMATCH <text>               a request failed its "expect"
+         SENT {"path": P, "resourceVersion": RV, "monotonic_ns": T}
+                                       a watch wrote pushed events up to RV
+                                       to its socket at CLOCK_MONOTONIC T
+         MISMATCH <text>               a request failed its "expect", or a
+                                       push was refused
 
 A response R is one of
   {"status": 200, "body": {...}}       a JSON body (a List, a Status)
@@ -37,6 +46,16 @@ A response R is one of
 An unscripted list is answered 404 with a Status; an unscripted watch
 stays open, idle.
 
+Pushed events: each event's object.metadata.resourceVersion must be a
+decimal number above every earlier push's on that path (else the push is
+refused with a MISMATCH line). A watch serves them once its scripted
+actions have run out (an unscripted watch at once): every pushed event
+whose resourceVersion is above the watch request's resourceVersion (all
+pushes made after the request when it has none), in push order, one chunk
+per push. The thread that reads the push command writes it to every
+waiting watch itself, so an event is on the socket as soon as the server
+has read the command: no polling, no hand-over to another thread.
+
 Options: --tls-cert FILE --tls-key FILE [--client-ca FILE] serve HTTPS
 (requiring a client certificate signed by --client-ca when given). The
 process ends on quit, on EOF of stdin (the test is gone) or after
@@ -51,11 +70,14 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 
 LOCK = threading.Lock()
 COND = threading.Condition(LOCK)
 SCRIPTS = {}  # (path, watch) -> [response, ...]
+PUSHED = {}  # path -> [(last resourceVersion, [(resourceVersion, event), ...]), ...]
+STREAMS = {}  # path -> watch streams idle after their script: the stdin reader writes to them
 GATES = set()
 QUIT = threading.Event()
 
@@ -108,10 +130,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with LOCK:
             queue = SCRIPTS.get((url.path, watch), [])
             response = queue.pop(0) if queue else None
+            rv = query.get("resourceVersion", "")
+            pushed = PUSHED.get(url.path, [])
+            since = int(rv) if rv.isdigit() else (pushed[-1][0] if pushed else -1)
         if response is None:
             if watch:
                 self.start_stream(200)
-                QUIT.wait()
+                self.serve_pushed(url.path, since)
                 self.close_connection = True
                 return
             self.send_json(404, status_body(404, "NotFound", "no scripted response for " + url.path))
@@ -147,8 +172,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
                 return
-        QUIT.wait()
+        self.serve_pushed(url.path, since)
         self.close_connection = True
+
+    def serve_pushed(self, path, since):
+        """Writes the events pushed on `path` above resourceVersion `since`
+        so far, then registers the stream so that the stdin reader writes
+        later pushes to it itself (one thread wake-up less per event), and
+        idles until quit or until a write to it fails."""
+        stream = {"handler": self, "since": since, "dead": threading.Event()}
+        with COND:
+            sent = [self.write_batch(stream, b) for b in PUSHED.get(path, [])]
+            if not stream["dead"].is_set():
+                STREAMS.setdefault(path, []).append(stream)
+        emit_sent(path, sent)
+        while not QUIT.is_set() and not stream["dead"].is_set():
+            stream["dead"].wait(0.5)
+        with COND:
+            if stream in STREAMS.get(path, []):
+                STREAMS[path].remove(stream)
+
+    def write_batch(self, stream, batch):
+        """Writes the events of one push above the stream's resourceVersion
+        as one chunk (LOCK held); returns (last resourceVersion, monotonic
+        ns) when it wrote, else None."""
+        last, events = batch
+        if last <= stream["since"] or stream["dead"].is_set():
+            return None
+        try:
+            self.chunk(b"".join(json.dumps(e).encode() + b"\n"
+                                for v, e in events if v > stream["since"]))
+        except OSError:
+            stream["dead"].set()
+            return None
+        return (last, time.monotonic_ns())
 
     def start_stream(self, status):
         self.send_response(status)
@@ -175,6 +232,35 @@ class Server(http.server.ThreadingHTTPServer):
         pass  # a client that went away mid-stream is not news
 
 
+def emit_sent(path, sent):
+    for done in sent:
+        if done is not None:
+            emit("SENT " + json.dumps({"path": path, "resourceVersion": str(done[0]),
+                                       "monotonic_ns": done[1]}))
+
+
+def push(path, events):
+    """Appends a batch to PUSHED[path] and writes it to the watches of path
+    that are waiting for pushes (LOCK held); returns (why it was refused or
+    None, what was sent for emit_sent)."""
+    log = PUSHED.setdefault(path, [])
+    last = log[-1][0] if log else -1
+    batch = []
+    for i, e in enumerate(events):
+        try:
+            rv = e["object"]["metadata"]["resourceVersion"]
+        except (KeyError, TypeError):
+            return "events[%d]: no object.metadata.resourceVersion" % i, []
+        if not isinstance(rv, str) or not rv.isdigit() or int(rv) <= last:
+            return "events[%d]: resourceVersion %r is not a number above %d" % (i, rv, last), []
+        last = int(rv)
+        batch.append((last, e))
+    if not batch:
+        return None, []
+    log.append((last, batch))
+    return None, [st["handler"].write_batch(st, (last, batch)) for st in STREAMS.get(path, [])]
+
+
 def read_commands():
     count = 0
     for line in sys.stdin:
@@ -183,6 +269,7 @@ def read_commands():
             continue
         command = json.loads(line)
         op = command["op"]
+        refused, sent = None, []
         with COND:
             if op == "respond":
                 SCRIPTS.setdefault((command["path"], bool(command.get("watch"))), []).append(
@@ -190,6 +277,13 @@ def read_commands():
             elif op == "open":
                 GATES.add(command["gate"])
                 COND.notify_all()
+            elif op == "push":
+                refused, sent = push(command["path"], command["events"])
+        # emit takes LOCK, which COND holds above.
+        if op == "push":
+            emit_sent(command["path"], sent)
+        if refused:
+            emit("MISMATCH push on %s: %s" % (command["path"], refused))
         count += 1
         emit("ACK %d" % count)
         if op == "quit":
@@ -200,6 +294,11 @@ def read_commands():
 
 
 def main():
+    # Python hands the GIL between threads every 5 ms by default: a push
+    # waking a stream thread could wait that long behind the stdin reader.
+    # 0.2 ms keeps the server's own share of a pushed event small (see
+    # bench/app/source_to_dataplane_bench.cc, which measures it).
+    sys.setswitchinterval(0.0002)
     parser = argparse.ArgumentParser()
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")

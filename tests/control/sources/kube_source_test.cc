@@ -12,6 +12,7 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "control/cluster_file.h"
@@ -181,6 +182,56 @@ TEST_F(KubeSourceTest, ListThenWatchFromTheListsResourceVersion) {
   EXPECT_EQ(watches[0]["query"]["resourceVersion"], "100");
   EXPECT_EQ(watches[0]["query"]["timeoutSeconds"], "300");
   EXPECT_EQ(source_->stats().skipped_objects, 1u);
+  EXPECT_EQ(source_->stats().services.events, 4u);
+}
+
+// Pushed events (fake_apiserver.py's "push") reach a watch that is open,
+// and a watch that reconnects from an older resourceVersion gets the ones
+// it missed, in order, as the API server's watch cache replays them.
+TEST_F(KubeSourceTest, PushedEventsReachTheWatchAndAreReplayedAfterAReconnect) {
+  server_->Respond(kServices, false,
+                   List("ServiceList", {ServiceObject("web", "10.96.0.10", 80, "5")}, "100"));
+  // The first watch is held at a gate, then dropped; the second is the
+  // unscripted one that serves pushes.
+  server_->Respond(kServices, true, Stream(json::array({{{"gate", "g"}}, {{"drop", true}}})));
+  StartSource(true, false, false);
+  ASSERT_TRUE(collector_.WaitUpdates(1));
+  ASSERT_TRUE(server_->WaitForRequests(kServices, true, 1));
+  server_->Push(kServices,
+                json::array({Event("ADDED", ServiceObject("api", "10.96.0.20", 443, "101"))}));
+  server_->Push(kServices,
+                json::array({Event("MODIFIED", ServiceObject("web", "10.96.0.10", 8080, "102")),
+                             Event("DELETED", ServiceObject("api", "10.96.0.20", 443, "103"))}));
+  server_->Open("g");  // drop: the source re-watches from 100 and is replayed 101..103
+  ASSERT_TRUE(collector_.WaitUpdates(4));
+  ASSERT_TRUE(server_->WaitForRequests(kServices, true, 2));
+  EXPECT_EQ(server_->Requests(kServices, true)[1]["query"]["resourceVersion"], "100");
+  std::vector<KubeUpdate> u = collector_.updates();
+  ASSERT_EQ(u.size(), 4u);
+  EXPECT_EQ(u[1].kind, KubeUpdateKind::kUpsert);
+  EXPECT_EQ(u[1].services[0].name, "api");
+  EXPECT_EQ(u[2].services[0].ports[0].port, 8080);
+  EXPECT_EQ(u[3].kind, KubeUpdateKind::kDelete);
+  EXPECT_EQ(u[3].deleted_name, "default/api");
+  EXPECT_EQ(u[3].resource_version, "103");
+
+  // A push while the watch is open goes out at once.
+  server_->Push(kServices,
+                json::array({Event("MODIFIED", ServiceObject("web", "10.96.0.10", 81, "104"))}));
+  ASSERT_TRUE(collector_.WaitUpdates(5));
+  u = collector_.updates();
+  EXPECT_EQ(u[4].services[0].ports[0].port, 81);
+  EXPECT_EQ(u[4].resource_version, "104");
+  // The server says when it wrote it (after the write: the line may follow
+  // the update).
+  auto sent_104 = [&] {
+    for (const std::string& line : server_->Lines("SENT "))
+      if (json::parse(line)["resourceVersion"] == "104") return true;
+    return false;
+  };
+  for (int i = 0; i < 1000 && !sent_104(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_TRUE(sent_104());
   EXPECT_EQ(source_->stats().services.events, 4u);
 }
 

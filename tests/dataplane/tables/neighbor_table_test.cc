@@ -6,6 +6,12 @@
 #include <rte_malloc.h>
 #include <rte_rcu_qsbr.h>
 
+#include <atomic>
+#include <set>
+#include <thread>
+#include <utility>
+#include <vector>
+
 #include "gtest/gtest.h"
 #include "tests/fixtures/packet_builder.h"
 
@@ -298,6 +304,89 @@ TEST_F(NeighborTableTest, AStaticSetThatCannotBeAppliedChangesNothing) {
   EXPECT_TRUE(Has(PortRole::kUplink, "10.10.100.2"));
   EXPECT_FALSE(Has(PortRole::kUplink, "10.10.100.3"));
   EXPECT_EQ(t.version(), v);
+}
+
+TEST_F(NeighborTableTest, EntriesListEveryEntryWithItsStateSortedByPortAndAddress) {
+  NeighborTable& t = Make();
+  using State = NeighborTable::EntryState;
+  t.Learn(PortRole::kPods, kPodsNet, Ip("10.244.26.99"), Mac("0a:58:0a:f4:1a:63"), 5000);
+  t.Learn(PortRole::kUplink, kUplinkNet, Ip("10.10.100.5"), Mac("02:00:00:00:00:05"), 1000);
+  t.Learn(PortRole::kUplink, kUplinkNet, Ip("10.10.100.7"), Mac("02:00:00:00:00:07"), 40000);
+  t.Learn(PortRole::kPods, kPodsNet, Ip("10.244.26.20"), Mac("0a:58:0a:f4:1a:14"), 0);
+  // 10.244.26.20 was learned and becomes static.
+  ASSERT_TRUE(t.ReplaceStatic({{PortRole::kUplink, Ip("10.10.100.1"), Mac("02:00:0a:0a:64:01")},
+                               {PortRole::kPods, Ip("10.244.26.20"), Mac("0a:58:0a:f4:1a:14")}})
+                  .ok());
+  const std::vector<NeighborTable::Entry> e = t.Entries(32000);
+  ASSERT_EQ(e.size(), 5u);
+  EXPECT_EQ(e[0].port, PortRole::kUplink);
+  EXPECT_EQ(e[0].ip, Ip("10.10.100.1"));
+  EXPECT_EQ(e[0].mac, Mac("02:00:0a:0a:64:01"));
+  EXPECT_EQ(e[0].state, State::kPermanent);
+  EXPECT_EQ(e[0].confirmed_ago, 0u);
+  EXPECT_EQ(e[1].ip, Ip("10.10.100.5"));
+  EXPECT_EQ(e[1].state, State::kStale);  // 31 s since its confirmation, past the reachable 30
+  EXPECT_EQ(e[1].confirmed_ago, 31000u);
+  EXPECT_EQ(e[2].ip, Ip("10.10.100.7"));
+  EXPECT_EQ(e[2].state, State::kReachable);  // confirmed after `now`: not in the past
+  EXPECT_EQ(e[2].confirmed_ago, 0u);
+  EXPECT_EQ(e[3].port, PortRole::kPods);
+  EXPECT_EQ(e[3].ip, Ip("10.244.26.20"));
+  EXPECT_EQ(e[3].state, State::kPermanent);
+  EXPECT_EQ(e[4].ip, Ip("10.244.26.99"));
+  EXPECT_EQ(e[4].mac, Mac("0a:58:0a:f4:1a:63"));
+  EXPECT_EQ(e[4].state, State::kReachable);
+  EXPECT_EQ(e[4].confirmed_ago, 27000u);
+  // Aged out entries are gone from the listing; the statics stay.
+  EXPECT_EQ(t.Age(200000), 3u);
+  const std::vector<NeighborTable::Entry> after = t.Entries(200000);
+  ASSERT_EQ(after.size(), 2u);
+  EXPECT_EQ(after[0].ip, Ip("10.10.100.1"));
+  EXPECT_EQ(after[1].ip, Ip("10.244.26.20"));
+}
+
+// A worker learning and changing MACs while the control thread lists: each
+// listing holds whole entries (a MAC that was written for that key, never a
+// mix), each key once, and nothing that was never learned.
+TEST_F(NeighborTableTest, EntriesWhileAWorkerLearnsShowWholeEntriesOnly) {
+  NeighborTable& t = Make();
+  const MacAddress a = Mac("02:00:00:00:00:aa"), b = Mac("02:11:22:33:44:55");
+  ASSERT_TRUE(
+      t.ReplaceStatic({{PortRole::kUplink, Ip("10.10.100.1"), Mac("02:00:0a:0a:64:01")}}).ok());
+  std::atomic<bool> done{false};
+  std::thread worker([&] {
+    for (uint32_t i = 0; i < 200000; ++i) {
+      t.Learn(PortRole::kUplink, kUplinkNet, Ip("10.10.100.5"), i % 2 ? a : b, i);
+      if (i % 1000 == 0)  // new keys appear during the walks too (the quota bounds them)
+        t.Learn(PortRole::kPods, kPodsNet, Ip("10.244.26.100") + i / 1000 % 4, a, i);
+    }
+    done = true;
+  });
+  uint32_t walks = 0, seen_a = 0, seen_b = 0;
+  while (!done || walks < 100) {
+    const std::vector<NeighborTable::Entry> e = t.Entries(0);
+    ++walks;
+    std::set<std::pair<PortRole, uint32_t>> keys;
+    for (const NeighborTable::Entry& x : e) {
+      ASSERT_TRUE(keys.insert({x.port, x.ip}).second) << FormatIpv4(x.ip) << " twice";
+      if (x.ip == Ip("10.10.100.5")) {
+        ASSERT_TRUE(x.mac == a || x.mac == b) << FormatMac(x.mac);
+        (x.mac == a ? seen_a : seen_b)++;
+      } else if (x.port == PortRole::kPods) {
+        ASSERT_GE(x.ip, Ip("10.244.26.100"));
+        ASSERT_LT(x.ip, Ip("10.244.26.104"));
+        ASSERT_EQ(x.mac, a);
+      } else {
+        ASSERT_EQ(x.ip, Ip("10.10.100.1"));
+        ASSERT_EQ(x.state, NeighborTable::EntryState::kPermanent);
+      }
+    }
+  }
+  worker.join();
+  const std::vector<NeighborTable::Entry> e = t.Entries(0);
+  ASSERT_EQ(e.size(), 6u);  // the static, the flapping one, 4 pods
+  EXPECT_EQ(e[1].mac, a);   // the last Learn (i odd)
+  EXPECT_GT(seen_a + seen_b, 0u);
 }
 
 TEST_F(NeighborTableTest, CreateRefusesConfigsItCannotHonour) {
