@@ -4,9 +4,9 @@
 // 0..16777215, got 16777216"). Used by the flannel value parsers
 // (flannel_values.h) and the live sources under sources/.
 //
-// control/cluster_file.cc reads its node and etcd parts with these too.
-// (control/kube_fields.h is a second set of the same readers, used by the
-// Kubernetes readers; they are to become one.)
+// control/cluster_file.cc reads its node and etcd parts with these too, and
+// the Kubernetes readers (kube_objects.h) and kubeconfig files
+// (sources/kube_client.h) theirs.
 //
 // Errors: every reader returns absl::InvalidArgumentError("<object>: <field>:
 // <what>") on a missing required field, a wrong type or a bad value; absent
@@ -30,6 +30,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "dataplane/common/types.h"  // MacAddress
+
+// Returns the status of `expr` when it is an error.
+#define SLUICE_JSON_RETURN_IF_ERROR(expr)                      \
+  do {                                                         \
+    absl::Status sluice_json_status_ = (expr);                 \
+    if (!sluice_json_status_.ok()) return sluice_json_status_; \
+  } while (0)
 
 namespace sluice {
 namespace json_fields {

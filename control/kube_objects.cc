@@ -8,36 +8,36 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "control/cluster_file.h"  // ParseIpv4Prefix, FormatIpv4Prefix
-#include "control/kube_fields.h"
+#include "control/json_fields.h"
 
 namespace sluice {
 namespace {
 
-using kube_fields::AsInt;
-using kube_fields::AsIpv4;
-using kube_fields::AsObject;
-using kube_fields::AsString;
-using kube_fields::Find;
-using kube_fields::GetArray;
-using kube_fields::GetBool;
-using kube_fields::GetInt;
-using kube_fields::GetIpv4;
-using kube_fields::GetObject;
-using kube_fields::GetStationMac;
-using kube_fields::GetString;
-using kube_fields::json;
-using kube_fields::Loc;
-using kube_fields::Member;
-using kube_fields::Need;
-using kube_fields::ParseJson;
-using kube_fields::Quote;
-using kube_fields::TypeError;
+using json_fields::AsInt;
+using json_fields::AsIpv4;
+using json_fields::AsObject;
+using json_fields::AsString;
+using json_fields::Find;
+using json_fields::GetArray;
+using json_fields::GetBool;
+using json_fields::GetInt;
+using json_fields::GetIpv4;
+using json_fields::GetObject;
+using json_fields::GetStationMac;
+using json_fields::GetString;
+using json_fields::json;
+using json_fields::Loc;
+using json_fields::Member;
+using json_fields::Need;
+using json_fields::ParseJson;
+using json_fields::Quote;
+using json_fields::TypeError;
 
 constexpr int64_t kMaxVni = (1 << 24) - 1;
 
 absl::Status GetProtocol(const json& obj, const Loc& loc, L4Protocol* out) {
   std::string name = "TCP";
-  SLUICE_RETURN_IF_ERROR(GetString(obj, loc, "protocol", Need::kOptional, &name));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(obj, loc, "protocol", Need::kOptional, &name));
   if (name == "TCP") {
     *out = L4Protocol::kTcp;
   } else if (name == "UDP") {
@@ -66,7 +66,7 @@ const char* ProtocolLabel(L4Protocol protocol) {
 absl::Status GetTrafficPolicy(const json& obj, const Loc& loc, absl::string_view key,
                               TrafficPolicy* out) {
   std::string name = "Cluster";
-  SLUICE_RETURN_IF_ERROR(GetString(obj, loc, key, Need::kOptional, &name));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(obj, loc, key, Need::kOptional, &name));
   // "Global" is the pre-1.22 spelling of Cluster for externalTrafficPolicy.
   if (name == "Cluster" || name == "Global") {
     *out = TrafficPolicy::kCluster;
@@ -85,14 +85,14 @@ bool IsIpv6(absl::string_view address) { return address.find(':') != absl::strin
 absl::Status GetIpv4List(const json& obj, const Loc& loc, absl::string_view key,
                          std::vector<uint32_t>* out) {
   const json* list = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(obj, loc, key, Need::kOptional, &list));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(obj, loc, key, Need::kOptional, &list));
   for (size_t i = 0; list != nullptr && i < list->size(); ++i) {
     const Loc item_loc = loc.Child(key).Index(i);
     std::string text;
-    SLUICE_RETURN_IF_ERROR(AsString((*list)[i], item_loc, &text));
+    SLUICE_JSON_RETURN_IF_ERROR(AsString((*list)[i], item_loc, &text));
     if (IsIpv6(text)) continue;
     uint32_t ip = 0;
-    SLUICE_RETURN_IF_ERROR(AsIpv4((*list)[i], item_loc, &ip));
+    SLUICE_JSON_RETURN_IF_ERROR(AsIpv4((*list)[i], item_loc, &ip));
     out->push_back(ip);
   }
   return absl::OkStatus();
@@ -124,21 +124,22 @@ struct KubernetesIndex {
 absl::Status ParseServicePorts(const json& spec, const Loc& loc, const std::string& id,
                                KubernetesIndex* index, ServiceSpec* out) {
   const json* ports = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(spec, loc.Child("spec"), "ports", Need::kOptional, &ports));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(spec, loc.Child("spec"), "ports", Need::kOptional, &ports));
   const bool node_ports_allowed = out->type == "NodePort" || out->type == "LoadBalancer";
   std::map<std::pair<L4Protocol, uint16_t>, size_t> seen;
   for (size_t i = 0; ports != nullptr && i < ports->size(); ++i) {
     const json& entry = (*ports)[i];
     const Loc port_loc = loc.Child("spec").Child("ports").Index(i);
-    SLUICE_RETURN_IF_ERROR(AsObject(entry, port_loc));
+    SLUICE_JSON_RETURN_IF_ERROR(AsObject(entry, port_loc));
     ServicePortSpec port;
-    SLUICE_RETURN_IF_ERROR(GetString(entry, port_loc, "name", Need::kOptional, &port.name));
-    SLUICE_RETURN_IF_ERROR(GetProtocol(entry, port_loc, &port.protocol));
+    SLUICE_JSON_RETURN_IF_ERROR(GetString(entry, port_loc, "name", Need::kOptional, &port.name));
+    SLUICE_JSON_RETURN_IF_ERROR(GetProtocol(entry, port_loc, &port.protocol));
     int64_t value = 0;
-    SLUICE_RETURN_IF_ERROR(GetInt(entry, port_loc, "port", Need::kRequired, 1, 65535, &value));
+    SLUICE_JSON_RETURN_IF_ERROR(GetInt(entry, port_loc, "port", Need::kRequired, 1, 65535, &value));
     port.port = static_cast<uint16_t>(value);
     value = 0;
-    SLUICE_RETURN_IF_ERROR(GetInt(entry, port_loc, "nodePort", Need::kOptional, 0, 65535, &value));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetInt(entry, port_loc, "nodePort", Need::kOptional, 0, 65535, &value));
     port.node_port = static_cast<uint16_t>(value);
 
     const auto [it, inserted] = seen.emplace(std::make_pair(port.protocol, port.port), i);
@@ -170,22 +171,23 @@ absl::Status ParseServicePorts(const json& spec, const Loc& loc, const std::stri
 absl::Status ParseLoadBalancerIngress(const json& item, const Loc& loc, KubeReading reading,
                                       ServiceSpec* out) {
   const json* status = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetObject(item, loc, "status", Need::kOptional, &status));
+  SLUICE_JSON_RETURN_IF_ERROR(GetObject(item, loc, "status", Need::kOptional, &status));
   if (status == nullptr) return absl::OkStatus();
   const Loc status_loc = loc.Child("status");
   const json* load_balancer = nullptr;
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       GetObject(*status, status_loc, "loadBalancer", Need::kOptional, &load_balancer));
   if (load_balancer == nullptr) return absl::OkStatus();
   const Loc lb_loc = status_loc.Child("loadBalancer");
   const json* ingress = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(*load_balancer, lb_loc, "ingress", Need::kOptional, &ingress));
+  SLUICE_JSON_RETURN_IF_ERROR(
+      GetArray(*load_balancer, lb_loc, "ingress", Need::kOptional, &ingress));
   for (size_t i = 0; ingress != nullptr && i < ingress->size(); ++i) {
     const Loc ingress_loc = lb_loc.Child("ingress").Index(i);
-    SLUICE_RETURN_IF_ERROR(AsObject((*ingress)[i], ingress_loc));
+    SLUICE_JSON_RETURN_IF_ERROR(AsObject((*ingress)[i], ingress_loc));
     if (reading == KubeReading::kKubeProxy) {
       std::string ip_mode = "VIP";
-      SLUICE_RETURN_IF_ERROR(
+      SLUICE_JSON_RETURN_IF_ERROR(
           GetString((*ingress)[i], ingress_loc, "ipMode", Need::kOptional, &ip_mode));
       if (ip_mode == "Proxy") continue;
       if (ip_mode != "VIP") {
@@ -195,11 +197,11 @@ absl::Status ParseLoadBalancerIngress(const json& item, const Loc& loc, KubeRead
     }
     std::string text;
     bool present = false;
-    SLUICE_RETURN_IF_ERROR(
+    SLUICE_JSON_RETURN_IF_ERROR(
         GetString((*ingress)[i], ingress_loc, "ip", Need::kOptional, &text, &present));
     if (!present || IsIpv6(text)) continue;
     uint32_t ip = 0;
-    SLUICE_RETURN_IF_ERROR(GetIpv4((*ingress)[i], ingress_loc, "ip", Need::kRequired, &ip));
+    SLUICE_JSON_RETURN_IF_ERROR(GetIpv4((*ingress)[i], ingress_loc, "ip", Need::kRequired, &ip));
     out->load_balancer_ips.push_back(ip);
   }
   return absl::OkStatus();
@@ -208,11 +210,11 @@ absl::Status ParseLoadBalancerIngress(const json& item, const Loc& loc, KubeRead
 absl::Status ParseService(const json& item, const Loc& loc, const std::string& id,
                           KubeReading reading, KubernetesIndex* index, ServiceSpec* out) {
   const json* spec = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetObject(item, loc, "spec", Need::kRequired, &spec));
+  SLUICE_JSON_RETURN_IF_ERROR(GetObject(item, loc, "spec", Need::kRequired, &spec));
   const Loc spec_loc = loc.Child("spec");
 
   out->type = "ClusterIP";
-  SLUICE_RETURN_IF_ERROR(GetString(*spec, spec_loc, "type", Need::kOptional, &out->type));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(*spec, spec_loc, "type", Need::kOptional, &out->type));
   if (out->type != "ClusterIP" && out->type != "NodePort" && out->type != "LoadBalancer" &&
       out->type != "ExternalName") {
     return spec_loc.Child("type").Error(absl::StrCat(
@@ -222,7 +224,8 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
   // spec.clusterIPs (dual-stack era) wins over the older spec.clusterIP.
   // "None" marks a headless Service; "" an unallocated one.
   const json* cluster_ips = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(*spec, spec_loc, "clusterIPs", Need::kOptional, &cluster_ips));
+  SLUICE_JSON_RETURN_IF_ERROR(
+      GetArray(*spec, spec_loc, "clusterIPs", Need::kOptional, &cluster_ips));
   json single = json::array();
   Loc ips_loc = spec_loc.Child("clusterIPs");
   if (cluster_ips == nullptr) {
@@ -234,10 +237,10 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
   for (size_t i = 0; i < cluster_ips->size(); ++i) {
     const Loc ip_loc = cluster_ips == &single ? ips_loc : ips_loc.Index(i);
     std::string text;
-    SLUICE_RETURN_IF_ERROR(AsString((*cluster_ips)[i], ip_loc, &text));
+    SLUICE_JSON_RETURN_IF_ERROR(AsString((*cluster_ips)[i], ip_loc, &text));
     if (text == "None" || text.empty() || IsIpv6(text)) continue;
     uint32_t ip = 0;
-    SLUICE_RETURN_IF_ERROR(AsIpv4((*cluster_ips)[i], ip_loc, &ip));
+    SLUICE_JSON_RETURN_IF_ERROR(AsIpv4((*cluster_ips)[i], ip_loc, &ip));
     const auto [owner, fresh] = index->cluster_ips.emplace(ip, id);
     if (!fresh) {
       return ip_loc.Error(
@@ -246,16 +249,16 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
     out->cluster_ips.push_back(ip);
   }
 
-  SLUICE_RETURN_IF_ERROR(GetIpv4List(*spec, spec_loc, "externalIPs", &out->external_ips));
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(GetIpv4List(*spec, spec_loc, "externalIPs", &out->external_ips));
+  SLUICE_JSON_RETURN_IF_ERROR(
       GetTrafficPolicy(*spec, spec_loc, "externalTrafficPolicy", &out->external_traffic_policy));
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       GetTrafficPolicy(*spec, spec_loc, "internalTrafficPolicy", &out->internal_traffic_policy));
   int64_t health_port = 0;
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       GetInt(*spec, spec_loc, "healthCheckNodePort", Need::kOptional, 0, 65535, &health_port));
   out->health_check_node_port = static_cast<uint16_t>(health_port);
-  SLUICE_RETURN_IF_ERROR(ParseServicePorts(*spec, loc, id, index, out));
+  SLUICE_JSON_RETURN_IF_ERROR(ParseServicePorts(*spec, loc, id, index, out));
   return ParseLoadBalancerIngress(item, loc, reading, out);
 }
 
@@ -263,12 +266,12 @@ absl::Status ParseService(const json& item, const Loc& loc, const std::string& i
 absl::Status GetHints(const json& hints, const Loc& loc, absl::string_view key,
                       std::vector<std::string>* out) {
   const json* list = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(hints, loc, key, Need::kOptional, &list));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(hints, loc, key, Need::kOptional, &list));
   for (size_t i = 0; list != nullptr && i < list->size(); ++i) {
     const Loc hint_loc = loc.Child(key).Index(i);
-    SLUICE_RETURN_IF_ERROR(AsObject((*list)[i], hint_loc));
+    SLUICE_JSON_RETURN_IF_ERROR(AsObject((*list)[i], hint_loc));
     std::string name;
-    SLUICE_RETURN_IF_ERROR(GetString((*list)[i], hint_loc, "name", Need::kRequired, &name));
+    SLUICE_JSON_RETURN_IF_ERROR(GetString((*list)[i], hint_loc, "name", Need::kRequired, &name));
     out->push_back(std::move(name));
   }
   return absl::OkStatus();
@@ -277,43 +280,48 @@ absl::Status GetHints(const json& hints, const Loc& loc, absl::string_view key,
 absl::Status ParseEndpoints(const json& item, const Loc& loc, KubeReading reading,
                             EndpointSliceSpec* out) {
   const json* endpoints = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(item, loc, "endpoints", Need::kOptional, &endpoints));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(item, loc, "endpoints", Need::kOptional, &endpoints));
   for (size_t i = 0; endpoints != nullptr && i < endpoints->size(); ++i) {
     const json& entry = (*endpoints)[i];
     const Loc entry_loc = loc.Child("endpoints").Index(i);
-    SLUICE_RETURN_IF_ERROR(AsObject(entry, entry_loc));
+    SLUICE_JSON_RETURN_IF_ERROR(AsObject(entry, entry_loc));
     EndpointSpec endpoint;
     const json* conditions = nullptr;
-    SLUICE_RETURN_IF_ERROR(GetObject(entry, entry_loc, "conditions", Need::kOptional, &conditions));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetObject(entry, entry_loc, "conditions", Need::kOptional, &conditions));
     if (conditions != nullptr) {
       const Loc conditions_loc = entry_loc.Child("conditions");
-      SLUICE_RETURN_IF_ERROR(GetBool(*conditions, conditions_loc, "ready", &endpoint.ready));
+      SLUICE_JSON_RETURN_IF_ERROR(GetBool(*conditions, conditions_loc, "ready", &endpoint.ready));
       bool serving_present = false;
-      SLUICE_RETURN_IF_ERROR(
+      SLUICE_JSON_RETURN_IF_ERROR(
           GetBool(*conditions, conditions_loc, "serving", &endpoint.serving, &serving_present));
       // discovery/v1 and kube-proxy: absent serving is true. The cluster file
       // has always read it as v1beta1 documented it: defer to ready.
       if (!serving_present) endpoint.serving = reading == KubeReading::kKubeProxy || endpoint.ready;
-      SLUICE_RETURN_IF_ERROR(
+      SLUICE_JSON_RETURN_IF_ERROR(
           GetBool(*conditions, conditions_loc, "terminating", &endpoint.terminating));
     }
-    SLUICE_RETURN_IF_ERROR(
+    SLUICE_JSON_RETURN_IF_ERROR(
         GetString(entry, entry_loc, "nodeName", Need::kOptional, &endpoint.node_name));
-    SLUICE_RETURN_IF_ERROR(GetString(entry, entry_loc, "zone", Need::kOptional, &endpoint.zone));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetString(entry, entry_loc, "zone", Need::kOptional, &endpoint.zone));
     const json* hints = nullptr;
-    SLUICE_RETURN_IF_ERROR(GetObject(entry, entry_loc, "hints", Need::kOptional, &hints));
+    SLUICE_JSON_RETURN_IF_ERROR(GetObject(entry, entry_loc, "hints", Need::kOptional, &hints));
     if (hints != nullptr) {
       const Loc hints_loc = entry_loc.Child("hints");
-      SLUICE_RETURN_IF_ERROR(GetHints(*hints, hints_loc, "forZones", &endpoint.hints_for_zones));
-      SLUICE_RETURN_IF_ERROR(GetHints(*hints, hints_loc, "forNodes", &endpoint.hints_for_nodes));
+      SLUICE_JSON_RETURN_IF_ERROR(
+          GetHints(*hints, hints_loc, "forZones", &endpoint.hints_for_zones));
+      SLUICE_JSON_RETURN_IF_ERROR(
+          GetHints(*hints, hints_loc, "forNodes", &endpoint.hints_for_nodes));
     }
     const json* addresses = nullptr;
-    SLUICE_RETURN_IF_ERROR(GetArray(entry, entry_loc, "addresses", Need::kRequired, &addresses));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetArray(entry, entry_loc, "addresses", Need::kRequired, &addresses));
     if (addresses->empty()) return entry_loc.Child("addresses").Error("must not be empty");
     // The addresses of one endpoint are fungible; kube-proxy uses the first.
     const size_t used = reading == KubeReading::kKubeProxy ? 1 : addresses->size();
     for (size_t j = 0; j < used; ++j) {
-      SLUICE_RETURN_IF_ERROR(
+      SLUICE_JSON_RETURN_IF_ERROR(
           AsIpv4((*addresses)[j], entry_loc.Child("addresses").Index(j), &endpoint.ip));
       out->endpoints.push_back(endpoint);
     }
@@ -324,18 +332,19 @@ absl::Status ParseEndpoints(const json& item, const Loc& loc, KubeReading readin
 absl::Status ParseEndpointSlicePorts(const json& item, const Loc& loc, KubeReading reading,
                                      EndpointSliceSpec* out) {
   const json* ports = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(item, loc, "ports", Need::kOptional, &ports));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(item, loc, "ports", Need::kOptional, &ports));
   for (size_t i = 0; ports != nullptr && i < ports->size(); ++i) {
     const json& entry = (*ports)[i];
     const Loc port_loc = loc.Child("ports").Index(i);
-    SLUICE_RETURN_IF_ERROR(AsObject(entry, port_loc));
+    SLUICE_JSON_RETURN_IF_ERROR(AsObject(entry, port_loc));
     EndpointSlicePortSpec port;
     bool named = false;
-    SLUICE_RETURN_IF_ERROR(GetString(entry, port_loc, "name", Need::kOptional, &port.name, &named));
-    SLUICE_RETURN_IF_ERROR(GetProtocol(entry, port_loc, &port.protocol));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetString(entry, port_loc, "name", Need::kOptional, &port.name, &named));
+    SLUICE_JSON_RETURN_IF_ERROR(GetProtocol(entry, port_loc, &port.protocol));
     int64_t value = 0;
     bool present = false;
-    SLUICE_RETURN_IF_ERROR(
+    SLUICE_JSON_RETURN_IF_ERROR(
         GetInt(entry, port_loc, "port", Need::kOptional, 1, 65535, &value, &present));
     // A port without a number means "all ports" (headless); nothing to translate.
     if (!present) continue;
@@ -355,7 +364,7 @@ absl::Status ParseEndpointSlice(const json& item, const Loc& loc, KubeReading re
   *use = ObjectUse::kSkipped;
   const json* labels = nullptr;
   const Loc metadata_loc = loc.Child("metadata");
-  SLUICE_RETURN_IF_ERROR(GetLabels(item, loc, &labels));
+  SLUICE_JSON_RETURN_IF_ERROR(GetLabels(item, loc, &labels));
   const bool kube_proxy = reading == KubeReading::kKubeProxy;
   if (kube_proxy && NotForKubeProxy(labels)) return absl::OkStatus();
   const Loc label_loc = metadata_loc.Child("labels").Key(kServiceNameLabel);
@@ -366,21 +375,21 @@ absl::Status ParseEndpointSlice(const json& item, const Loc& loc, KubeReading re
     // (in a cluster file too: it is not an error).
     return absl::OkStatus();
   }
-  SLUICE_RETURN_IF_ERROR(AsString(*service_name, label_loc, &out->service_name));
+  SLUICE_JSON_RETURN_IF_ERROR(AsString(*service_name, label_loc, &out->service_name));
   if (out->service_name.empty()) {
     if (kube_proxy) return absl::OkStatus();
     return label_loc.Error("must not be empty");
   }
 
   std::string address_type;
-  SLUICE_RETURN_IF_ERROR(GetString(item, loc, "addressType", Need::kRequired, &address_type));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(item, loc, "addressType", Need::kRequired, &address_type));
   if (address_type == "IPv6" || address_type == "FQDN") return absl::OkStatus();
   if (address_type != "IPv4") {
     return loc.Child("addressType")
         .Error(absl::StrCat("expected IPv4, IPv6 or FQDN, got ", Quote(address_type)));
   }
-  SLUICE_RETURN_IF_ERROR(ParseEndpoints(item, loc, reading, out));
-  SLUICE_RETURN_IF_ERROR(ParseEndpointSlicePorts(item, loc, reading, out));
+  SLUICE_JSON_RETURN_IF_ERROR(ParseEndpoints(item, loc, reading, out));
+  SLUICE_JSON_RETURN_IF_ERROR(ParseEndpointSlicePorts(item, loc, reading, out));
   *use = ObjectUse::kUsed;
   return absl::OkStatus();
 }
@@ -390,13 +399,13 @@ absl::Status ParseEndpointSlice(const json& item, const Loc& loc, KubeReading re
 absl::Status ParseMetadata(const json& item, const Loc& loc, bool namespaced,
                            std::string* namespace_name, std::string* name) {
   const json* metadata = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetObject(item, loc, "metadata", Need::kRequired, &metadata));
+  SLUICE_JSON_RETURN_IF_ERROR(GetObject(item, loc, "metadata", Need::kRequired, &metadata));
   const Loc metadata_loc = loc.Child("metadata");
-  SLUICE_RETURN_IF_ERROR(GetString(*metadata, metadata_loc, "name", Need::kRequired, name));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(*metadata, metadata_loc, "name", Need::kRequired, name));
   if (name->empty()) return metadata_loc.Child("name").Error("must not be empty");
   if (!namespaced) return absl::OkStatus();
   *namespace_name = "default";
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       GetString(*metadata, metadata_loc, "namespace", Need::kOptional, namespace_name));
   if (namespace_name->empty()) return metadata_loc.Child("namespace").Error("must not be empty");
   return absl::OkStatus();
@@ -407,8 +416,8 @@ absl::StatusOr<Loc> ObjectLoc(const json& object, std::string_view kind, bool na
                               std::string* namespace_name, std::string* name) {
   const Loc kind_loc{std::string(kind)};
   if (!object.is_object()) return TypeError(kind_loc, "object", object);
-  SLUICE_RETURN_IF_ERROR(ParseMetadata(object, kind_loc, namespaced, namespace_name, name));
-  const absl::string_view k = kube_fields::FromStd(kind);
+  SLUICE_JSON_RETURN_IF_ERROR(ParseMetadata(object, kind_loc, namespaced, namespace_name, name));
+  const absl::string_view k = json_fields::FromStd(kind);
   return Loc(namespaced ? absl::StrCat(k, " ", *namespace_name, "/", *name)
                         : absl::StrCat(k, " ", *name));
 }
@@ -416,7 +425,7 @@ absl::StatusOr<Loc> ObjectLoc(const json& object, std::string_view kind, bool na
 // "10.244.1.0/24" with host bits refused (a podCIDR never has them).
 absl::Status ParseNodeSubnet(const json& v, const Loc& loc, Ipv4Prefix* out) {
   std::string text;
-  SLUICE_RETURN_IF_ERROR(AsString(v, loc, &text));
+  SLUICE_JSON_RETURN_IF_ERROR(AsString(v, loc, &text));
   absl::StatusOr<Ipv4Prefix> prefix = ParseIpv4Prefix(text);
   if (!prefix.ok()) return loc.Error(prefix.status().message());
   if ((prefix->address & ~PrefixMask(prefix->length)) != 0) {
@@ -431,30 +440,32 @@ absl::Status ParseNodeSubnet(const json& v, const Loc& loc, Ipv4Prefix* out) {
 absl::Status ParseKubernetesList(const json& list, std::string_view where, KubeReading reading,
                                  std::vector<ServiceSpec>* services,
                                  std::vector<EndpointSliceSpec>* endpoint_slices) {
-  const absl::string_view list_name = kube_fields::FromStd(where);
+  const absl::string_view list_name = json_fields::FromStd(where);
   const Loc loc{std::string(where)};
-  SLUICE_RETURN_IF_ERROR(AsObject(list, loc));
+  SLUICE_JSON_RETURN_IF_ERROR(AsObject(list, loc));
   std::string kind;
-  SLUICE_RETURN_IF_ERROR(GetString(list, loc, "kind", Need::kRequired, &kind));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(list, loc, "kind", Need::kRequired, &kind));
   if (kind != "List") {
     return loc.Child("kind").Error(absl::StrCat("expected \"List\", got ", Quote(kind)));
   }
   const json* items = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(list, loc, "items", Need::kRequired, &items));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(list, loc, "items", Need::kRequired, &items));
 
   KubernetesIndex index;
   for (size_t i = 0; i < items->size(); ++i) {
     const json& item = (*items)[i];
     const std::string item_path = absl::StrCat(list_name, ".items[", i, "]");
-    SLUICE_RETURN_IF_ERROR(AsObject(item, Loc(item_path)));
+    SLUICE_JSON_RETURN_IF_ERROR(AsObject(item, Loc(item_path)));
     std::string item_kind;
-    SLUICE_RETURN_IF_ERROR(GetString(item, Loc(item_path), "kind", Need::kRequired, &item_kind));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetString(item, Loc(item_path), "kind", Need::kRequired, &item_kind));
     if (item_kind != "Service" && item_kind != "EndpointSlice") continue;
 
     std::string namespace_name;
     std::string name;
-    SLUICE_RETURN_IF_ERROR(ParseMetadata(item, Loc(absl::StrCat(item_path, " (", item_kind, ")")),
-                                         /*namespaced=*/true, &namespace_name, &name));
+    SLUICE_JSON_RETURN_IF_ERROR(ParseMetadata(item,
+                                              Loc(absl::StrCat(item_path, " (", item_kind, ")")),
+                                              /*namespaced=*/true, &namespace_name, &name));
     const std::string id = absl::StrCat(namespace_name, "/", name);
     const Loc item_loc(absl::StrCat(item_path, " (", item_kind, " ", id, ")"));
     auto& seen = item_kind == "Service" ? index.services : index.endpoint_slices;
@@ -467,20 +478,20 @@ absl::Status ParseKubernetesList(const json& list, std::string_view where, KubeR
     if (item_kind == "Service") {
       if (reading == KubeReading::kKubeProxy) {
         const json* labels = nullptr;
-        SLUICE_RETURN_IF_ERROR(GetLabels(item, item_loc, &labels));
+        SLUICE_JSON_RETURN_IF_ERROR(GetLabels(item, item_loc, &labels));
         if (NotForKubeProxy(labels)) continue;
       }
       ServiceSpec service;
       service.namespace_name = namespace_name;
       service.name = name;
-      SLUICE_RETURN_IF_ERROR(ParseService(item, item_loc, id, reading, &index, &service));
+      SLUICE_JSON_RETURN_IF_ERROR(ParseService(item, item_loc, id, reading, &index, &service));
       services->push_back(std::move(service));
     } else {
       EndpointSliceSpec slice;
       slice.namespace_name = namespace_name;
       slice.name = name;
       ObjectUse use = ObjectUse::kSkipped;
-      SLUICE_RETURN_IF_ERROR(ParseEndpointSlice(item, item_loc, reading, &slice, &use));
+      SLUICE_JSON_RETURN_IF_ERROR(ParseEndpointSlice(item, item_loc, reading, &slice, &use));
       if (use == ObjectUse::kUsed) endpoint_slices->push_back(std::move(slice));
     }
   }
@@ -499,13 +510,13 @@ absl::StatusOr<ObjectUse> ReadService(const json& object, KubeReading reading, S
   if (!loc.ok()) return loc.status();
   if (reading == KubeReading::kKubeProxy) {
     const json* labels = nullptr;
-    SLUICE_RETURN_IF_ERROR(GetLabels(object, *loc, &labels));
+    SLUICE_JSON_RETURN_IF_ERROR(GetLabels(object, *loc, &labels));
     if (NotForKubeProxy(labels)) return ObjectUse::kSkipped;
   }
   // The API server keeps cluster IPs and nodePorts unique across Services;
   // within one object the same checks as a List's apply.
   KubernetesIndex index;
-  SLUICE_RETURN_IF_ERROR(ParseService(
+  SLUICE_JSON_RETURN_IF_ERROR(ParseService(
       object, *loc, absl::StrCat(out->namespace_name, "/", out->name), reading, &index, out));
   return ObjectUse::kUsed;
 }
@@ -517,7 +528,7 @@ absl::StatusOr<ObjectUse> ReadEndpointSlice(const json& object, KubeReading read
       ObjectLoc(object, "EndpointSlice", /*namespaced=*/true, &out->namespace_name, &out->name);
   if (!loc.ok()) return loc.status();
   ObjectUse use = ObjectUse::kSkipped;
-  SLUICE_RETURN_IF_ERROR(ParseEndpointSlice(object, *loc, reading, out, &use));
+  SLUICE_JSON_RETURN_IF_ERROR(ParseEndpointSlice(object, *loc, reading, out, &use));
   return use;
 }
 
@@ -530,8 +541,8 @@ absl::StatusOr<ObjectUse> ReadNodeLease(const json& node, const NodeLeaseReading
   if (!loc.ok()) return loc.status();
   const Loc metadata_loc = loc->Child("metadata");
   const json* annotations = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetObject(*Member(node, "metadata"), metadata_loc, "annotations",
-                                   Need::kOptional, &annotations));
+  SLUICE_JSON_RETURN_IF_ERROR(GetObject(*Member(node, "metadata"), metadata_loc, "annotations",
+                                        Need::kOptional, &annotations));
   const json empty = json::object();
   if (annotations == nullptr) annotations = &empty;
   const Loc annotations_loc = metadata_loc.Child("annotations");
@@ -542,32 +553,33 @@ absl::StatusOr<ObjectUse> ReadNodeLease(const json& node, const NodeLeaseReading
   std::string managed;
   const std::string managed_key = key("kube-subnet-manager");
   if (const json* v = Member(*annotations, managed_key); v != nullptr) {
-    SLUICE_RETURN_IF_ERROR(AsString(*v, annotations_loc.Key(managed_key), &managed));
+    SLUICE_JSON_RETURN_IF_ERROR(AsString(*v, annotations_loc.Key(managed_key), &managed));
   }
   if (managed != "true") return ObjectUse::kSkipped;
 
   // The subnet: the IPv4 entry of spec.podCIDRs, else spec.podCIDR.
   const json* spec = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetObject(node, *loc, "spec", Need::kRequired, &spec));
+  SLUICE_JSON_RETURN_IF_ERROR(GetObject(node, *loc, "spec", Need::kRequired, &spec));
   const Loc spec_loc = loc->Child("spec");
   const json* pod_cidrs = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(*spec, spec_loc, "podCIDRs", Need::kOptional, &pod_cidrs));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(*spec, spec_loc, "podCIDRs", Need::kOptional, &pod_cidrs));
   bool found = false;
   for (size_t i = 0; pod_cidrs != nullptr && i < pod_cidrs->size(); ++i) {
     const Loc cidr_loc = spec_loc.Child("podCIDRs").Index(i);
     std::string text;
-    SLUICE_RETURN_IF_ERROR(AsString((*pod_cidrs)[i], cidr_loc, &text));
+    SLUICE_JSON_RETURN_IF_ERROR(AsString((*pod_cidrs)[i], cidr_loc, &text));
     if (IsIpv6(text)) continue;
-    SLUICE_RETURN_IF_ERROR(ParseNodeSubnet((*pod_cidrs)[i], cidr_loc, &out->subnet));
+    SLUICE_JSON_RETURN_IF_ERROR(ParseNodeSubnet((*pod_cidrs)[i], cidr_loc, &out->subnet));
     found = true;
   }
   if (!found) {
     const json* pod_cidr = nullptr;
-    SLUICE_RETURN_IF_ERROR(Find(*spec, spec_loc, "podCIDR", Need::kRequired, &pod_cidr));
+    SLUICE_JSON_RETURN_IF_ERROR(Find(*spec, spec_loc, "podCIDR", Need::kRequired, &pod_cidr));
     std::string text;
-    SLUICE_RETURN_IF_ERROR(AsString(*pod_cidr, spec_loc.Child("podCIDR"), &text));
+    SLUICE_JSON_RETURN_IF_ERROR(AsString(*pod_cidr, spec_loc.Child("podCIDR"), &text));
     if (IsIpv6(text)) return spec_loc.Child("podCIDR").Error("no IPv4 pod CIDR (IPv6 only)");
-    SLUICE_RETURN_IF_ERROR(ParseNodeSubnet(*pod_cidr, spec_loc.Child("podCIDR"), &out->subnet));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        ParseNodeSubnet(*pod_cidr, spec_loc.Child("podCIDR"), &out->subnet));
   }
   const Ipv4Prefix& network = reading.network.network;
   if (out->subnet.length < network.length || !network.Contains(out->subnet.address)) {
@@ -578,12 +590,13 @@ absl::StatusOr<ObjectUse> ReadNodeLease(const json& node, const NodeLeaseReading
   const std::string public_ip_key = key("public-ip");
   const json* public_ip = Member(*annotations, public_ip_key);
   if (public_ip == nullptr) return annotations_loc.Key(public_ip_key).Error("missing");
-  SLUICE_RETURN_IF_ERROR(AsIpv4(*public_ip, annotations_loc.Key(public_ip_key), &out->public_ip));
+  SLUICE_JSON_RETURN_IF_ERROR(
+      AsIpv4(*public_ip, annotations_loc.Key(public_ip_key), &out->public_ip));
 
   const std::string type_key = key("backend-type");
   const json* type = Member(*annotations, type_key);
   if (type == nullptr) return annotations_loc.Key(type_key).Error("missing");
-  SLUICE_RETURN_IF_ERROR(AsString(*type, annotations_loc.Key(type_key), &out->backend_type));
+  SLUICE_JSON_RETURN_IF_ERROR(AsString(*type, annotations_loc.Key(type_key), &out->backend_type));
   if (out->backend_type != "vxlan") {
     return annotations_loc.Key(type_key).Error(
         absl::StrCat("only vxlan is supported, got ", Quote(out->backend_type)));
@@ -595,14 +608,14 @@ absl::StatusOr<ObjectUse> ReadNodeLease(const json& node, const NodeLeaseReading
   const json* data_text = Member(*annotations, data_key);
   if (data_text == nullptr) return data_loc.Error("missing");
   std::string text;
-  SLUICE_RETURN_IF_ERROR(AsString(*data_text, data_loc, &text));
+  SLUICE_JSON_RETURN_IF_ERROR(AsString(*data_text, data_loc, &text));
   absl::StatusOr<json> data = ParseJson(text, data_loc);
   if (!data.ok()) return data.status();
   if (!data->is_object()) return TypeError(data_loc, "a JSON object", *data);
   int64_t vni = reading.network.vni;
-  SLUICE_RETURN_IF_ERROR(GetInt(*data, data_loc, "VNI", Need::kOptional, 0, kMaxVni, &vni));
+  SLUICE_JSON_RETURN_IF_ERROR(GetInt(*data, data_loc, "VNI", Need::kOptional, 0, kMaxVni, &vni));
   out->vni = static_cast<uint32_t>(vni);
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       GetStationMac(*data, data_loc, "VtepMAC", Need::kRequired, &out->vtep_mac));
   return ObjectUse::kUsed;
 }

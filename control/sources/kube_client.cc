@@ -18,21 +18,21 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "control/kube_fields.h"
+#include "control/json_fields.h"
 
 namespace sluice {
 namespace {
 
-using kube_fields::AsObject;
-using kube_fields::GetArray;
-using kube_fields::GetBool;
-using kube_fields::GetObject;
-using kube_fields::GetString;
-using kube_fields::json;
-using kube_fields::Loc;
-using kube_fields::Member;
-using kube_fields::Need;
-using kube_fields::Quote;
+using json_fields::AsObject;
+using json_fields::GetArray;
+using json_fields::GetBool;
+using json_fields::GetObject;
+using json_fields::GetString;
+using json_fields::json;
+using json_fields::Loc;
+using json_fields::Member;
+using json_fields::Need;
+using json_fields::Quote;
 
 constexpr size_t kMaxConfigBytes = 4u << 20;
 constexpr size_t kMaxErrorBodyBytes = 64u << 10;
@@ -110,7 +110,7 @@ class YamlConverter {
         for (yaml_node_item_t* it = node->data.sequence.items.start;
              it < node->data.sequence.items.top; ++it) {
           json item;
-          SLUICE_RETURN_IF_ERROR(Convert(yaml_document_get_node(doc_, *it), depth + 1, &item));
+          SLUICE_JSON_RETURN_IF_ERROR(Convert(yaml_document_get_node(doc_, *it), depth + 1, &item));
           out->push_back(std::move(item));
         }
         return absl::OkStatus();
@@ -124,7 +124,7 @@ class YamlConverter {
             return absl::InvalidArgumentError("a YAML mapping key is not a scalar");
           }
           json value;
-          SLUICE_RETURN_IF_ERROR(
+          SLUICE_JSON_RETURN_IF_ERROR(
               Convert(yaml_document_get_node(doc_, pair->value), depth + 1, &value));
           (*out)[std::string(reinterpret_cast<const char*>(key->data.scalar.value),
                              key->data.scalar.length)] = std::move(value);
@@ -182,14 +182,15 @@ absl::Status FindNamed(const json& config, const Loc& loc, absl::string_view lis
                        absl::string_view field, const std::string& name, const json** out,
                        Loc* out_loc) {
   const json* list = nullptr;
-  SLUICE_RETURN_IF_ERROR(GetArray(config, loc, list_key, Need::kRequired, &list));
+  SLUICE_JSON_RETURN_IF_ERROR(GetArray(config, loc, list_key, Need::kRequired, &list));
   for (size_t i = 0; i < list->size(); ++i) {
     const Loc entry_loc = loc.Child(list_key).Index(i);
-    SLUICE_RETURN_IF_ERROR(AsObject((*list)[i], entry_loc));
+    SLUICE_JSON_RETURN_IF_ERROR(AsObject((*list)[i], entry_loc));
     std::string entry_name;
-    SLUICE_RETURN_IF_ERROR(GetString((*list)[i], entry_loc, "name", Need::kRequired, &entry_name));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetString((*list)[i], entry_loc, "name", Need::kRequired, &entry_name));
     if (entry_name != name) continue;
-    SLUICE_RETURN_IF_ERROR(GetObject((*list)[i], entry_loc, field, Need::kRequired, out));
+    SLUICE_JSON_RETURN_IF_ERROR(GetObject((*list)[i], entry_loc, field, Need::kRequired, out));
     *out_loc = entry_loc.Child(field);
     return absl::OkStatus();
   }
@@ -206,11 +207,11 @@ absl::Status GetPem(const json& obj, const Loc& loc, absl::string_view key, cons
                     std::string* file, std::string* pem) {
   std::string path;
   bool has_path = false;
-  SLUICE_RETURN_IF_ERROR(GetString(obj, loc, key, Need::kOptional, &path, &has_path));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(obj, loc, key, Need::kOptional, &path, &has_path));
   std::string data;
   bool has_data = false;
   const std::string data_key = absl::StrCat(key, "-data");
-  SLUICE_RETURN_IF_ERROR(GetString(obj, loc, data_key, Need::kOptional, &data, &has_data));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(obj, loc, data_key, Need::kOptional, &data, &has_data));
   if (has_data && !data.empty()) {
     if (!absl::Base64Unescape(data, pem) || pem->empty()) {
       return loc.Child(data_key).Error("malformed base64");
@@ -273,37 +274,39 @@ absl::StatusOr<KubeApiConfig> LoadKubeconfig(const std::string& path, const std:
   absl::StatusOr<json> config = ParseYaml(*text, where);
   if (!config.ok()) return config.status();
   const Loc loc(where);
-  SLUICE_RETURN_IF_ERROR(AsObject(*config, loc));
+  SLUICE_JSON_RETURN_IF_ERROR(AsObject(*config, loc));
   const std::string dir = Dirname(path);
 
   std::string context_name = context;
   if (context_name.empty()) {
-    SLUICE_RETURN_IF_ERROR(
+    SLUICE_JSON_RETURN_IF_ERROR(
         GetString(*config, loc, "current-context", Need::kRequired, &context_name));
     if (context_name.empty()) return loc.Child("current-context").Error("must not be empty");
   }
   const json* ctx = nullptr;
   Loc ctx_loc = loc;
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       FindNamed(*config, loc, "contexts", "context", context_name, &ctx, &ctx_loc));
   std::string cluster_name;
-  SLUICE_RETURN_IF_ERROR(GetString(*ctx, ctx_loc, "cluster", Need::kRequired, &cluster_name));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(*ctx, ctx_loc, "cluster", Need::kRequired, &cluster_name));
   std::string user_name;
-  SLUICE_RETURN_IF_ERROR(GetString(*ctx, ctx_loc, "user", Need::kOptional, &user_name));
+  SLUICE_JSON_RETURN_IF_ERROR(GetString(*ctx, ctx_loc, "user", Need::kOptional, &user_name));
 
   KubeApiConfig api;
   const json* cluster = nullptr;
   Loc cluster_loc = loc;
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       FindNamed(*config, loc, "clusters", "cluster", cluster_name, &cluster, &cluster_loc));
-  SLUICE_RETURN_IF_ERROR(GetString(*cluster, cluster_loc, "server", Need::kRequired, &api.server));
+  SLUICE_JSON_RETURN_IF_ERROR(
+      GetString(*cluster, cluster_loc, "server", Need::kRequired, &api.server));
   if (!absl::StartsWith(api.server, "https://") && !absl::StartsWith(api.server, "http://")) {
     return cluster_loc.Child("server").Error(
         absl::StrCat("expected an http:// or https:// URL, got ", Quote(api.server)));
   }
   while (absl::EndsWith(api.server, "/")) api.server.pop_back();
   bool insecure = false;
-  SLUICE_RETURN_IF_ERROR(GetBool(*cluster, cluster_loc, "insecure-skip-tls-verify", &insecure));
+  SLUICE_JSON_RETURN_IF_ERROR(
+      GetBool(*cluster, cluster_loc, "insecure-skip-tls-verify", &insecure));
   if (insecure) {
     return absl::InvalidArgumentError(
         cluster_loc.Child("insecure-skip-tls-verify")
@@ -317,13 +320,14 @@ absl::StatusOr<KubeApiConfig> LoadKubeconfig(const std::string& path, const std:
   if (Member(*cluster, "proxy-url") != nullptr) {
     return Unsupported(cluster_loc.Child("proxy-url"), "proxies");
   }
-  SLUICE_RETURN_IF_ERROR(
+  SLUICE_JSON_RETURN_IF_ERROR(
       GetPem(*cluster, cluster_loc, "certificate-authority", dir, &api.ca_file, &api.ca_pem));
 
   if (!user_name.empty()) {
     const json* user = nullptr;
     Loc user_loc = loc;
-    SLUICE_RETURN_IF_ERROR(FindNamed(*config, loc, "users", "user", user_name, &user, &user_loc));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        FindNamed(*config, loc, "users", "user", user_name, &user, &user_loc));
     if (Member(*user, "exec") != nullptr)
       return Unsupported(user_loc.Child("exec"), "exec plugins");
     if (Member(*user, "auth-provider") != nullptr) {
@@ -332,15 +336,16 @@ absl::StatusOr<KubeApiConfig> LoadKubeconfig(const std::string& path, const std:
     if (Member(*user, "username") != nullptr || Member(*user, "password") != nullptr) {
       return Unsupported(user_loc.Child("username"), "basic authentication");
     }
-    SLUICE_RETURN_IF_ERROR(GetString(*user, user_loc, "token", Need::kOptional, &api.token));
+    SLUICE_JSON_RETURN_IF_ERROR(GetString(*user, user_loc, "token", Need::kOptional, &api.token));
     std::string token_file;
-    SLUICE_RETURN_IF_ERROR(GetString(*user, user_loc, "tokenFile", Need::kOptional, &token_file));
+    SLUICE_JSON_RETURN_IF_ERROR(
+        GetString(*user, user_loc, "tokenFile", Need::kOptional, &token_file));
     if (api.token.empty() && !token_file.empty()) {
       api.token_file = token_file[0] == '/' ? token_file : absl::StrCat(dir, "/", token_file);
     }
-    SLUICE_RETURN_IF_ERROR(GetPem(*user, user_loc, "client-certificate", dir, &api.client_cert_file,
-                                  &api.client_cert_pem));
-    SLUICE_RETURN_IF_ERROR(
+    SLUICE_JSON_RETURN_IF_ERROR(GetPem(*user, user_loc, "client-certificate", dir,
+                                       &api.client_cert_file, &api.client_cert_pem));
+    SLUICE_JSON_RETURN_IF_ERROR(
         GetPem(*user, user_loc, "client-key", dir, &api.client_key_file, &api.client_key_pem));
     const bool has_cert = !api.client_cert_file.empty() || !api.client_cert_pem.empty();
     const bool has_key = !api.client_key_file.empty() || !api.client_key_pem.empty();
@@ -664,7 +669,7 @@ bool ListWatch::List(std::vector<json>* items, std::string* resource_version, bo
       ++stats_.request_errors;
       return false;
     }
-    absl::StatusOr<json> page = kube_fields::ParseJson(body, Loc(what));
+    absl::StatusOr<json> page = json_fields::ParseJson(body, Loc(what));
     absl::Status bad = page.status();
     const json* metadata = nullptr;
     const json* page_items = nullptr;
@@ -687,7 +692,7 @@ bool ListWatch::List(std::vector<json>* items, std::string* resource_version, bo
     for (size_t i = 0; page_items != nullptr && i < page_items->size(); ++i) {
       json& item = const_cast<json&>((*page_items)[i]);
       if (!item.is_object()) {
-        Report(kube_fields::TypeError(Loc(what).Child("items").Index(i), "object", item));
+        Report(json_fields::TypeError(Loc(what).Child("items").Index(i), "object", item));
         std::lock_guard<std::mutex> lock(mu_);
         ++stats_.malformed;
         continue;
@@ -712,7 +717,7 @@ void ListWatch::HandleWatchLine(const std::string& raw, bool* gone, bool* failed
     std::lock_guard<std::mutex> lock(mu_);
     ++stats_.malformed;
   };
-  absl::StatusOr<json> event = kube_fields::ParseJson(line, loc);
+  absl::StatusOr<json> event = json_fields::ParseJson(line, loc);
   if (!event.ok()) return malformed(event.status());
   if (absl::Status s = AsObject(*event, loc); !s.ok()) return malformed(s);
   std::string type;
@@ -740,7 +745,7 @@ void ListWatch::HandleWatchLine(const std::string& raw, bool* gone, bool* failed
       *failed = true;
       Report(absl::UnavailableError(absl::StrCat(
           name_, ": watch ERROR event: ",
-          code != nullptr ? kube_fields::Describe(*code) : "no code", " ", reason, ": ", message)));
+          code != nullptr ? json_fields::Describe(*code) : "no code", " ", reason, ": ", message)));
     }
     return;
   }
