@@ -11,7 +11,7 @@ namespace sluice {
 
 absl::StatusOr<std::unique_ptr<ControlServer>> ControlServer::Start(
     const api::ServerOptions& options, NodeRuntime* runtime, DataplaneState* state,
-    std::function<std::string()> services_json) {
+    std::function<std::string(uint32_t, uint16_t)> services_json) {
   std::unique_ptr<ControlServer> c(new ControlServer());
   c->runtime_ = runtime;
   c->state_ = state;
@@ -62,7 +62,7 @@ api::Message ControlServer::Show(const api::Show& s) {
   } else if (s.what == "stages") {
     doc = StagesJson(runtime_->StageStats());
   } else if (s.what == "services" && services_json_) {
-    return api::JsonReply{services_json_()};
+    return api::JsonReply{services_json_(s.address, s.port)};
   } else {
     return api::Error{"Show", "what", absl::StrCat("\"", s.what, "\" is not something to show")};
   }

@@ -38,10 +38,11 @@ class ProgrammerServiceSink : public ServiceSink {
 
 class ControlServer {
  public:
-  // `services_json` answers Show "services" (empty: not available).
+  // `services_json(address, port)` answers Show "services", filtered by the
+  // Show's address and port (0: any; empty: not available).
   static absl::StatusOr<std::unique_ptr<ControlServer>> Start(
       const api::ServerOptions& options, NodeRuntime* runtime, DataplaneState* state,
-      std::function<std::string()> services_json);
+      std::function<std::string(uint32_t, uint16_t)> services_json);
 
   // Serves the socket for up to `timeout_ms`.
   void Poll(int timeout_ms);
@@ -54,7 +55,7 @@ class ControlServer {
 
   NodeRuntime* runtime_ = nullptr;
   DataplaneState* state_ = nullptr;
-  std::function<std::string()> services_json_;
+  std::function<std::string(uint32_t, uint16_t)> services_json_;
   std::unique_ptr<api::Server> server_;
 };
 

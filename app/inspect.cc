@@ -127,10 +127,10 @@ nlohmann::json StagesJson(const std::vector<NodeStats>& stats) {
   return out;
 }
 
-nlohmann::json ServicesJson(const ServiceProgrammer& programmer) {
+nlohmann::json ServicesJson(const ServiceProgrammer& programmer, uint32_t address, uint16_t port) {
   static const char* kKinds[] = {"ClusterIP", "NodePort", "ExternalIP", "LoadBalancerIP"};
   nlohmann::json out = nlohmann::json::array();
-  for (const ServiceProgrammer::PortView& v : programmer.View()) {
+  for (const ServiceProgrammer::PortView& v : programmer.View(address, port)) {
     nlohmann::json addrs = nlohmann::json::array();
     for (const auto& [k, kind] : v.keys) {
       nlohmann::json a = {{"kind", kKinds[static_cast<int>(kind) & 3]}, {"port", k.port}};

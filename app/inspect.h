@@ -53,7 +53,10 @@ nlohmann::json NeighborsJson(const NeighborTable& table, uint64_t now);
 // {"services": [...]}: each Service port with its addresses (ClusterIPs,
 // NodePort, externalIPs, LoadBalancer IPs) and the endpoints new flows
 // choose from (cluster-wide, and the node-local subset).
-nlohmann::json ServicesJson(const ServiceProgrammer& programmer);
+// With `address` or `port` (0: any), only the Service ports holding a key
+// with them (ServiceProgrammer::View).
+nlohmann::json ServicesJson(const ServiceProgrammer& programmer, uint32_t address = 0,
+                            uint16_t port = 0);
 
 }  // namespace sluice
 

@@ -267,8 +267,8 @@ int main(int argc, char** argv) {
     if (o.socket_group >= 0) so.group = static_cast<gid_t>(o.socket_group);
     if (o.writer_uid >= 0) so.writer_uid = static_cast<uid_t>(o.writer_uid);
     if (o.writer_gid >= 0) so.writer_gid = static_cast<gid_t>(o.writer_gid);
-    auto c = sluice::ControlServer::Start(so, &rt, &state, [&rt] {
-      return sluice::ServicesJson(rt.services()).dump();
+    auto c = sluice::ControlServer::Start(so, &rt, &state, [&rt](uint32_t address, uint16_t port) {
+      return sluice::ServicesJson(rt.services(), address, port).dump();
     });
     if (!c.ok()) {
       std::fprintf(stderr, "sluice-node: socket %s: %s\n", o.socket.c_str(),

@@ -24,7 +24,9 @@ int Usage(const char* why) {
   std::fprintf(stderr,
                "sluicectl: %s\nusage: sluicectl [--socket PATH] [-o json] "
                "services|peers|neighbors|conntrack|counters|stages|status\n"
-               "       conntrack filters: [-p tcp|udp|icmp] [--addr IP] [--port N] [--limit N]\n",
+               "       conntrack filters: [-p tcp|udp|icmp] [--addr IP] [--port N] [--limit N]\n"
+               "       services filters: [--addr IP] [--port N] (a Service address, port or "
+               "NodePort)\n",
                why);
   return 2;
 }

@@ -652,10 +652,17 @@ std::vector<api::ServicePortKey> ServiceProgrammer::Keys() const {
   return out;
 }
 
-std::vector<ServiceProgrammer::PortView> ServiceProgrammer::View() const {
+std::vector<ServiceProgrammer::PortView> ServiceProgrammer::View(uint32_t address,
+                                                                 uint16_t port) const {
   std::vector<PortView> out;
   for (const auto& [id, r] : records_) {
     if (!r->known) continue;
+    if (address != 0 || port != 0) {
+      bool match = false;
+      for (const KeyEntry& k : r->keys)
+        match |= (address == 0 || k.key.ip == address) && (port == 0 || k.key.port == port);
+      if (!match) continue;
+    }
     PortView v;
     v.id = id;
     v.proxied = r->proxied;

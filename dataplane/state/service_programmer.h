@@ -180,7 +180,10 @@ class ServiceProgrammer {
     std::vector<std::pair<ServiceKey, ServiceEntryKind>> keys;
     std::vector<Endpoint> all, local;  // the chosen endpoints
   };
-  std::vector<PortView> View() const;  // sorted by id
+  // Sorted by id; with `address` or `port` (0: any), only the Service ports
+  // holding a key with them (a ClusterIP, external or LoadBalancer IP, a
+  // Service port or NodePort number).
+  std::vector<PortView> View(uint32_t address = 0, uint16_t port = 0) const;
   // The slot of a proxied Service port ("ns/name:port/PROTO"), or UINT32_MAX.
   uint32_t SlotOf(const api::ServicePortKey& key) const;
 

@@ -546,6 +546,13 @@ def t_kube_api(ctx):
     if got != want:
         raise AssertionError("the dataplane's Services from the API: %s, expected %s"
                              % (got, want))
+    # Filtered as an operator would ask: one ClusterIP, one NodePort number.
+    by_ip = [x["name"] for x in ctx.ctl("services", "--addr", "10.96.100.10")["services"]]
+    by_port = [x["name"] for x in ctx.ctl("services", "--port", "53")["services"]]
+    if by_ip != [web] or by_port != ["kube-system/kube-dns:dns-tcp/TCP",
+                                     "kube-system/kube-dns:dns/UDP"]:
+        raise AssertionError("sluicectl services --addr 10.96.100.10: %s; --port 53: %s"
+                             % (by_ip, by_port))
     watches = api.requests(SERVICES, True) + api.requests(SLICES, True)
     if len(watches) != 2 or any(w["query"].get("resourceVersion") != "9000000" or
                                 w["authorization"] != "Bearer e2e-token" for w in watches):
