@@ -140,12 +140,13 @@ TEST_F(OverlayTableTest, AConcurrentReaderNeverMissesALeaseNorSeesAnAcknowledged
   // The writer changes node-227's VtepMAC (a counter in its low bytes) and
   // also adds and removes a lease each time. After a publish returns, the
   // reader must not see a value older than the acknowledged one.
-  std::atomic<bool> stop{false};
+  std::atomic<bool> stop{false}, online{false};
   std::atomic<uint32_t> acknowledged{0};
   std::atomic<uint64_t> misses{0}, undone{0}, reads{0};
   std::thread reader([&] {
     rte_rcu_qsbr_thread_register(qsbr_, 0);
     rte_rcu_qsbr_thread_online(qsbr_, 0);
+    online.store(true, std::memory_order_release);
     while (!stop.load(std::memory_order_acquire)) {
       const uint32_t floor = acknowledged.load(std::memory_order_acquire);
       const TableSet* t = publisher_->Current();
@@ -167,6 +168,8 @@ TEST_F(OverlayTableTest, AConcurrentReaderNeverMissesALeaseNorSeesAnAcknowledged
     rte_rcu_qsbr_thread_offline(qsbr_, 0);
     rte_rcu_qsbr_thread_unregister(qsbr_, 0);
   });
+  // Online first: from then on every publish waits for its reports.
+  while (!online.load(std::memory_order_acquire)) std::this_thread::yield();
   const NetworkSpec base = spec_;
   for (uint32_t v = 1; v <= 3000; ++v) {
     spec_ = base;
