@@ -70,24 +70,70 @@ void Agent::DeleteLease(const Ipv4Prefix& subnet) {
 void Agent::SetServices(std::map<std::string, api::ServicePort> ports,
                         std::map<std::string, api::EndpointSetReplace> endpoints) {
   std::lock_guard<std::mutex> l(mu_);
-  if (metrics_ != nullptr) {
-    uint64_t svc = 0, eps = 0;
-    for (const auto& [k, p] : ports) {
-      auto it = ports_.find(k);
-      svc += it == ports_.end() || !SameServicePort(it->second, p);
-    }
-    for (const auto& [k, p] : ports_) svc += ports.count(k) == 0;
-    for (const auto& [k, e] : endpoints) {
-      auto it = endpoints_.find(k);
-      eps += it == endpoints_.end() || !SameEndpoints(it->second, e);
-    }
-    for (const auto& [k, e] : endpoints_) eps += endpoints.count(k) == 0;
-    metrics_->CountChanges(svc, eps, WallClock::now());
+  uint64_t svc = 0, eps = 0;
+  for (const auto& [k, p] : ports) {
+    auto it = ports_.find(k);
+    if (it != ports_.end() && SameServicePort(it->second, p)) continue;
+    ++svc;
+    dirty_services_.insert(k);
   }
+  for (const auto& [k, p] : ports_) {
+    if (ports.count(k) != 0) continue;
+    ++svc;
+    dirty_services_.insert(k);
+  }
+  for (const auto& [k, e] : endpoints) {
+    auto it = endpoints_.find(k);
+    if (it != endpoints_.end() && SameEndpoints(it->second, e)) continue;
+    ++eps;
+    dirty_services_.insert(k);
+  }
+  for (const auto& [k, e] : endpoints_) {
+    if (endpoints.count(k) != 0) continue;
+    ++eps;
+    dirty_services_.insert(k);
+  }
+  if (metrics_ != nullptr) metrics_->CountChanges(svc, eps, WallClock::now());
   ports_ = std::move(ports);
   endpoints_ = std::move(endpoints);
   services_known_ = true;
   Changed(WallClock::now());
+}
+
+void Agent::UpdateServices(
+    std::map<std::string, std::optional<api::ServicePort>> ports,
+    std::map<std::string, std::optional<api::EndpointSetReplace>> endpoints) {
+  std::lock_guard<std::mutex> l(mu_);
+  uint64_t svc = 0, eps = 0;
+  for (auto& [k, p] : ports) {
+    auto it = ports_.find(k);
+    if (!p) {
+      if (it == ports_.end()) continue;
+      ports_.erase(it);
+    } else if (it == ports_.end() || !SameServicePort(it->second, *p)) {
+      ports_[k] = std::move(*p);
+    } else {
+      continue;
+    }
+    ++svc;
+    dirty_services_.insert(k);
+  }
+  for (auto& [k, e] : endpoints) {
+    auto it = endpoints_.find(k);
+    if (!e) {
+      if (it == endpoints_.end()) continue;
+      endpoints_.erase(it);
+    } else if (it == endpoints_.end() || !SameEndpoints(it->second, *e)) {
+      endpoints_[k] = std::move(*e);
+    } else {
+      continue;
+    }
+    ++eps;
+    dirty_services_.insert(k);
+  }
+  if (metrics_ != nullptr) metrics_->CountChanges(svc, eps, WallClock::now());
+  services_known_ = true;
+  if (svc + eps != 0) Changed(WallClock::now());
 }
 
 DesiredState Agent::Desired() const {
@@ -103,6 +149,24 @@ DesiredState Agent::Desired() const {
   s.leases = leases_;
   s.ports = ports_;
   s.endpoints = endpoints_;
+  return s;
+}
+
+DesiredState Agent::DesiredFor(const std::set<std::string>& keys) const {
+  DesiredState s;
+  if (node_ && network_) {
+    api::NodeSettings n;
+    n.node = *node_;
+    n.node.neighbors.clear();
+    n.network = *network_;
+    s.node = n;
+  }
+  if (node_) s.neighbors = node_->neighbors;
+  s.leases = leases_;
+  for (const std::string& k : keys) {
+    if (auto p = ports_.find(k); p != ports_.end()) s.ports.insert(*p);
+    if (auto e = endpoints_.find(k); e != endpoints_.end()) s.endpoints.insert(*e);
+  }
   return s;
 }
 
@@ -215,6 +279,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
     {
       std::lock_guard<std::mutex> l(mu_);
       sent = Desired();
+      dirty_services_.clear();
       seq = change_seq_;
       since = oldest_change_;
       oldest_change_.reset();
@@ -248,6 +313,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
     bool alive = true;
     while (alive && !stop.load()) {
       DesiredState want;
+      std::set<std::string> keys;
       {
         std::unique_lock<std::mutex> l(mu_);
         changed_cv_.wait_for(l, std::chrono::milliseconds(200),
@@ -266,17 +332,18 @@ void Agent::Run(const std::atomic<bool>& stop) {
           }
           continue;
         }
-        want = Desired();
+        keys.swap(dirty_services_);
+        want = DesiredFor(keys);
         seq = change_seq_;
         since = oldest_change_;
         oldest_change_.reset();
       }
-      const std::vector<api::Message> delta = DeltaMessages(sent, want);
+      const std::vector<api::Message> delta = DeltaMessages(sent, want, &keys);
       t0 = std::chrono::steady_clock::now();
       alive = SendBatch(*client, delta);
       if (!alive) break;
       const auto at = WallClock::now();
-      sent = std::move(want);
+      ApplyDelta(&sent, want, &keys);
       if (config_.verbose)
         std::printf("sluice-control: %zu changes applied in %.2f ms\n", delta.size(),
                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)

@@ -35,6 +35,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,12 @@ class Agent {
   // api::FormatServicePortKey.
   void SetServices(std::map<std::string, api::ServicePort> ports,
                    std::map<std::string, api::EndpointSetReplace> endpoints);
+  // Some Service ports and endpoint sets (a watch event's), by the same
+  // keys: a value replaces the entry, nullopt removes it; the others stay.
+  // What the next delta sends and compares is only what changed here, so
+  // an event costs what it touches, not the number of Services.
+  void UpdateServices(std::map<std::string, std::optional<api::ServicePort>> ports,
+                      std::map<std::string, std::optional<api::EndpointSetReplace>> endpoints);
 
   // The loop; returns soon after `stop` becomes true.
   void Run(const std::atomic<bool>& stop);
@@ -93,6 +100,8 @@ class Agent {
  private:
   void Changed(WallClock::time_point at);  // mu_ held
   DesiredState Desired() const;            // mu_ held
+  // Node, leases and neighbours, and of the Services only `keys`. mu_ held.
+  DesiredState DesiredFor(const std::set<std::string>& keys) const;
   // Sends `batch` pipelined; false when the connection broke (status says
   // why). Rejections are counted and logged.
   bool SendBatch(api::Client& client, const std::vector<api::Message>& batch);
@@ -112,6 +121,8 @@ class Agent {
   std::map<std::pair<uint32_t, uint8_t>, FlannelLease> leases_;
   std::map<std::string, api::ServicePort> ports_;
   std::map<std::string, api::EndpointSetReplace> endpoints_;
+  // Service port keys changed since the loop last took them.
+  std::set<std::string> dirty_services_;
   Status status_;
 };
 

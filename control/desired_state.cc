@@ -29,6 +29,18 @@ void Diff(const Map& from, const Map& to, Same same, Upsert upsert, Delete del) 
     if (to.find(k) == to.end()) del(v);
 }
 
+// Diff over `keys` only.
+template <typename Map, typename Same, typename Upsert, typename Delete>
+void DiffKeys(const std::set<std::string>& keys, const Map& from, const Map& to, Same same,
+              Upsert upsert, Delete del) {
+  for (const std::string& k : keys) {
+    const auto f = from.find(k);
+    const auto t = to.find(k);
+    if (t != to.end() && (f == from.end() || !same(f->second, t->second))) upsert(t->second);
+    if (t == to.end() && f != from.end()) del(f->second);
+  }
+}
+
 }  // namespace
 
 bool SameLease(const FlannelLease& a, const FlannelLease& b) {
@@ -86,7 +98,8 @@ std::vector<api::Message> FullSyncMessages(const DesiredState& s, uint64_t epoch
   return out;
 }
 
-std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredState& to) {
+std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredState& to,
+                                        const std::set<std::string>* service_keys) {
   std::vector<api::Message> out;
   if (to.node && (!from.node || !SameNodeSettings(*from.node, *to.node))) out.push_back(*to.node);
   // Deletions before upserts of the same kind: an address or subnet that
@@ -100,22 +113,52 @@ std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredS
   upserts.clear();
   // A removed Service port takes its endpoint set with it: no separate
   // replace for it.
-  Diff(
-      from.ports, to.ports, SameServicePort,
-      [&](const api::ServicePort& p) { upserts.push_back(api::ServicePortUpsert{p}); },
-      [&](const api::ServicePort& p) { out.push_back(api::ServicePortDelete{p.key}); });
-  out.insert(out.end(), upserts.begin(), upserts.end());
-  Diff(
-      from.endpoints, to.endpoints, SameEndpoints,
-      [&](const api::EndpointSetReplace& e) { out.push_back(e); },
-      [&](const api::EndpointSetReplace& e) {
-        // Endpoints gone while the port stays: an empty set.
-        if (to.ports.count(api::FormatServicePortKey(e.key)) != 0)
-          out.push_back(api::EndpointSetReplace{e.key, {}});
-      });
+  const auto port_upsert = [&](const api::ServicePort& p) {
+    upserts.push_back(api::ServicePortUpsert{p});
+  };
+  const auto port_delete = [&](const api::ServicePort& p) {
+    out.push_back(api::ServicePortDelete{p.key});
+  };
+  const auto set_replace = [&](const api::EndpointSetReplace& e) { out.push_back(e); };
+  const auto set_gone = [&](const api::EndpointSetReplace& e) {
+    // Endpoints gone while the port stays: an empty set.
+    if (to.ports.count(api::FormatServicePortKey(e.key)) != 0)
+      out.push_back(api::EndpointSetReplace{e.key, {}});
+  };
+  if (service_keys == nullptr) {
+    Diff(from.ports, to.ports, SameServicePort, port_upsert, port_delete);
+    out.insert(out.end(), upserts.begin(), upserts.end());
+    Diff(from.endpoints, to.endpoints, SameEndpoints, set_replace, set_gone);
+  } else {
+    DiffKeys(*service_keys, from.ports, to.ports, SameServicePort, port_upsert, port_delete);
+    out.insert(out.end(), upserts.begin(), upserts.end());
+    DiffKeys(*service_keys, from.endpoints, to.endpoints, SameEndpoints, set_replace, set_gone);
+  }
   if (to.neighbors && (!from.neighbors || !SameNeighbors(*from.neighbors, *to.neighbors)))
     out.push_back(api::NeighborsReplace{*to.neighbors});
   return out;
+}
+
+void ApplyDelta(DesiredState* state, const DesiredState& to,
+                const std::set<std::string>* service_keys) {
+  state->node = to.node;
+  state->leases = to.leases;
+  state->neighbors = to.neighbors;
+  if (service_keys == nullptr) {
+    state->ports = to.ports;
+    state->endpoints = to.endpoints;
+    return;
+  }
+  for (const std::string& k : *service_keys) {
+    if (auto p = to.ports.find(k); p != to.ports.end())
+      state->ports[k] = p->second;
+    else
+      state->ports.erase(k);
+    if (auto e = to.endpoints.find(k); e != to.endpoints.end())
+      state->endpoints[k] = e->second;
+    else
+      state->endpoints.erase(k);
+  }
 }
 
 }  // namespace sluice

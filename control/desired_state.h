@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <optional>
 #include <string>
 #include <utility>
@@ -42,7 +43,17 @@ std::vector<api::Message> FullSyncMessages(const DesiredState& s, uint64_t epoch
 // The upserts, replaces and deletes that turn `from` into `to` (nothing when
 // they are equal). An absent node or neighbour set in `to` sends nothing for
 // it (a source that has not spoken yet is not a deletion).
-std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredState& to);
+//
+// With `service_keys`, only those Service port keys (a port and its endpoint
+// set share one) are compared: `to` needs to hold just them (and from them
+// both the port and its set), so a change costs what it touches, not the
+// number of Services.
+std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredState& to,
+                                        const std::set<std::string>* service_keys = nullptr);
+// Makes `state` what `to` says: node, leases and neighbours whole; with
+// `service_keys`, only those Service port keys (as DeltaMessages reads them).
+void ApplyDelta(DesiredState* state, const DesiredState& to,
+                const std::set<std::string>* service_keys = nullptr);
 
 // Field-by-field equality of the protocol's objects.
 bool SameLease(const FlannelLease& a, const FlannelLease& b);

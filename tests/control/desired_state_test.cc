@@ -9,6 +9,7 @@
 namespace sluice {
 namespace {
 
+using ::testing::Contains;
 using ::testing::ElementsAre;
 
 std::vector<std::string> Names(const std::vector<api::Message>& ms) {
@@ -81,6 +82,34 @@ TEST(DesiredState, AnEndpointSetGoneWhileItsPortStaysBecomesEmpty) {
   const std::vector<api::Message> d = DeltaMessages(from, to);
   ASSERT_THAT(Names(d), ElementsAre("EndpointSetReplace"));
   EXPECT_TRUE(std::get<api::EndpointSetReplace>(d[0]).endpoints.empty());
+}
+
+TEST(DesiredState, ADeltaOverSomeKeysComparesOnlyThemAndApplyingItConverges) {
+  DesiredState from = Base();
+  from.ports["default/api/TCP"] = Port("api", 0x0a60000b);
+  from.endpoints["default/api/TCP"] = api::EndpointSetReplace{from.ports["default/api/TCP"].key, {}};
+  // What a watch event's update holds: only the keys it touched. web got an
+  // endpoint, dns is new, api (not among the keys) is not looked at.
+  DesiredState to = Base();
+  to.endpoints["default/web/TCP"].endpoints.push_back(api::Endpoint{0x0af41914, 8080});
+  to.ports["default/dns/TCP"] = Port("dns", 0x0a60000a);
+  to.endpoints["default/dns/TCP"] = api::EndpointSetReplace{to.ports["default/dns/TCP"].key, {}};
+  const std::set<std::string> keys = {"default/web/TCP", "default/dns/TCP", "default/gone/TCP"};
+  const std::vector<api::Message> d = DeltaMessages(from, to, &keys);
+  EXPECT_THAT(Names(d), ElementsAre("ServicePortUpsert", "EndpointSetReplace", "EndpointSetReplace"));
+  // The whole-state diff would delete api, which the update did not mention.
+  EXPECT_THAT(Names(DeltaMessages(from, to)), Contains("ServicePortDelete"));
+  ApplyDelta(&from, to, &keys);
+  EXPECT_EQ(from.ports.count("default/api/TCP"), 1u);
+  EXPECT_EQ(from.ports.count("default/dns/TCP"), 1u);
+  EXPECT_EQ(from.endpoints["default/web/TCP"].endpoints.size(), 1u);
+  EXPECT_TRUE(DeltaMessages(from, to, &keys).empty());
+  // A key whose port went: one delete, its set with it.
+  DesiredState gone = to;
+  gone.ports.erase("default/dns/TCP");
+  gone.endpoints.erase("default/dns/TCP");
+  const std::set<std::string> dns = {"default/dns/TCP"};
+  EXPECT_THAT(Names(DeltaMessages(from, gone, &dns)), ElementsAre("ServicePortDelete"));
 }
 
 TEST(DesiredState, ASourceThatHasNotSpokenDeletesNothing) {
