@@ -40,6 +40,7 @@
 
 #include "api/socket.h"
 #include "control/agent.h"
+#include "control/kube_services.h"
 #include "control/cluster_file.h"
 #include "control/model_messages.h"
 #include "control/sources/etcd_source.h"
@@ -244,26 +245,56 @@ int main(int argc, char** argv) {
   // this node, from what the dataplane acknowledged.
   sluice::OperatorHttp* operator_http = http->get();
   sluice::ProxyMetrics* proxy_metrics = &metrics;
-  ac.on_applied = [operator_http, proxy_metrics](const sluice::DesiredState& d) {
+  // Kept per Service port key and updated for the keys a batch changed, so
+  // that a watch event does not walk every Service.
+  struct PortHealth {
+    sluice::NamespacedName name;
+    uint16_t health_check_port = 0;  // externalTrafficPolicy Local with one
+    int local_ready = 0;             // ready endpoints on this node
+    bool no_local_external = false, no_local_internal = false;
+  };
+  auto port_health = std::make_shared<std::map<std::string, PortHealth>>();
+  auto health_node = std::make_shared<std::string>();
+  ac.on_applied = [operator_http, proxy_metrics, port_health, health_node](
+                      const sluice::DesiredState& d, const std::set<std::string>* keys) {
     const std::string node = d.node ? d.node->node.name : "";
+    // A new node name changes every count: all again.
+    if (node != *health_node) keys = nullptr;
+    *health_node = node;
+    auto compute = [&](const std::string& id) {
+      auto p = d.ports.find(id);
+      if (p == d.ports.end()) {
+        port_health->erase(id);
+        return;
+      }
+      PortHealth h;
+      h.name = {p->second.key.namespace_name, p->second.key.service_name};
+      auto e = d.endpoints.find(id);
+      if (e != d.endpoints.end())
+        for (const auto& ep : e->second.endpoints) h.local_ready += ep.ready && ep.node_name == node;
+      const bool ext_local = p->second.external_traffic_policy == sluice::TrafficPolicy::kLocal;
+      if (ext_local) h.health_check_port = p->second.health_check_node_port;
+      h.no_local_external = h.local_ready == 0 && ext_local;
+      h.no_local_internal =
+          h.local_ready == 0 && p->second.internal_traffic_policy == sluice::TrafficPolicy::kLocal;
+      (*port_health)[id] = h;
+    };
+    if (keys == nullptr) {
+      port_health->clear();
+      for (const auto& [id, p] : d.ports) compute(id);
+    } else {
+      for (const std::string& id : *keys) compute(id);
+    }
     std::map<sluice::NamespacedName, uint16_t> ports;
     std::map<sluice::NamespacedName, int> local;
     int no_local_internal = 0, no_local_external = 0;
-    for (const auto& [id, p] : d.ports) {
-      const sluice::NamespacedName n{p.key.namespace_name, p.key.service_name};
-      int count = 0;
-      auto e = d.endpoints.find(id);
-      if (e != d.endpoints.end())
-        for (const auto& ep : e->second.endpoints) count += ep.ready && ep.node_name == node;
-      const bool ext_local = p.external_traffic_policy == sluice::TrafficPolicy::kLocal;
-      if (ext_local && p.health_check_node_port != 0) {
-        ports[n] = p.health_check_node_port;
-        local[n] = std::max(local[n], count);
+    for (const auto& [id, h] : *port_health) {
+      if (h.health_check_port != 0) {
+        ports[h.name] = h.health_check_port;
+        local[h.name] = std::max(local[h.name], h.local_ready);
       }
-      if (count == 0) {
-        no_local_external += ext_local;
-        no_local_internal += p.internal_traffic_policy == sluice::TrafficPolicy::kLocal;
-      }
+      no_local_external += h.no_local_external;
+      no_local_internal += h.no_local_internal;
     }
     if (absl::Status s = operator_http->SyncHealthCheckPorts(ports); !s.ok())
       std::fprintf(stderr, "sluice-control: %s\n", std::string(s.message()).c_str());
@@ -310,10 +341,8 @@ int main(int argc, char** argv) {
 
   // The Kubernetes API: Services and EndpointSlices (and Nodes' leases).
   std::mutex kube_mu;
-  std::map<std::string, sluice::ServiceSpec> services;
-  std::map<std::string, sluice::EndpointSliceSpec> slices;
+  sluice::KubeServices kube_services;
   std::map<std::pair<uint32_t, uint8_t>, sluice::FlannelLease> node_leases;
-  bool have_services = false, have_slices = false;  // first snapshots seen
   std::unique_ptr<sluice::KubeSource> kube_source;
   if (kube) {
     auto api = o.in_cluster ? sluice::InClusterApiConfigFromEnvironment()
@@ -332,7 +361,6 @@ int main(int argc, char** argv) {
           std::lock_guard<std::mutex> l(kube_mu);
           using R = sluice::KubeResourceKind;
           using U = sluice::KubeUpdateKind;
-          auto id = [](const std::string& ns, const std::string& n) { return ns + "/" + n; };
           if (u.resource == R::kNodes) {
             if (u.kind == U::kSnapshot) node_leases.clear();
             if (u.kind == U::kDelete)
@@ -344,32 +372,24 @@ int main(int argc, char** argv) {
             agent.SetFlannel(base.network, all);
             return;
           }
+          // Only the Services an event touches are gathered again
+          // (control/kube_services.h); nothing goes out until both kinds
+          // have been listed (Services would look like Services going to 0
+          // endpoints).
+          sluice::KubeServices::Changes c;
           if (u.resource == R::kServices) {
-            if (u.kind == U::kSnapshot) {
-              services.clear();
-              have_services = true;
-            }
-            if (u.kind == U::kDelete) services.erase(u.deleted_name);
-            for (auto& sv : u.services) services[id(sv.namespace_name, sv.name)] = sv;
+            if (u.kind == U::kSnapshot) c = kube_services.SnapshotServices(std::move(u.services));
+            if (u.kind == U::kDelete) c = kube_services.DeleteService(u.deleted_name);
+            if (u.kind == U::kUpsert)
+              for (auto& sv : u.services) c = kube_services.UpsertService(std::move(sv));
           } else {
-            if (u.kind == U::kSnapshot) {
-              slices.clear();
-              have_slices = true;
-            }
-            if (u.kind == U::kDelete) slices.erase(u.deleted_name);
-            for (auto& es : u.endpoint_slices) slices[id(es.namespace_name, es.name)] = es;
+            if (u.kind == U::kSnapshot) c = kube_services.SnapshotSlices(std::move(u.endpoint_slices));
+            if (u.kind == U::kDelete) c = kube_services.DeleteSlice(u.deleted_name);
+            if (u.kind == U::kUpsert)
+              for (auto& es : u.endpoint_slices) c = kube_services.UpsertSlice(std::move(es));
           }
-          // Services without their endpoints would look like Services going
-          // to 0 endpoints: nothing until both have been listed.
-          if (!have_services || !have_slices) return;
-          // Gathered anew from every object (the dataplane applies only what
-          // changed; the agent sends only the changed ports and sets).
-          sluice::ClusterModel m = base;
-          m.services.clear();
-          m.endpoint_slices.clear();
-          for (const auto& [k, sv] : services) m.services.push_back(sv);
-          for (const auto& [k, es] : slices) m.endpoint_slices.push_back(es);
-          SetServicesFromModel(m, &agent);
+          if (!kube_services.complete()) return;
+          agent.UpdateServices(std::move(c.ports), std::move(c.endpoints));
         },
         [](const absl::Status& s) {
           std::fprintf(stderr, "sluice-control: Kubernetes API: %s\n",

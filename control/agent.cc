@@ -132,8 +132,9 @@ void Agent::UpdateServices(
     dirty_services_.insert(k);
   }
   if (metrics_ != nullptr) metrics_->CountChanges(svc, eps, WallClock::now());
+  const bool first = !services_known_;
   services_known_ = true;
-  if (svc + eps != 0) Changed(WallClock::now());
+  if (first || svc + eps != 0) Changed(WallClock::now());
 }
 
 DesiredState Agent::Desired() const {
@@ -306,7 +307,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
       metrics_->ObserveSync(
           std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), done);
     if (health_ != nullptr) health_->Updated(done);
-    if (config_.on_applied) config_.on_applied(sent);
+    if (config_.on_applied) config_.on_applied(sent, nullptr);
     if (metrics_ != nullptr && since)
       metrics_->ObserveNetworkProgramming(std::chrono::duration<double>(done - *since).count());
     // Deltas until the connection breaks.
@@ -352,7 +353,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
         metrics_->ObserveSync(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), at);
       if (health_ != nullptr) health_->Updated(at);
-      if (config_.on_applied) config_.on_applied(sent);
+      if (config_.on_applied) config_.on_applied(sent, &keys);
       if (metrics_ != nullptr && since)
         metrics_->ObserveNetworkProgramming(std::chrono::duration<double>(at - *since).count());
     }

@@ -58,8 +58,10 @@ class Agent {
     size_t window = 128;  // requests in flight on the socket
     bool verbose = false;  // log every batch
     // Called on the loop's thread after each acknowledged batch with the
-    // state the dataplane now holds (health-check ports follow it).
-    std::function<void(const DesiredState&)> on_applied;
+    // state the dataplane now holds (health-check ports follow it) and the
+    // Service port keys the batch may have changed (null: any, after a full
+    // sync).
+    std::function<void(const DesiredState&, const std::set<std::string>*)> on_applied;
   };
   Agent(Config config, ProxyHealth* health, ProxyMetrics* metrics);
 
