@@ -32,14 +32,25 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t n
   if (!pp->created)
     SLUICE_TRACE(ctx, m, kConntrackHit, .a8 = static_cast<uint8_t>(dir), .key = &e.original);
   ct.Touch(ref, pp->meta.tcp_flags, ctx->now);
+  const uint64_t route = e.route[dir].load(std::memory_order_relaxed);
+  const bool cached = RouteCacheValid(route, ctx->tables->generation);
+  // A packet forwarded from here has its TTL decrement folded into the NAT
+  // checksum update (one update instead of two); one that would leave with
+  // TTL 0 takes the plain path and is dropped by ForwardChecks.
+  bool ttl_done = false;
   if (e.flags & (ConntrackEntry::kDnat | ConntrackEntry::kSnat)) {
     const ConntrackEntry::Rewrite& rw = e.rewrite[dir];
-    ApplyRewrite(m, &pp->meta, dir == 0 ? e.reply : e.original,
-                 RewriteDeltas{rw.ip_csum_delta, rw.l4_csum_delta}, /*reversed=*/true);
+    RewriteDeltas d{rw.ip_csum_delta, rw.l4_csum_delta};
+    rte_ipv4_hdr* ip = Ipv4Header(m, pp->meta);
+    if (cached && ip->time_to_live > 1) {
+      d = WithTtlDecrement(d);
+      ttl_done = true;
+    }
+    ApplyRewrite(m, &pp->meta, dir == 0 ? e.reply : e.original, d, /*reversed=*/true);
+    if (ttl_done) ip->time_to_live--;
     SLUICE_TRACE(ctx, m, kNat, .a16 = pp->meta.tcp_flags, .key = &pp->meta.key);
   }
-  const uint64_t route = e.route[dir].load(std::memory_order_relaxed);
-  if (!RouteCacheValid(route, ctx->tables->generation)) return kToRoute;
+  if (!cached) return kToRoute;
   const NodeView& n = ctx->tables->node;
   const Egress eg = RouteCacheEgress(route);
   pp->egress = static_cast<uint8_t>(eg);
@@ -60,7 +71,7 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t n
       SLUICE_TRACE(ctx, m, kRoute, .a8 = pp->egress, .a = pp->meta.key.dst_ip, .b = pp->next_hop);
     }
   }
-  switch (ForwardChecks(m, pp, n.uplink_mtu)) {
+  switch (ttl_done ? ForwardChecksAfterTtl(pp, n.uplink_mtu) : ForwardChecks(m, pp, n.uplink_mtu)) {
     case ForwardVerdict::kVxlanEncap: return kToVxlanEncap;
     case ForwardVerdict::kNeighbor: {
       // The hop's rewrite, when the neighbour node left a current one.

@@ -148,6 +148,17 @@ inline void ApplyRewrite(rte_mbuf* m, PacketMeta* meta, const FlowKey& out, cons
 
 // Forwarding as a router: false when the TTL would reach 0 (the caller drops
 // with ttl_exceeded).
+// `d` with a TTL decrement folded into its IPv4 header delta: the TTL's
+// 16-bit word (TTL, protocol) drops by 0x0100 in network order, i.e. the
+// one's complement of that, in the byte order the header is summed in (as
+// DecrementTtl's words), is added to the header sum. Applying it gives the
+// same checksum as ApplyRewrite followed by DecrementTtl (both sums end in
+// 1..0xffff).
+inline RewriteDeltas WithTtlDecrement(RewriteDeltas d) {
+  d.ip = FoldChecksum(uint32_t{d.ip} + static_cast<uint16_t>(~Be16(0x0100)));
+  return d;
+}
+
 inline bool DecrementTtl(rte_mbuf* m, const PacketMeta& meta) {
   rte_ipv4_hdr* ip = Ipv4Header(m, meta);
   if (ip->time_to_live <= 1) return false;

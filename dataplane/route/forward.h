@@ -19,18 +19,24 @@ namespace sluice {
 
 enum class ForwardVerdict : uint8_t { kVxlanEncap, kNeighbor, kDrop };
 
-// On kDrop, pp->drop holds the reason (ttl_exceeded, vxlan_too_big).
-inline ForwardVerdict ForwardChecks(rte_mbuf* m, PacketPriv* pp, uint32_t uplink_mtu) {
-  if (!DecrementTtl(m, pp->meta)) {
-    pp->drop = k_ttl_exceeded;
-    return ForwardVerdict::kDrop;
-  }
+// The checks after the TTL: for a packet whose TTL the caller decremented
+// already (nat folds it into the NAT checksum update).
+inline ForwardVerdict ForwardChecksAfterTtl(PacketPriv* pp, uint32_t uplink_mtu) {
   if (static_cast<Egress>(pp->egress) != Egress::kVxlan) return ForwardVerdict::kNeighbor;
   if (uint32_t{pp->meta.ip_total_length} + kVxlanOverhead > uplink_mtu) {
     pp->drop = k_vxlan_too_big;
     return ForwardVerdict::kDrop;
   }
   return ForwardVerdict::kVxlanEncap;
+}
+
+// On kDrop, pp->drop holds the reason (ttl_exceeded, vxlan_too_big).
+inline ForwardVerdict ForwardChecks(rte_mbuf* m, PacketPriv* pp, uint32_t uplink_mtu) {
+  if (!DecrementTtl(m, pp->meta)) {
+    pp->drop = k_ttl_exceeded;
+    return ForwardVerdict::kDrop;
+  }
+  return ForwardChecksAfterTtl(pp, uplink_mtu);
 }
 
 }  // namespace sluice
