@@ -137,7 +137,7 @@ void Agent::UpdateServices(
   if (first || svc + eps != 0) Changed(WallClock::now());
 }
 
-DesiredState Agent::Desired() const {
+DesiredState Agent::DesiredFor(const std::set<std::string>* keys) const {
   DesiredState s;
   if (node_ && network_) {
     api::NodeSettings n;
@@ -148,23 +148,12 @@ DesiredState Agent::Desired() const {
   }
   if (node_) s.neighbors = node_->neighbors;
   s.leases = leases_;
-  s.ports = ports_;
-  s.endpoints = endpoints_;
-  return s;
-}
-
-DesiredState Agent::DesiredFor(const std::set<std::string>& keys) const {
-  DesiredState s;
-  if (node_ && network_) {
-    api::NodeSettings n;
-    n.node = *node_;
-    n.node.neighbors.clear();
-    n.network = *network_;
-    s.node = n;
+  if (keys == nullptr) {
+    s.ports = ports_;
+    s.endpoints = endpoints_;
+    return s;
   }
-  if (node_) s.neighbors = node_->neighbors;
-  s.leases = leases_;
-  for (const std::string& k : keys) {
+  for (const std::string& k : *keys) {
     if (auto p = ports_.find(k); p != ports_.end()) s.ports.insert(*p);
     if (auto e = endpoints_.find(k); e != endpoints_.end()) s.endpoints.insert(*e);
   }
@@ -279,7 +268,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
     std::optional<WallClock::time_point> since;
     {
       std::lock_guard<std::mutex> l(mu_);
-      sent = Desired();
+      sent = DesiredFor(nullptr);
       dirty_services_.clear();
       seq = change_seq_;
       since = oldest_change_;
@@ -334,7 +323,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
           continue;
         }
         keys.swap(dirty_services_);
-        want = DesiredFor(keys);
+        want = DesiredFor(&keys);
         seq = change_seq_;
         since = oldest_change_;
         oldest_change_.reset();

@@ -101,9 +101,9 @@ class Agent {
 
  private:
   void Changed(WallClock::time_point at);  // mu_ held
-  DesiredState Desired() const;            // mu_ held
-  // Node, leases and neighbours, and of the Services only `keys`. mu_ held.
-  DesiredState DesiredFor(const std::set<std::string>& keys) const;
+  // Node, leases and neighbours, and the Services: all of them, or with
+  // `keys` only those (as DeltaMessages takes them). mu_ held.
+  DesiredState DesiredFor(const std::set<std::string>* keys) const;
   // Sends `batch` pipelined; false when the connection broke (status says
   // why). Rejections are counted and logged.
   bool SendBatch(api::Client& client, const std::vector<api::Message>& batch);

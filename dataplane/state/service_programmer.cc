@@ -241,15 +241,24 @@ absl::Status ChooseFor(const std::vector<api::Endpoint>& eps, const std::string&
 
 }  // namespace
 
-absl::Status ServiceProgrammer::UpsertServicePort(const api::ServicePort& port) {
+void ServiceProgrammer::BeginCall(Plan* plan) {
   ++stats_.calls;
   FlushFlowRemovals();
-  Plan plan;
-  plan.dir = dir_;
-  plan.node_name = config_.node_name;
+  plan->dir = dir_;
+  plan->node_name = config_.node_name;
+}
+
+ServiceProgrammer::Item ServiceProgrammer::ItemFor(const api::ServicePortKey& key) const {
   Item it;
-  it.id = api::FormatServicePortKey(port.key);
+  it.id = api::FormatServicePortKey(key);
   if (auto f = records_.find(it.id); f != records_.end()) it.record = f->second.get();
+  return it;
+}
+
+absl::Status ServiceProgrammer::UpsertServicePort(const api::ServicePort& port) {
+  Plan plan;
+  BeginCall(&plan);
+  Item it = ItemFor(port.key);
   if (absl::Status s = FromSpec(port, it.id, &it); !s.ok()) return s;
   if (it.record != nullptr && it.record->has_endpoints) {
     it.has_endpoints = true;
@@ -260,14 +269,9 @@ absl::Status ServiceProgrammer::UpsertServicePort(const api::ServicePort& port) 
 }
 
 absl::Status ServiceProgrammer::ReplaceEndpoints(const api::EndpointSetReplace& set) {
-  ++stats_.calls;
-  FlushFlowRemovals();
   Plan plan;
-  plan.dir = dir_;
-  plan.node_name = config_.node_name;
-  Item it;
-  it.id = api::FormatServicePortKey(set.key);
-  if (auto f = records_.find(it.id); f != records_.end()) it.record = f->second.get();
+  BeginCall(&plan);
+  Item it = ItemFor(set.key);
   if (absl::Status s = ChooseFor(set.endpoints, it.id, config_.node_name,
                                  dir_->max_endpoints_per_set(), &it.chosen);
       !s.ok())
@@ -289,17 +293,11 @@ absl::Status ServiceProgrammer::ReplaceEndpoints(const api::EndpointSetReplace& 
 }
 
 absl::Status ServiceProgrammer::DeleteServicePort(const api::ServicePortKey& key) {
-  ++stats_.calls;
-  FlushFlowRemovals();
   Plan plan;
-  plan.dir = dir_;
-  plan.node_name = config_.node_name;
-  Item it;
-  it.id = api::FormatServicePortKey(key);
-  auto f = records_.find(it.id);
-  if (f == records_.end())
+  BeginCall(&plan);
+  Item it = ItemFor(key);
+  if (it.record == nullptr)
     return absl::NotFoundError(absl::StrCat("Service ", it.id, ": no such Service port"));
-  it.record = f->second.get();
   plan.items.push_back(std::move(it));  // final state: nothing
   return Run(plan);
 }

@@ -208,6 +208,11 @@ class ServiceProgrammer {
   absl::Status Prepare(Plan& plan);
   absl::Status Commit(Plan& plan);
   Record* Ensure(Item& item);
+  // The start of each single-object call: counted, pending flow removals
+  // posted again, `plan` set up for this directory and node.
+  void BeginCall(Plan* plan);
+  // An item for `key`, with its record when there is one.
+  Item ItemFor(const api::ServicePortKey& key) const;
   void RemoveFlows(const std::vector<PurgeRule>& rules);
 
   Config config_;

@@ -134,21 +134,22 @@ OverlayTable::ApplyResult OverlayTable::Apply(const std::vector<VtepPeer>& peers
     retired_.push_back(it->second);
     it = live_.erase(it);
   }
-  for (const auto& [key, p] : changed) {
-    // Replacing the rule's next hop is one store per table entry: a reader
-    // finds the old slot or the new one, never neither.
-    const uint32_t s = TakeSlot(*p);
+  // A changed lease's rule keeps its prefix and gets the new slot as its
+  // next hop: one store per table entry, so a reader finds the old slot or
+  // the new one, never neither. A new lease is added the same way.
+  const auto install = [&](const std::pair<uint32_t, uint8_t>& key, const VtepPeer& p) {
+    const uint32_t s = TakeSlot(p);
     rte_lpm_add(lpm_, key.first, key.second, s);
-    rte_hash_add_key_data(by_public_ip_, &p->public_ip, reinterpret_cast<void*>(uintptr_t{s}));
+    rte_hash_add_key_data(by_public_ip_, &p.public_ip, reinterpret_cast<void*>(uintptr_t{s}));
     live_[key] = s;
+  };
+  for (const auto& [key, p] : changed) {
+    install(key, *p);
     ++r.changed;
   }
   for (const auto& [key, p] : want) {
     if (live_.count(key) != 0) continue;
-    const uint32_t s = TakeSlot(*p);
-    rte_lpm_add(lpm_, key.first, key.second, s);
-    rte_hash_add_key_data(by_public_ip_, &p->public_ip, reinterpret_cast<void*>(uintptr_t{s}));
-    live_[key] = s;
+    install(key, *p);
     ++r.added;
   }
   return r;
