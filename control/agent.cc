@@ -304,6 +304,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
     while (alive && !stop.load()) {
       DesiredState want;
       std::set<std::string> keys;
+      bool renamed = false;
       {
         std::unique_lock<std::mutex> l(mu_);
         changed_cv_.wait_for(l, std::chrono::milliseconds(200),
@@ -322,18 +323,22 @@ void Agent::Run(const std::atomic<bool>& stop) {
           }
           continue;
         }
+        // A renamed node re-sends every endpoint set (DeltaMessages): the
+        // whole state, not the dirty keys.
+        renamed = sent.node && node_ && sent.node->node.name != node_->name;
         keys.swap(dirty_services_);
-        want = DesiredFor(&keys);
+        want = DesiredFor(renamed ? nullptr : &keys);
         seq = change_seq_;
         since = oldest_change_;
         oldest_change_.reset();
       }
-      const std::vector<api::Message> delta = DeltaMessages(sent, want, &keys);
+      const std::set<std::string>* const which = renamed ? nullptr : &keys;
+      const std::vector<api::Message> delta = DeltaMessages(sent, want, which);
       t0 = std::chrono::steady_clock::now();
       alive = SendBatch(*client, delta);
       if (!alive) break;
       const auto at = WallClock::now();
-      ApplyDelta(&sent, want, &keys);
+      ApplyDelta(&sent, want, which);
       if (config_.verbose)
         std::printf("sluice-control: %zu changes applied in %.2f ms\n", delta.size(),
                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
@@ -342,7 +347,7 @@ void Agent::Run(const std::atomic<bool>& stop) {
         metrics_->ObserveSync(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), at);
       if (health_ != nullptr) health_->Updated(at);
-      if (config_.on_applied) config_.on_applied(sent, &keys);
+      if (config_.on_applied) config_.on_applied(sent, which);
       if (metrics_ != nullptr && since)
         metrics_->ObserveNetworkProgramming(std::chrono::duration<double>(at - *since).count());
     }

@@ -120,6 +120,11 @@ std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredS
     out.push_back(api::ServicePortDelete{p.key});
   };
   const auto set_replace = [&](const api::EndpointSetReplace& e) { out.push_back(e); };
+  const bool renamed = to.node && from.node && from.node->node.name != to.node->node.name;
+  const auto same_set = [renamed](const api::EndpointSetReplace& a,
+                                  const api::EndpointSetReplace& b) {
+    return !renamed && SameEndpoints(a, b);
+  };
   const auto set_gone = [&](const api::EndpointSetReplace& e) {
     // Endpoints gone while the port stays: an empty set.
     if (to.ports.count(api::FormatServicePortKey(e.key)) != 0)
@@ -128,11 +133,11 @@ std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredS
   if (service_keys == nullptr) {
     Diff(from.ports, to.ports, SameServicePort, port_upsert, port_delete);
     out.insert(out.end(), upserts.begin(), upserts.end());
-    Diff(from.endpoints, to.endpoints, SameEndpoints, set_replace, set_gone);
+    Diff(from.endpoints, to.endpoints, same_set, set_replace, set_gone);
   } else {
     DiffKeys(*service_keys, from.ports, to.ports, SameServicePort, port_upsert, port_delete);
     out.insert(out.end(), upserts.begin(), upserts.end());
-    DiffKeys(*service_keys, from.endpoints, to.endpoints, SameEndpoints, set_replace, set_gone);
+    DiffKeys(*service_keys, from.endpoints, to.endpoints, same_set, set_replace, set_gone);
   }
   if (to.neighbors && (!from.neighbors || !SameNeighbors(*from.neighbors, *to.neighbors)))
     out.push_back(api::NeighborsReplace{*to.neighbors});

@@ -48,6 +48,11 @@ std::vector<api::Message> FullSyncMessages(const DesiredState& s, uint64_t epoch
 // set share one) are compared: `to` needs to hold just them (and from them
 // both the port and its set), so a change costs what it touches, not the
 // number of Services.
+//
+// A renamed node (its name decides which endpoints are local) re-sends
+// every endpoint set after the node settings, so that the dataplane chooses
+// each local subset again with the new name: `to` must then be whole and
+// `service_keys` null (Agent does so).
 std::vector<api::Message> DeltaMessages(const DesiredState& from, const DesiredState& to,
                                         const std::set<std::string>* service_keys = nullptr);
 // Makes `state` what `to` says: node, leases and neighbours whole; with

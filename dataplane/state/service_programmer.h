@@ -166,7 +166,9 @@ class ServiceProgrammer {
   size_t pending_count() const;  // endpoint sets waiting for their port
 
   // The name deciding which endpoints are local; endpoint sets chosen from
-  // now on use it (sluice-node learns it from the node settings).
+  // now on use it (sluice-node learns it from the node settings). Sets
+  // already published keep theirs until sent again: a client renaming the
+  // node re-sends every set after it (sluice-control's DeltaMessages).
   void SetNodeName(const std::string& name) { config_.node_name = name; }
   // Every Service port upserted (proxied or not), for pruning after a full
   // sync.

@@ -112,6 +112,20 @@ TEST(DesiredState, ADeltaOverSomeKeysComparesOnlyThemAndApplyingItConverges) {
   EXPECT_THAT(Names(DeltaMessages(from, gone, &dns)), ElementsAre("ServicePortDelete"));
 }
 
+TEST(DesiredState, ARenamedNodeResendsEveryEndpointSetAfterItsSettings) {
+  // The name decides which endpoints are local: the dataplane chooses the
+  // local subsets again only from sets sent after the new name.
+  DesiredState from = Base();
+  from.ports["default/api/TCP"] = Port("api", 0x0a60000b);
+  from.endpoints["default/api/TCP"] = api::EndpointSetReplace{from.ports["default/api/TCP"].key, {}};
+  DesiredState to = from;
+  to.node->node.name = "node-228-renamed";
+  EXPECT_THAT(Names(DeltaMessages(from, to)),
+              ElementsAre("NodeSettings", "EndpointSetReplace", "EndpointSetReplace"));
+  ApplyDelta(&from, to, nullptr);
+  EXPECT_TRUE(DeltaMessages(from, to).empty());
+}
+
 TEST(DesiredState, ASourceThatHasNotSpokenDeletesNothing) {
   DesiredState to = Base();
   to.node.reset();

@@ -381,6 +381,25 @@ TEST_F(ServiceProgrammerTest, ASyncKeepsWhatIsUnchangedAndRemovesWhatItDoesNotMe
   EXPECT_EQ(programmer_->node_name(), "node-227");
 }
 
+// A rename outside a sync: sets already published keep their local subset
+// until they are sent again (sluice-control re-sends every one after the
+// node settings); a re-sent set is chosen with the new name.
+TEST_F(ServiceProgrammerTest, ARenamedNodeChoosesTheLocalSubsetOfSetsSentAfterIt) {
+  ASSERT_TRUE(programmer_->UpsertServicePort(WebPort()).ok());
+  ASSERT_TRUE(programmer_->ReplaceEndpoints(WebEndpoints()).ok());
+  const EndpointSet* before = SetOf(kWebKey);
+  ASSERT_EQ(before->local_count, 1u);
+  EXPECT_EQ(before->endpoints()[before->all_count].ip, Ip("10.244.26.20"));
+  programmer_->SetNodeName("node-227");
+  EXPECT_EQ(SetOf(kWebKey), before);
+  const uint64_t published = programmer_->stats().sets_published;
+  ASSERT_TRUE(programmer_->ReplaceEndpoints(WebEndpoints()).ok());
+  EXPECT_EQ(programmer_->stats().sets_published, published + 1);
+  const EndpointSet* now = SetOf(kWebKey);
+  ASSERT_EQ(now->local_count, 1u);
+  EXPECT_EQ(now->endpoints()[now->all_count].ip, Ip("10.244.25.30"));
+}
+
 // kube-proxy's CategorizeEndpoints: ready endpoints; else serving and
 // terminating ones; the node-local subset decided on its own.
 TEST(EndpointChoiceTest, ReadyFirstThenServingTerminatingAndLocalOnItsOwn) {
