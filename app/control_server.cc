@@ -56,7 +56,7 @@ api::Message ControlServer::Show(const api::Show& s) {
     f.limit = s.limit;
     doc = ConntrackJson(runtime_->conntrack(), f, rte_rdtsc());
   } else if (s.what == "counters") {
-    doc = nlohmann::json::parse(runtime_->CountersJson(), nullptr, false);
+    return api::JsonReply{runtime_->CountersJson()};  // already JSON
   } else if (s.what == "neighbors") {
     doc = NeighborsJson(runtime_->neighbors(), rte_rdtsc());
   } else if (s.what == "stages") {

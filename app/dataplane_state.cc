@@ -33,24 +33,18 @@ std::string Prefix(const Ipv4Prefix& p) {
   return absl::StrFormat("%s/%u", FormatIpv4(p.address), p.length);
 }
 
-// A unicast host address: not 0/8, loopback, multicast, class E or broadcast.
-bool Unicast(uint32_t ip) {
-  const uint32_t first = ip >> 24;
-  return first != 0 && first != 127 && first < 224;
-}
-
 bool StationMac(const MacAddress& m) { return (m[0] & 1) == 0 && m != MacAddress{}; }
 
 absl::Status CheckNode(const api::NodeSettings& s) {
   const std::string o = "node settings";
   const NodeSpec& n = s.node;
   if (n.name.empty() || n.name.size() > 253) return Bad(o, "node.name", "must be 1..253 characters");
-  if (!Unicast(n.node_ip))
+  if (!IsUnicastHost(n.node_ip))
     return Bad(o, "node.nodeIP", absl::StrCat(FormatIpv4(n.node_ip), " is not a unicast address"));
   if (n.uplink_prefix_length < 1 || n.uplink_prefix_length > 32)
     return Bad(o, "node.uplinkPrefixLength",
                absl::StrCat("must be 1..32, got ", n.uplink_prefix_length));
-  if (n.gateway_ip != 0 && (!Unicast(n.gateway_ip) || n.gateway_ip == n.node_ip))
+  if (n.gateway_ip != 0 && (!IsUnicastHost(n.gateway_ip) || n.gateway_ip == n.node_ip))
     return Bad(o, "node.gateway",
                absl::StrCat(FormatIpv4(n.gateway_ip), " is not a unicast address other than nodeIP"));
   if (n.uplink_mtu < 576 || n.uplink_mtu > 9216)
@@ -91,7 +85,7 @@ absl::Status CheckLease(const FlannelLease& l, const std::optional<api::NodeSett
     if (l.subnet.length < net.length || !net.Contains(l.subnet.address))
       return Bad(o, "subnet", absl::StrCat("is not inside the cluster network ", Prefix(net)));
   }
-  if (!Unicast(l.public_ip))
+  if (!IsUnicastHost(l.public_ip))
     return Bad(o, "PublicIP", absl::StrCat(FormatIpv4(l.public_ip), " is not a unicast address"));
   if (l.backend_type != "vxlan")
     return Bad(o, "BackendType", absl::StrCat("only vxlan is supported, got \"", l.backend_type, "\""));
@@ -117,7 +111,7 @@ absl::Status CheckNeighbors(const std::vector<NeighborEntry>& ns) {
   for (size_t i = 0; i < ns.size(); ++i) {
     const NeighborEntry& n = ns[i];
     const std::string f = absl::StrCat("neighbors[", i, "]");
-    if (!Unicast(n.ip)) return Bad("neighbors", f + ".ip", FormatIpv4(n.ip) + " is not unicast");
+    if (!IsUnicastHost(n.ip)) return Bad("neighbors", f + ".ip", FormatIpv4(n.ip) + " is not unicast");
     if (!StationMac(n.mac)) return Bad("neighbors", f + ".mac", FormatMac(n.mac) + " is not a unicast MAC");
     if (!seen.insert({static_cast<int>(n.port), n.ip}).second)
       return Bad("neighbors", f, FormatIpv4(n.ip) + " listed twice on its port");

@@ -1,17 +1,23 @@
 #include "app/node_runtime.h"
 
 #include <rte_cycles.h>
+#include <rte_eal.h>
+#include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
 #include <rte_malloc.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "control/table_builder.h"
+#include "dataplane/common/eal_cleanup.h"
 
 namespace sluice {
 
@@ -284,6 +290,28 @@ bool HugepagesAvailable() {
     meminfo.ignore(256, '\n');
   }
   return false;
+}
+
+void AppendPrivateMemoryArgs(std::vector<std::string>* eal, const std::string& prefix,
+                             bool allow_huge) {
+  if (allow_huge && HugepagesAvailable()) {
+    eal->push_back("--in-memory");
+  } else {
+    eal->push_back("--no-huge");
+    eal->push_back("--no-shconf");
+    eal->push_back(absl::StrFormat("--file-prefix=%s-%d", prefix, getpid()));
+  }
+}
+
+bool InitEal(std::vector<std::string> args, const char* who) {
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  if (rte_eal_init(static_cast<int>(argv.size()), argv.data()) < 0) {
+    std::fprintf(stderr, "%s: DPDK EAL init failed: %s\n", who, rte_strerror(rte_errno));
+    return false;
+  }
+  RemoveEalRuntimeDir();
+  return true;
 }
 
 }  // namespace sluice

@@ -142,6 +142,16 @@ class NodeRuntime {
 // queues by an IP/TCP/UDP hash when the device can. Starts the port.
 bool ConfigurePort(uint16_t port, uint16_t queues, rte_mempool* pool, bool rss, std::string* error);
 bool HugepagesAvailable();
+// EAL arguments for a process that shares nothing with other DPDK processes
+// (so parallel runs never clash): --in-memory on hugepages when the machine
+// has them and `allow_huge`, else plain memory with a runtime folder named
+// `prefix`-<pid>.
+void AppendPrivateMemoryArgs(std::vector<std::string>* eal, const std::string& prefix,
+                             bool allow_huge = true);
+// rte_eal_init on `args` (args[0] is the program), then the runtime folder
+// removed (dataplane/common/eal_cleanup.h). False, with DPDK's reason on
+// stderr after `who`, when the EAL refused.
+bool InitEal(std::vector<std::string> args, const char* who);
 
 }  // namespace sluice
 

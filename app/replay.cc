@@ -158,15 +158,7 @@ int RunReplay(const ReplayOptions& o) {
                                   "--log-level=pmd.*:warning",
                                   "-m",
                                   "512"};
-  // Hugepages when the machine has them; otherwise plain memory. Either way
-  // nothing is shared with other DPDK processes (parallel runs never clash).
-  if (HugepagesAvailable()) {
-    eal.push_back("--in-memory");
-  } else {
-    eal.push_back("--no-huge");
-    eal.push_back("--no-shconf");
-    eal.push_back(absl::StrFormat("--file-prefix=sluice-replay-%d", getpid()));
-  }
+  AppendPrivateMemoryArgs(&eal, "sluice-replay");
   const long cpus = std::max(1L, sysconf(_SC_NPROCESSORS_ONLN));
   eal.push_back(absl::StrFormat("--lcores=(0-%u)@(0-%ld)", o.workers, cpus - 1));
   for (int r = 0; r < kRoles; ++r) {
@@ -181,14 +173,7 @@ int RunReplay(const ReplayOptions& o) {
     eal.push_back("--vdev");
     eal.push_back(absl::StrFormat("net_pcap_%s,rx_pcap=%s,tx_pcap=%s", names[r], in, out));
   }
-  std::vector<char*> eal_argv;
-  for (auto& s : eal) eal_argv.push_back(s.data());
-  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    std::fprintf(stderr, "%s: DPDK EAL init failed: %s\n", o.program.c_str(),
-                 rte_strerror(rte_errno));
-    return 1;
-  }
-  RemoveEalRuntimeDir();
+  if (!InitEal(std::move(eal), o.program.c_str())) return 1;
   if (o.seed != 0) rte_srand(o.seed);
 
   static const rte_mbuf_dynfield kSeqField = {"sluice_replay_seq", sizeof(uint64_t),

@@ -173,7 +173,6 @@ def main():
     data = {"hugepages": hp, "quick": args.quick, "date": stamp}
     data["micro"] = micro(args.build, out_dir, args.quick)
     data["throughput"] = throughput(args.build, out_dir, args.quick)
-    data["update"] = update(args.build, out_dir, args.quick)
     data["etcd"] = etcd(args.build, out_dir, args.quick)
     data["source"] = source(args.build, out_dir, args.quick)
     data["source_kube"] = source_kube(args.build, out_dir, args.quick)

@@ -24,17 +24,8 @@ int main(int argc, char** argv) {
   argc = kept;
   std::vector<std::string> args = {
       argv[0], "--no-pci", "--no-telemetry", "-m", "2048", "--log-level=*:error", "-l", "0"};
-  if (!no_huge && sluice::HugepagesAvailable()) {
-    args.push_back("--in-memory");
-  } else {
-    args.push_back("--no-huge");
-    args.push_back("--no-shconf");
-    args.push_back("--file-prefix=sluice-micro-" + std::to_string(getpid()));
-  }
-  std::vector<char*> eal_argv;
-  for (auto& a : args) eal_argv.push_back(a.data());
-  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) return 1;
-  sluice::RemoveEalRuntimeDir();
+  sluice::AppendPrivateMemoryArgs(&args, "sluice-micro", !no_huge);
+  if (!sluice::InitEal(std::move(args), "sluice-bench-micro")) return 1;
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

@@ -31,6 +31,13 @@ const char* PortRoleName(PortRole role);
 std::string FormatIpv4(uint32_t ip);
 std::string FormatMac(const MacAddress& mac);
 
+// A unicast host address (host byte order): not 0.0.0.0/8, loopback
+// 127.0.0.0/8, multicast 224.0.0.0/4, class E 240.0.0.0/4 or the broadcast.
+inline constexpr bool IsUnicastHost(uint32_t ip) {
+  const uint32_t first = ip >> 24;
+  return first != 0 && first != 127 && first < 224;
+}
+
 inline constexpr uint8_t kProtoIcmp = 1;
 inline constexpr uint8_t kProtoTcp = 6;
 inline constexpr uint8_t kProtoUdp = 17;

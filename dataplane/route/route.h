@@ -64,12 +64,12 @@ inline RouteResult RouteTo(const TableSet& t, uint32_t dst) {
 
 // Destinations no router forwards (martians): 0.0.0.0/8, 127.0.0.0/8,
 // multicast 224.0.0.0/4 (no Sluice feature forwards multicast yet), the
-// limited broadcast, and the directed broadcasts of the node's subnets
+// reserved class E 240.0.0.0/4 with the limited broadcast in it, and the
+// directed broadcasts of the node's subnets
 // (uplink, this node's pod subnet, the cluster network). Never routed to the
 // gateway: they are dropped as martian_destination.
 inline bool IsMartianDestination(const NodeView& n, uint32_t dst) {
-  const uint32_t first = dst >> 24;
-  if (first == 0 || first == 127 || (dst >> 28) == 0xe || dst == 0xffffffffu) return true;
+  if (!IsUnicastHost(dst)) return true;
   // A directed broadcast has every host bit set, the lowest among them.
   if ((dst & 1) == 0) return false;
   auto directed = [dst](uint32_t net, uint32_t mask) {

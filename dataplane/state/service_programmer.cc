@@ -35,10 +35,8 @@ std::string DescribeKey(const ServiceKey& k) {
 // Why `ip` can be neither a Service address nor an endpoint (the ranges the
 // workers drop as martians), or null.
 const char* BadAddress(uint32_t ip) {
-  const uint32_t a = ip >> 24;
-  if (a == 0 || a >= 224) return "is not a unicast address";  // 0/8, multicast, 240/4, broadcast
-  if (a == 127) return "is a loopback address";
-  return nullptr;
+  if ((ip >> 24) == 127) return "is a loopback address";
+  return IsUnicastHost(ip) ? nullptr : "is not a unicast address";
 }
 
 absl::Status Invalid(const std::string& id, const std::string& field, const std::string& what) {

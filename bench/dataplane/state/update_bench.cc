@@ -204,20 +204,8 @@ int Main(int argc, char** argv) {
                                   "-m",
                                   "2048"};
   const bool hugepages = HugepagesAvailable();
-  if (hugepages) {
-    eal.push_back("--in-memory");
-  } else {
-    eal.push_back("--no-huge");
-    eal.push_back("--no-shconf");
-    eal.push_back(absl::StrFormat("--file-prefix=sluice-bench-update-%d", getpid()));
-  }
-  std::vector<char*> eal_argv;
-  for (auto& s : eal) eal_argv.push_back(s.data());
-  if (rte_eal_init(static_cast<int>(eal_argv.size()), eal_argv.data()) < 0) {
-    std::fprintf(stderr, "EAL init failed\n");
-    return 1;
-  }
-  RemoveEalRuntimeDir();
+  AppendPrivateMemoryArgs(&eal, "sluice-bench-update");
+  if (!InitEal(std::move(eal), "sluice-bench-update")) return 1;
   rte_srand(1);
   rte_mempool* pool = CreatePacketPool("update_pool", 1023, 0, rte_socket_id());
   if (pool == nullptr) {
