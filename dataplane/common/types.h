@@ -35,7 +35,7 @@ std::string FormatMac(const MacAddress& mac);
 // 127.0.0.0/8, multicast 224.0.0.0/4, class E 240.0.0.0/4 or the broadcast.
 inline constexpr bool IsUnicastHost(uint32_t ip) {
   const uint32_t first = ip >> 24;
-  return first != 0 && first != 127 && first < 224;
+  return first - 1 < 223 && first != 127;  // 0 wraps to 2^32 - 1
 }
 
 inline constexpr uint8_t kProtoIcmp = 1;

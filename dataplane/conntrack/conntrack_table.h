@@ -228,6 +228,9 @@ class ConntrackTable {
   uint32_t Lookup(const FlowKey& key) const;
   ConntrackEntry& entry(uint32_t ref) { return entries_[ref & ~kReplyBit]; }
   const ConntrackEntry& entry(uint32_t ref) const { return entries_[ref & ~kReplyBit]; }
+  // The entries' base, for a burst loop that keeps it in a register:
+  // base[ref & ~kReplyBit] is entry(ref). Stable for the table's life.
+  ConntrackEntry* entries() { return entries_; }
 
   // The table's coarse clock: `now` (in ticks_per_second units) shifted so
   // that one tick is about a millisecond (no shift below 2000 ticks/s).
@@ -241,14 +244,16 @@ class ConntrackTable {
   // Records a packet of a tracked flow (any worker). Writes the entry only
   // when the coarse tick moved forward or a state bit is new.
   void Touch(uint32_t ref, uint8_t tcp_flags, uint64_t now) {
-    ConntrackEntry& e = entry(ref);
+    TouchAt(entry(ref), ref, tcp_flags, Tick(now));
+  }
+  // The same with the entry and the tick (Tick(now)) already at hand.
+  static void TouchAt(ConntrackEntry& e, uint32_t ref, uint8_t tcp_flags, uint32_t tick) {
     uint8_t bits = 0;
     if (ref & kReplyBit) bits |= ConntrackEntry::kSeenReply;
     if (tcp_flags & 0x01) bits |= ConntrackEntry::kFin;
     if (tcp_flags & 0x04) bits |= ConntrackEntry::kRst;
     if (bits != 0 && (e.state.load(std::memory_order_relaxed) & bits) != bits)
       e.state.fetch_or(bits, std::memory_order_relaxed);
-    const uint32_t tick = Tick(now);
     if (static_cast<int32_t>(tick - e.last_seen.load(std::memory_order_relaxed)) > 0)
       e.last_seen.store(tick, std::memory_order_relaxed);
   }

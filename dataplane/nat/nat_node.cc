@@ -23,17 +23,29 @@ namespace {
 
 enum Edge : rte_edge_t { kToVxlanEncap, kToNeighbor, kToRoute, kToDrop, kToTx };
 
+// What every packet of a burst reads, loaded once per burst (stores into
+// packet bytes would otherwise make the compiler load them again each time).
+struct BurstView {
+  ConntrackEntry* entries;  // the connection table's
+  uint32_t tick;            // its clock now
+  uint64_t now;
+  uint64_t route_tag;         // RouteCacheTag of the tables' generation
+  uint64_t neighbor_version;  // the neighbour table's
+  uint64_t refresh_interval;
+  uint32_t uplink_mtu;
+  uint32_t gateway_ip;
+};
+
 template <bool kMayTrace>
-rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t neighbor_version) {
-  ConntrackTable& ct = *ctx->shared.conntrack;
+rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const BurstView& b) {
   const uint32_t ref = pp->ct_ref;
   const int dir = (ref & ConntrackTable::kReplyBit) ? 1 : 0;
-  ConntrackEntry& e = ct.entry(ref);
+  ConntrackEntry& e = b.entries[ref & ~ConntrackTable::kReplyBit];
   if (!pp->created)
     SLUICE_TRACE(ctx, m, kConntrackHit, .a8 = static_cast<uint8_t>(dir), .key = &e.original);
-  ct.Touch(ref, pp->meta.tcp_flags, ctx->now);
+  ConntrackTable::TouchAt(e, ref, pp->meta.tcp_flags, b.tick);
   const uint64_t route = e.route[dir].load(std::memory_order_relaxed);
-  const bool cached = RouteCacheValid(route, ctx->tables->generation);
+  const bool cached = RouteCacheValid(route, b.route_tag);
   // A packet forwarded from here has its TTL decrement folded into the NAT
   // checksum update (one update instead of two); one that would leave with
   // TTL 0 takes the plain path and is dropped by ForwardChecks.
@@ -51,7 +63,6 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t n
     SLUICE_TRACE(ctx, m, kNat, .a16 = pp->meta.tcp_flags, .key = &pp->meta.key);
   }
   if (!cached) return kToRoute;
-  const NodeView& n = ctx->tables->node;
   const Egress eg = RouteCacheEgress(route);
   pp->egress = static_cast<uint8_t>(eg);
   pp->vxlan_sport = RouteCacheSport(route);
@@ -59,7 +70,7 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t n
     pp->peer = RouteCachePeer(route);
   } else {
     pp->tx_port = static_cast<uint8_t>(eg == Egress::kPods ? PortRole::kPods : PortRole::kUplink);
-    pp->next_hop = RouteCacheViaGateway(route) ? n.gateway_ip : pp->meta.key.dst_ip;
+    pp->next_hop = RouteCacheViaGateway(route) ? b.gateway_ip : pp->meta.key.dst_ip;
   }
   // A new flow's route was decided by new_flow: the trace tells it here.
   if (kMayTrace && unlikely(ctx->tracer != nullptr) && pp->created) {
@@ -71,14 +82,14 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t n
       SLUICE_TRACE(ctx, m, kRoute, .a8 = pp->egress, .a = pp->meta.key.dst_ip, .b = pp->next_hop);
     }
   }
-  switch (ttl_done ? ForwardChecksAfterTtl(pp, n.uplink_mtu) : ForwardChecks(m, pp, n.uplink_mtu)) {
+  switch (ttl_done ? ForwardChecksAfterTtl(pp, b.uplink_mtu) : ForwardChecks(m, pp, b.uplink_mtu)) {
     case ForwardVerdict::kVxlanEncap: return kToVxlanEncap;
     case ForwardVerdict::kNeighbor: {
       // The hop's rewrite, when the neighbour node left a current one.
       const uint64_t key = AdjacencyKey(pp->tx_port, pp->next_hop);
       const WorkerContext::Adjacency& a = AdjacencySlot(ctx, key);
-      if (a.key != key || a.neighbor_version != neighbor_version ||
-          ctx->now - a.filled_at >= ctx->refresh_interval)
+      if (a.key != key || a.neighbor_version != b.neighbor_version ||
+          b.now - a.filled_at >= b.refresh_interval)
         return kToNeighbor;
       auto* eth = rte_pktmbuf_mtod(m, rte_ether_hdr*);
       std::memcpy(eth, a.macs, sizeof(a.macs));
@@ -93,12 +104,16 @@ rte_edge_t Translate(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, uint64_t n
 
 uint16_t NatProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
-  const uint64_t v = ctx->shared.neighbors->version();
+  const NodeView& view = ctx->tables->node;
+  ConntrackTable& ct = *ctx->shared.conntrack;
+  const BurstView b{ct.entries(), ct.Tick(ctx->now), ctx->now, RouteCacheTag(ctx->tables->generation),
+                    ctx->shared.neighbors->version(), ctx->refresh_interval, view.uplink_mtu,
+                    view.gateway_ip};
   if (unlikely(ctx->tracer != nullptr))
     return ForEachPacket(graph, node, objs, n,
-                         [ctx, v](rte_mbuf* m) { return Translate<true>(ctx, m, Priv(m), v); });
+                         [ctx, &b](rte_mbuf* m) { return Translate<true>(ctx, m, Priv(m), b); });
   return ForEachPacket(graph, node, objs, n,
-                       [ctx, v](rte_mbuf* m) { return Translate<false>(ctx, m, Priv(m), v); });
+                       [ctx, &b](rte_mbuf* m) { return Translate<false>(ctx, m, Priv(m), b); });
 }
 
 }  // namespace

@@ -3,8 +3,11 @@
 // In: rx. Out: arp, vxlan_decap (UDP to the node's VXLAN port on the
 // uplink), conntrack (other IPv4), drop. Drops: the parser's reasons,
 // l2_not_for_us, martian_destination.
+#include <rte_byteorder.h>
 #include <rte_ether.h>
 #include <rte_ip.h>
+
+#include <cstring>
 
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
@@ -17,8 +20,30 @@ namespace {
 enum Edge : rte_edge_t { kToArp, kToVxlanDecap, kToConntrack, kToDrop };
 constexpr uint16_t kPrefetchAhead = 8;
 
+// The node's fields every packet is compared with, loaded once per burst
+// (stores into packet bytes would otherwise make the compiler load them
+// again for each packet). A port's MAC is held as the low 48 bits of a word
+// in memory order, as an Ethernet destination read as 8 bytes and masked.
+struct BurstView {
+  DirectedBroadcasts broadcasts;
+  uint64_t port_mac[kPortRoleCount];
+  uint32_t node_ip;
+  uint16_t vxlan_port;
+};
+#if RTE_BYTE_ORDER == RTE_LITTLE_ENDIAN
+constexpr uint64_t kMacBits = 0x0000ffffffffffffull;  // the first six bytes in memory
+#else
+constexpr uint64_t kMacBits = 0xffffffffffff0000ull;
+#endif
+
+inline uint64_t MacWord(const uint8_t* six_of_eight) {
+  uint64_t w;
+  std::memcpy(&w, six_of_eight, sizeof(w));
+  return w & kMacBits;
+}
+
 template <bool kMayTrace>
-rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const NodeView& n) {
+rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const BurstView& b) {
   PacketMeta& pm = pp->meta;
   ParsePacket(m, 0, &pm);
   const PortRole in = static_cast<PortRole>(pp->ingress);
@@ -30,17 +55,17 @@ rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const NodeV
   }
   SLUICE_TRACE(ctx, m, kRxIpv4, .a8 = pp->ingress, .a16 = pm.tcp_flags,
                .a = Ipv4Header(m, pm)->time_to_live, .key = &pm.key);
-  const auto* eth = rte_pktmbuf_mtod(m, const rte_ether_hdr*);
-  if (std::memcmp(eth->dst_addr.addr_bytes, n.port_mac[pp->ingress].data(), 6) != 0) {
+  // The parser checked the frame holds an Ethernet header: 8 bytes can be read.
+  if (MacWord(rte_pktmbuf_mtod(m, const uint8_t*)) != b.port_mac[pp->ingress]) {
     MarkDrop(m, k_l2_not_for_us);
     return kToDrop;
   }
-  if (IsMartianDestination(n, pm.key.dst_ip)) {
+  if (IsMartianDestination(b.broadcasts, pm.key.dst_ip)) {
     MarkDrop(m, k_martian_destination);
     return kToDrop;
   }
-  if (in == PortRole::kUplink && pm.key.proto == kProtoUdp && pm.key.dst_ip == n.node_ip &&
-      pm.key.dst_port == n.vxlan_port)
+  if (in == PortRole::kUplink && pm.key.proto == kProtoUdp && pm.key.dst_ip == b.node_ip &&
+      pm.key.dst_port == b.vxlan_port)
     return kToVxlanDecap;
   TrimToIpLength(m, pm);
   return kToConntrack;
@@ -49,7 +74,13 @@ rte_edge_t Classify(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, const NodeV
 template <bool kMayTrace>
 uint16_t ClassifyBurst(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs,
                        uint16_t n) {
-  const NodeView& view = ctx->tables->node;
+  const NodeView& node_view = ctx->tables->node;
+  BurstView view{DirectedBroadcastsOf(node_view), {}, node_view.node_ip, node_view.vxlan_port};
+  for (int p = 0; p < kPortRoleCount; ++p) {
+    uint8_t eight[8] = {};
+    std::memcpy(eight, node_view.port_mac[p].data(), 6);
+    view.port_mac[p] = MacWord(eight);
+  }
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   for (uint16_t i = 0; i < n && i < kPrefetchAhead; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);

@@ -65,18 +65,25 @@ inline RouteResult RouteTo(const TableSet& t, uint32_t dst) {
 // Destinations no router forwards (martians): 0.0.0.0/8, 127.0.0.0/8,
 // multicast 224.0.0.0/4 (no Sluice feature forwards multicast yet), the
 // reserved class E 240.0.0.0/4 with the limited broadcast in it, and the
-// directed broadcasts of the node's subnets
-// (uplink, this node's pod subnet, the cluster network). Never routed to the
-// gateway: they are dropped as martian_destination.
+// directed broadcasts of the node's subnets (uplink, this node's pod
+// subnet, the cluster network). Never routed to the gateway: they are
+// dropped as martian_destination.
+//
+// The directed broadcasts, 0 for a subnet that has none (no mask, /31,
+// /32); a burst loop computes them once.
+struct DirectedBroadcasts {
+  uint32_t addr[3];
+};
+inline DirectedBroadcasts DirectedBroadcastsOf(const NodeView& n) {
+  auto of = [](uint32_t net, uint32_t mask) { return mask != 0 && ~mask > 1 ? net | ~mask : 0; };
+  return {{of(n.node_ip, n.uplink_net_mask), of(n.pod_net, n.pod_mask),
+           of(n.cluster_net, n.cluster_mask)}};
+}
+inline bool IsMartianDestination(const DirectedBroadcasts& b, uint32_t dst) {
+  return !IsUnicastHost(dst) || dst == b.addr[0] || dst == b.addr[1] || dst == b.addr[2];
+}
 inline bool IsMartianDestination(const NodeView& n, uint32_t dst) {
-  if (!IsUnicastHost(dst)) return true;
-  // A directed broadcast has every host bit set, the lowest among them.
-  if ((dst & 1) == 0) return false;
-  auto directed = [dst](uint32_t net, uint32_t mask) {
-    return mask != 0 && (~mask) > 1 && (dst & mask) == (net & mask) && (dst | mask) == ~0u;
-  };
-  return directed(n.node_ip, n.uplink_net_mask) || directed(n.pod_net, n.pod_mask) ||
-         directed(n.cluster_net, n.cluster_mask);
+  return IsMartianDestination(DirectedBroadcastsOf(n), dst);
 }
 
 // The L2 next hop on the uplink towards a peer's PublicIP.

@@ -5,7 +5,7 @@
 // in. A packet whose cached generation is not the current one is routed
 // afresh and the cache rewritten (once per generation and direction).
 //
-// Layout of the 64-bit word: [63:34] generation (low 30 bits), [33:18]
+// Layout of the 64-bit word: [63:34] the generation's tag (RouteCacheTag), [33:18]
 // VXLAN source port, [17:14] Egress, [13:0] peer slot (kVxlan) or bit 0 =
 // via the gateway (kUplink). 0 means "nothing cached". Only kPods, kUplink
 // and kVxlan are cached.
@@ -29,9 +29,9 @@ namespace sluice {
 inline constexpr uint32_t kRouteCacheMaxPeers = 1u << 14;
 static_assert(OverlayTable::kMaxPeers <= kRouteCacheMaxPeers);
 
-inline uint64_t RouteCacheGenerationBits(uint64_t generation) {
-  return (generation & 0x3fffffffu) << 34;
-}
+// The generation's tag in a word: 1..2^30-1, never 0, so that the empty
+// word 0 matches no generation.
+inline uint64_t RouteCacheTag(uint64_t generation) { return generation % 0x3fffffffu + 1; }
 
 // 0 when the decision cannot be cached.
 inline uint64_t EncodeRouteCache(uint64_t generation, Egress e, uint32_t peer, bool via_gateway,
@@ -51,14 +51,13 @@ inline uint64_t EncodeRouteCache(uint64_t generation, Egress e, uint32_t peer, b
     default:
       return 0;
   }
-  return RouteCacheGenerationBits(generation) | (uint64_t{sport} << 18) |
+  return (RouteCacheTag(generation) << 34) | (uint64_t{sport} << 18) |
          (uint64_t{static_cast<uint8_t>(e)} << 14) | low;
 }
 
-// Whether `word` holds a decision made in `generation`.
-inline bool RouteCacheValid(uint64_t word, uint64_t generation) {
-  return word != 0 && (word >> 34) == (generation & 0x3fffffffu);
-}
+// Whether `word` holds a decision made in the generation whose tag
+// (RouteCacheTag) is `tag`; a burst computes the tag once.
+inline bool RouteCacheValid(uint64_t word, uint64_t tag) { return (word >> 34) == tag; }
 inline Egress RouteCacheEgress(uint64_t word) { return static_cast<Egress>((word >> 14) & 0xf); }
 inline uint32_t RouteCachePeer(uint64_t word) { return word & (kRouteCacheMaxPeers - 1); }
 inline bool RouteCacheViaGateway(uint64_t word) { return word & 1; }

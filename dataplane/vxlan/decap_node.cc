@@ -19,25 +19,39 @@ enum Edge : rte_edge_t { kToConntrack, kToDrop };
 // The last sender's lease, within one burst: a burst's VXLAN packets mostly
 // come from a few peers, and the hash lookup costs more than the rest of
 // the check (bench: reply path).
+// `accepted`: the sender holds a lease and is not this node.
 struct LastPeer {
   uint32_t public_ip = 0;
   uint32_t peer = OverlayTable::kNoPeer;
+  bool accepted = false;
+};
+
+// The node's fields every packet is checked against, loaded once per burst
+// (stores into packet bytes would otherwise make the compiler load them
+// again for each packet).
+struct BurstView {
+  const TableSet* tables;
+  DirectedBroadcasts broadcasts;
+  uint32_t vni;
+  uint8_t vtep_mac[6];
 };
 
 template <bool kMayTrace>
-Counter Decapsulate(WorkerContext* ctx, rte_mbuf* m, PacketMeta& pm, LastPeer* last) {
-  const TableSet& t = *ctx->tables;
+Counter Decapsulate(WorkerContext* ctx, rte_mbuf* m, PacketMeta& pm, LastPeer* last,
+                    const BurstView& b) {
+  const TableSet& t = *b.tables;
   if (pm.key.src_ip != last->public_ip || last->peer == OverlayTable::kNoPeer) {
     last->public_ip = pm.key.src_ip;
     last->peer = t.overlay->PeerForPublicIp(pm.key.src_ip);
+    last->accepted = last->peer != OverlayTable::kNoPeer && !t.overlay->peer(last->peer).local;
   }
+  if (!last->accepted) return k_vxlan_unknown_peer;
   const uint32_t peer = last->peer;
-  if (peer == OverlayTable::kNoPeer || t.overlay->peer(peer).local) return k_vxlan_unknown_peer;
   const uint8_t outer_tos =
       rte_pktmbuf_mtod_offset(m, const rte_ipv4_hdr*, pm.l3_offset)->type_of_service;
-  const Counter bad = VxlanDecapsulate(m, pm, t.node.vni);
+  const Counter bad = VxlanDecapsulate(m, pm, b.vni);
   if (bad != kCounterCount) return bad;
-  if (std::memcmp(rte_pktmbuf_mtod(m, const uint8_t*), t.node.vtep_mac.data(), 6) != 0)
+  if (std::memcmp(rte_pktmbuf_mtod(m, const uint8_t*), b.vtep_mac, 6) != 0)
     return k_vxlan_wrong_inner_mac;
   ParsePacket(m, 0, &pm);
   if (pm.cls != PacketClass::kIpv4)
@@ -48,7 +62,7 @@ Counter Decapsulate(WorkerContext* ctx, rte_mbuf* m, PacketMeta& pm, LastPeer* l
   SLUICE_TRACE(ctx, m, kVxlanDecap, .a8 = p.subnet_length, .a16 = pm.tcp_flags, .a = p.public_ip,
                .b = p.subnet, .c = t.node.vni, .key = &pm.key);
   if (!VxlanDecapsulateEcn(m, pm, outer_tos)) return k_vxlan_ecn_ce_not_ect;
-  if (IsMartianDestination(t.node, pm.key.dst_ip)) return k_martian_destination;
+  if (IsMartianDestination(b.broadcasts, pm.key.dst_ip)) return k_martian_destination;
   TrimToIpLength(m, pm);
   return kCounterCount;
 }
@@ -59,9 +73,11 @@ uint16_t DecapBurst(rte_graph* graph, rte_node* node, WorkerContext* ctx, void**
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   uint64_t decapsulated = 0;
   LastPeer last;
+  BurstView b{ctx->tables, DirectedBroadcastsOf(ctx->tables->node), ctx->tables->node.vni, {}};
+  std::memcpy(b.vtep_mac, ctx->tables->node.vtep_mac.data(), 6);
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
-    const Counter bad = Decapsulate<kMayTrace>(ctx, m, Priv(m)->meta, &last);
+    const Counter bad = Decapsulate<kMayTrace>(ctx, m, Priv(m)->meta, &last, b);
     if (bad != kCounterCount) {
       MarkDrop(m, bad);
       next[i] = kToDrop;

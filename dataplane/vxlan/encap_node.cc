@@ -66,20 +66,27 @@ void CheckNextHop(rte_graph* graph, rte_node* node, WorkerContext* ctx, VxlanPee
   rte_node_enqueue_x1(graph, node, kToTx, req);
 }
 
+// What every packet of a burst compares against, read once per burst.
+struct BurstView {
+  uint64_t generation;        // the tables'
+  uint64_t neighbor_version;  // the neighbour table's
+  uint16_t ip_id;             // the next outer IP ID (ctx->ip_id, stored back after)
+};
+
 template <bool kMayTrace>
 rte_edge_t Encapsulate(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte_mbuf* m,
-                       PacketPriv* pp, uint64_t version) {
+                       PacketPriv* pp, BurstView& b) {
   if (unlikely(pp->peer >= kMaxVxlanPeers)) {
     MarkDrop(m, k_no_route);
     return kToDrop;
   }
   VxlanPeerHeader* h = &ctx->peer_headers[pp->peer];
-  if (unlikely(h->generation != ctx->tables->generation || h->neighbor_version != version))
-    BuildHeader(ctx, pp->peer, version, h);
+  if (unlikely(h->generation != b.generation || h->neighbor_version != b.neighbor_version))
+    BuildHeader(ctx, pp->peer, b.neighbor_version, h);
   else if (unlikely(h->resolved && ctx->now - h->checked_at >= ctx->refresh_interval))
     CheckNextHop(graph, node, ctx, h);
   if (!VxlanEncapsulateWithHeader(m, pp->meta, h->bytes, h->ip_csum_base, h->inner_macs,
-                                  ctx->ip_id++, pp->vxlan_sport)) {
+                                  b.ip_id++, pp->vxlan_sport)) {
     MarkDrop(m, k_no_headroom);
     return kToDrop;
   }
@@ -101,14 +108,15 @@ rte_edge_t Encapsulate(rte_graph* graph, rte_node* node, WorkerContext* ctx, rte
 template <bool kMayTrace>
 uint16_t EncapBurst(rte_graph* graph, rte_node* node, WorkerContext* ctx, void** objs,
                    uint16_t n) {
-  const uint64_t version = ctx->shared.neighbors->version();
+  BurstView b{ctx->tables->generation, ctx->shared.neighbors->version(), ctx->ip_id};
   rte_edge_t next[RTE_GRAPH_BURST_SIZE];
   uint64_t encapsulated = 0;
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
-    next[i] = Encapsulate<kMayTrace>(graph, node, ctx, m, Priv(m), version);
+    next[i] = Encapsulate<kMayTrace>(graph, node, ctx, m, Priv(m), b);
     encapsulated += next[i] != kToDrop;
   }
+  ctx->ip_id = b.ip_id;
   ctx->counters.Add(k_vxlan_encapsulated, encapsulated);
   EnqueueByEdge(graph, node, objs, next, n);
   return n;
