@@ -4,7 +4,8 @@
 // admits as a writer).
 //
 //   sluice-control [--socket PATH] --cluster FILE
-//       [--etcd URL [--etcd-prefix PREFIX]]
+//       [--etcd URL [--etcd-prefix PREFIX]
+//        [--etcd-cafile F] [--etcd-certfile F --etcd-keyfile F]]
 //       [--kubeconfig PATH [--context NAME] | --in-cluster] [--kube-subnet-mgr]
 //       [--metrics-bind IP:PORT] [--healthz-bind IP:PORT]
 //       [--health-check-address IP] [--healthz-timeout SECONDS] [--verbose]
@@ -14,7 +15,11 @@
 // rejected file is reported and the last good state kept). The node section
 // always comes from it; live sources replace the rest:
 //   --etcd URL: flannel's network config and leases, watched in etcd
-//     (control/sources/etcd_source.h);
+//     (control/sources/etcd_source.h); for an https:// URL, as flannel's
+//     flags of the same names, --etcd-cafile (PEM CA that signed etcd's
+//     certificate; default the system's store) and --etcd-certfile with
+//     --etcd-keyfile (PEM client certificate and key, for an etcd with
+//     --client-cert-auth);
 //   --kubeconfig / --in-cluster: Services and EndpointSlices from the
 //     Kubernetes API, read as kube-proxy reads them
 //     (control/sources/kube_source.h); with --kube-subnet-mgr also the
@@ -60,6 +65,7 @@ struct Options {
   uint32_t healthz_timeout = 60;
   bool verbose = false;
   std::string etcd, etcd_prefix = "/coreos.com/network";
+  std::string etcd_cafile, etcd_certfile, etcd_keyfile;
   std::string kubeconfig, context;
   bool in_cluster = false, kube_subnet_mgr = false;
 };
@@ -85,6 +91,12 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
       o->etcd = v;
     else if (a == "--etcd-prefix")
       o->etcd_prefix = v;
+    else if (a == "--etcd-cafile")
+      o->etcd_cafile = v;
+    else if (a == "--etcd-certfile")
+      o->etcd_certfile = v;
+    else if (a == "--etcd-keyfile")
+      o->etcd_keyfile = v;
     else if (a == "--kubeconfig")
       o->kubeconfig = v;
     else if (a == "--context")
@@ -108,6 +120,11 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
   }
   if (o->in_cluster && !o->kubeconfig.empty()) {
     *error = "--kubeconfig and --in-cluster exclude each other";
+    return false;
+  }
+  if (o->etcd.empty() &&
+      (!o->etcd_cafile.empty() || !o->etcd_certfile.empty() || !o->etcd_keyfile.empty())) {
+    *error = "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --etcd URL";
     return false;
   }
   if (o->kube_subnet_mgr && !o->etcd.empty()) {
@@ -218,7 +235,8 @@ int main(int argc, char** argv) {
   if (!Parse(argc, argv, &o, &error)) {
     std::fprintf(stderr,
                  "sluice-control: %s\nusage: sluice-control [--socket PATH] --cluster FILE "
-                 "[--etcd URL [--etcd-prefix P]] [--kubeconfig PATH [--context NAME] | "
+                 "[--etcd URL [--etcd-prefix P] [--etcd-cafile F] "
+                 "[--etcd-certfile F --etcd-keyfile F]] [--kubeconfig PATH [--context NAME] | "
                  "--in-cluster] [--kube-subnet-mgr] [--metrics-bind IP:PORT] "
                  "[--healthz-bind IP:PORT] [--health-check-address IP] [--healthz-timeout S] "
                  "[--verbose]\n",
@@ -317,6 +335,9 @@ int main(int argc, char** argv) {
     sluice::EtcdSourceOptions eo;
     eo.endpoint = o.etcd;
     eo.prefix = o.etcd_prefix;
+    eo.ca_file = o.etcd_cafile;
+    eo.cert_file = o.etcd_certfile;
+    eo.key_file = o.etcd_keyfile;
     auto src = sluice::EtcdSource::Start(
         eo,
         [&agent](const sluice::FlannelEvent& e) {

@@ -22,9 +22,23 @@
 //   an older backup): a fresh listing and a full kSnapshot, never state
 //   patched over a gap.
 //
-// Errors: Start() returns InvalidArgument for bad options (an endpoint that is
-// not http:// or https://, an empty prefix, backoff_initial > backoff_max or
-// not positive, page_size < 1) and Internal when libcurl cannot be set up.
+// TLS (flannel's -etcd-cafile, -etcd-certfile, -etcd-keyfile): with an
+// https:// endpoint the server's certificate and name are always verified,
+// against ca_file when it is set (only that CA, as flannel trusts only the
+// CA it is given) or else the system's store; cert_file and key_file (PEM)
+// are the client certificate an etcd with --client-cert-auth asks for. The
+// files are named by path and read by libcurl, not by the source (Start only
+// checks that they can be read). Nothing here turns verification off.
+//
+// Errors: Start() returns InvalidArgument for bad options, naming the option
+// (an endpoint that is not http:// or https://, an empty prefix,
+// backoff_initial > backoff_max or not positive, page_size < 1, cert_file
+// without key_file or key_file without cert_file, any of ca_file, cert_file
+// and key_file with an http:// endpoint, where they would not be used, a TLS
+// file that cannot be read: access(R_OK) at Start) and Internal when libcurl
+// cannot be set up. A TLS file that goes away later, a server the CA did not
+// sign, or a client certificate the server refuses is a connect failure
+// (Unavailable, with libcurl's message) like any other.
 // Everything after that is reported through on_problem and retried, never
 // fatal: Unavailable (connect failures, a dropped stream, HTTP errors),
 // DeadlineExceeded (a range request past request_timeout), InvalidArgument
@@ -69,6 +83,10 @@ struct EtcdSourceOptions {
   std::chrono::milliseconds request_timeout{10000};  // one range page, whole
   int64_t page_size = 1000;                          // keys per range request
   uint64_t jitter_seed = 0;                          // 0: from the clock
+  // TLS, https:// endpoints only; empty: not used.
+  std::string ca_file;    // PEM CA bundle the server must chain to (flannel's -etcd-cafile)
+  std::string cert_file;  // PEM client certificate (-etcd-certfile); needs key_file
+  std::string key_file;   // its PEM private key (-etcd-keyfile); needs cert_file
 };
 
 // Counters since Start(); read with relaxed loads, each exact on its own.

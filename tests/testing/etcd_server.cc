@@ -18,6 +18,7 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -50,7 +51,9 @@ absl::StatusOr<int> FreePort() {
   return ntohs(addr.sin_port);
 }
 
-std::string Url(int port) { return absl::StrCat("http://127.0.0.1:", port); }
+std::string Url(int port, bool tls = false) {
+  return absl::StrCat(tls ? "https" : "http", "://127.0.0.1:", port);
+}
 
 size_t Collect(char* data, size_t size, size_t n, void* user) {
   static_cast<std::string*>(user)->append(data, size * n);
@@ -89,6 +92,11 @@ absl::StatusOr<long> Request(const std::string& url, const std::string* post_bod
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(std::vector<std::string> extra_args) {
+  return Start(std::move(extra_args), Tls());
+}
+
+absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(std::vector<std::string> extra_args,
+                                                              Tls tls) {
   const char* from_env = std::getenv("SLUICE_ETCD");
   const std::string binary =
       from_env != nullptr && from_env[0] != '\0' ? from_env : "/usr/bin/etcd";
@@ -102,6 +110,8 @@ absl::StatusOr<std::unique_ptr<EtcdServer>> EtcdServer::Start(std::vector<std::s
   std::unique_ptr<EtcdServer> server(new EtcdServer());
   server->binary_ = binary;
   server->extra_args_ = std::move(extra_args);
+  server->tls_ = !tls.cert_file.empty();
+  server->tls_files_ = std::move(tls);
   const char* tmp = std::getenv("TMPDIR");
   std::string pattern =
       absl::StrCat(tmp != nullptr && tmp[0] != '\0' ? tmp : "/tmp", "/sluice-etcd-XXXXXX");
@@ -199,7 +209,8 @@ absl::Status EtcdServer::Launch(bool serve_source_port) {
       "--name=sluice-test",
       absl::StrCat("--data-dir=", dir_, "/data"),
       absl::StrCat("--listen-client-urls=",
-                   serve_source_port ? absl::StrCat(Url(source_port_), ",") : "", Url(admin_port_)),
+                   serve_source_port ? absl::StrCat(Url(source_port_, tls_), ",") : "",
+                   Url(admin_port_)),
       absl::StrCat("--advertise-client-urls=", Url(admin_port_)),
       absl::StrCat("--listen-peer-urls=", Url(peer_port_)),
       absl::StrCat("--initial-advertise-peer-urls=", Url(peer_port_)),
@@ -207,6 +218,14 @@ absl::Status EtcdServer::Launch(bool serve_source_port) {
       "--logger=zap",
       "--log-level=warn",
   };
+  if (tls_) {
+    args.push_back(absl::StrCat("--cert-file=", tls_files_.cert_file));
+    args.push_back(absl::StrCat("--key-file=", tls_files_.key_file));
+    if (!tls_files_.trusted_ca_file.empty()) {
+      args.push_back(absl::StrCat("--trusted-ca-file=", tls_files_.trusted_ca_file));
+    }
+    if (tls_files_.client_cert_auth) args.push_back("--client-cert-auth");
+  }
   for (const std::string& arg : extra_args_) args.push_back(arg);
   std::vector<char*> argv;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -262,7 +281,7 @@ absl::Status EtcdServer::WaitHealthy() {
                                              "); its log:\n", LogTail()));
 }
 
-std::string EtcdServer::source_endpoint() const { return Url(source_port_); }
+std::string EtcdServer::source_endpoint() const { return Url(source_port_, tls_); }
 std::string EtcdServer::admin_endpoint() const { return Url(admin_port_); }
 
 namespace {

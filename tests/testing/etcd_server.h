@@ -9,6 +9,14 @@
 // port only, so that a test can change the store while the source is
 // disconnected, without depending on timing.
 //
+// TLS: given Tls files, the source port is https:// (etcd's --cert-file,
+// --key-file, --trusted-ca-file, and --client-cert-auth when asked), while
+// the admin port stays plain http:// (etcd serves each client URL by its
+// scheme), so that the test's own calls need no certificates and do not
+// depend on the TLS set-up under test. etcd 3.4's JSON gateway dials its own
+// gRPC server with the server certificate as a client certificate: that
+// certificate needs both serverAuth and clientAuth extended key usage.
+//
 // Cleanup: the destructor kills etcd (SIGKILL), reaps it and removes the data
 // dir. If the test process dies first (a crash, a timeout's SIGKILL), etcd
 // dies with it (PR_SET_PDEATHSIG) and a small reaper process forked at
@@ -38,9 +46,18 @@ namespace sluice::testing {
 
 class EtcdServer {
  public:
-  // `extra_args` are appended to etcd's command line.
+  struct Tls {
+    std::string cert_file, key_file;  // PEM: etcd's server certificate and key
+    std::string trusted_ca_file;      // PEM: CA for client certificates
+    bool client_cert_auth = false;    // clients without a certificate it signed are refused
+  };
+
+  // `extra_args` are appended to etcd's command line. With `tls`, the source
+  // port serves https:// (see above).
   static absl::StatusOr<std::unique_ptr<EtcdServer>> Start(
       std::vector<std::string> extra_args = {});
+  static absl::StatusOr<std::unique_ptr<EtcdServer>> Start(std::vector<std::string> extra_args,
+                                                           Tls tls);
   ~EtcdServer();
 
   EtcdServer(const EtcdServer&) = delete;
@@ -52,8 +69,8 @@ class EtcdServer {
   // healthy. Kills a running one first.
   absl::Status Restart(bool serve_source_port = true);
 
-  std::string source_endpoint() const;  // http://127.0.0.1:<source port>
-  std::string admin_endpoint() const;
+  std::string source_endpoint() const;  // http(s)://127.0.0.1:<source port>
+  std::string admin_endpoint() const;   // http://127.0.0.1:<admin port>
   const std::string& data_dir() const { return dir_; }
 
   // Through the admin port; each returns the store's revision after it.
@@ -71,6 +88,8 @@ class EtcdServer {
 
   std::string binary_;
   std::vector<std::string> extra_args_;
+  bool tls_ = false;
+  Tls tls_files_;
   std::string dir_;  // temporary; holds data/ and etcd.log
   int source_port_ = 0;
   int admin_port_ = 0;

@@ -1,10 +1,14 @@
 // EtcdSource against a real etcd (Debian's etcd-server) on loopback: the
 // initial listing, lease changes through the watch, malformed values, etcd
 // killed and restarted, a compaction while the source is disconnected, a
-// prompt Stop(), and the latency from a put to the callback.
+// prompt Stop(), TLS (a CA and a client certificate against an etcd with
+// --client-cert-auth; no client certificate, or a CA that did not sign the
+// server, refused and retried), and the latency from a put to the callback.
 //
 // Every wait is bounded (kWait); each test starts its own etcd, which the
-// fixture kills and whose data dir it removes however the test ends.
+// fixture kills and whose data dir it removes however the test ends; the
+// TLS tests' certificates (tests/testing/pki.h) live in a temporary folder
+// removed with the fixture.
 #include "control/sources/etcd_source.h"
 
 #include <arpa/inet.h>
@@ -28,6 +32,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "tests/testing/etcd_server.h"
+#include "tests/testing/pki.h"
+#include "tests/testing/temp_dir.h"
 
 namespace sluice {
 namespace {
@@ -133,9 +139,9 @@ class EtcdSourceTest : public ::testing::Test {
  protected:
   void SetUp() override { StartEtcd({}); }
 
-  void StartEtcd(std::vector<std::string> extra_args) {
+  void StartEtcd(std::vector<std::string> extra_args, testing::EtcdServer::Tls tls = {}) {
     absl::StatusOr<std::unique_ptr<testing::EtcdServer>> server =
-        testing::EtcdServer::Start(std::move(extra_args));
+        testing::EtcdServer::Start(std::move(extra_args), std::move(tls));
     ASSERT_TRUE(server.ok()) << server.status();
     etcd_ = *std::move(server);
   }
@@ -387,6 +393,136 @@ TEST_F(EtcdSourceTest, ProgressNotificationsAdvanceTheRevision) {
   EXPECT_EQ(recorder_.events().size(), 1u);
 }
 
+// ---- TLS ------------------------------------------------------------------------
+
+// etcd serving the source port over TLS with the Pki's server certificate
+// and asking for a client certificate its CA signed (--client-cert-auth);
+// the test's own calls use the plain admin port.
+class EtcdSourceTlsTest : public EtcdSourceTest {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(pki_.ok()) << "openssl failed";
+    testing::EtcdServer::Tls tls;
+    tls.cert_file = pki_.path("server.crt");
+    tls.key_file = pki_.path("server.key");
+    tls.trusted_ca_file = pki_.path("ca.crt");
+    tls.client_cert_auth = true;
+    StartEtcd({}, tls);
+  }
+
+  // The CA file named, and the client certificate when `client_cert`.
+  EtcdSourceOptions TlsOptions(const std::string& ca, bool client_cert) const {
+    EtcdSourceOptions options;
+    options.ca_file = pki_.path(ca);
+    if (client_cert) {
+      options.cert_file = pki_.path("client.crt");
+      options.key_file = pki_.path("client.key");
+    }
+    return options;
+  }
+
+  // The source keeps failing: no event, no listing, at least three failed
+  // attempts (so it retried), each reported as Unavailable (with `text`
+  // unless empty); then Stop() returns at once.
+  void ExpectRefusedAndRetried(const std::string& text) {
+    ASSERT_TRUE(recorder_.WaitFor([&](const auto&, const auto&) {
+      return source_->stats().failures >= 3;
+    })) << ProblemsText(recorder_.problems());
+    ASSERT_TRUE(
+        recorder_.WaitFor([](const auto&, const auto& problems) { return problems.size() >= 3; }));
+    const Clock::time_point before = Clock::now();
+    source_->Stop();
+    const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - before);
+    EXPECT_LT(took.count(), 500) << "Stop() took " << took.count() << " ms";
+    EXPECT_TRUE(recorder_.events().empty());
+    const EtcdSourceStats stats = source_->stats();
+    EXPECT_EQ(stats.lists, 0u);
+    EXPECT_EQ(stats.watches, 0u);
+    EXPECT_GE(stats.failures, 3u);
+    for (const absl::Status& problem : recorder_.problems()) {
+      EXPECT_EQ(problem.code(), absl::StatusCode::kUnavailable) << problem;
+      EXPECT_THAT(std::string(problem.message()),
+                  HasSubstr(absl::StrCat("etcd ", etcd_->source_endpoint(), ": range: ")));
+      if (!text.empty()) {
+        EXPECT_THAT(std::string(problem.message()), HasSubstr(text));
+      }
+    }
+  }
+
+  // A second source with the CA and the client certificate lists the same
+  // etcd: what refused the first source was its TLS settings alone.
+  void ExpectTheRightSettingsList() {
+    Recorder good;
+    EtcdSourceOptions options = TlsOptions("ca.crt", /*client_cert=*/true);
+    options.endpoint = etcd_->source_endpoint();
+    auto verified = EtcdSource::Start(
+        options, [&](const FlannelEvent& e) { good.OnEvent(e); },
+        [&](const absl::Status& s) { good.OnProblem(s); });
+    ASSERT_TRUE(verified.ok()) << verified.status();
+    ASSERT_TRUE(good.WaitForEvents(1)) << ProblemsText(good.problems());
+    (*verified)->Stop();
+    EXPECT_EQ(good.events()[0].kind, FlannelEvent::Kind::kSnapshot);
+    EXPECT_TRUE(good.events()[0].snapshot.network.has_value());
+    EXPECT_TRUE(good.problems().empty()) << ProblemsText(good.problems());
+  }
+
+  testing::Pki pki_;
+};
+
+TEST_F(EtcdSourceTlsTest, WithTheCaAndAClientCertificateListsAndWatchesOverHttps) {
+  ASSERT_THAT(etcd_->source_endpoint(), ::testing::StartsWith("https://127.0.0.1:"));
+  Put(kConfigKey, kConfig);
+  const int64_t listed = Put(kLease1Key, Lease("10.10.100.227", "5e:36:5f:2f:1c:01"));
+  StartSource(TlsOptions("ca.crt", /*client_cert=*/true));
+  const FlannelSnapshot snapshot = InitialSnapshot();
+  EXPECT_EQ(snapshot.revision, listed);
+  ASSERT_TRUE(snapshot.network.has_value());
+  EXPECT_EQ(snapshot.network->network.address, Ip(10, 244, 0, 0));
+  EXPECT_EQ(snapshot.network->vni, 1u);
+  ASSERT_EQ(snapshot.leases.size(), 1u);
+  EXPECT_EQ(snapshot.lease_keys[0], kLease1Key);
+  EXPECT_EQ(snapshot.leases[0].subnet.address, Subnet(1).address);
+  EXPECT_EQ(snapshot.leases[0].public_ip, Ip(10, 10, 100, 227));
+  EXPECT_EQ(FormatMac(snapshot.leases[0].vtep_mac), "5e:36:5f:2f:1c:01");
+
+  // A lease put afterwards comes through the watch stream, over TLS too.
+  const int64_t added = Put(kLease2Key, Lease("10.10.100.228", "5e:36:5f:2f:1c:02"));
+  ASSERT_TRUE(recorder_.WaitForEvents(2)) << ProblemsText(recorder_.problems());
+  const FlannelEvent event = recorder_.events()[1];
+  EXPECT_EQ(event.kind, FlannelEvent::Kind::kLeaseUpsert);
+  EXPECT_EQ(event.revision, added);
+  EXPECT_EQ(event.key, kLease2Key);
+  EXPECT_EQ(event.lease.subnet.address, Subnet(2).address);
+  EXPECT_EQ(event.lease.subnet.length, 24);
+  EXPECT_EQ(event.lease.public_ip, Ip(10, 10, 100, 228));
+  EXPECT_EQ(FormatMac(event.lease.vtep_mac), "5e:36:5f:2f:1c:02");
+  EXPECT_EQ(event.lease.vni, 1u);
+  const EtcdSourceStats stats = source_->stats();
+  EXPECT_EQ(stats.lists, 1u);
+  EXPECT_EQ(stats.watches, 1u);
+  EXPECT_EQ(stats.failures, 0u);
+  EXPECT_TRUE(recorder_.problems().empty()) << ProblemsText(recorder_.problems());
+}
+
+TEST_F(EtcdSourceTlsTest, WithoutAClientCertificateEtcdRefusesItAndTheSourceKeepsRetrying) {
+  Put(kConfigKey, kConfig);
+  StartSource(TlsOptions("ca.crt", /*client_cert=*/false));
+  // The client's side of a refused handshake varies (an alert read, or the
+  // connection already closed); etcd's log names the reason.
+  ASSERT_NO_FATAL_FAILURE(ExpectRefusedAndRetried(""));
+  EXPECT_TRUE(recorder_.WaitFor([&](const auto&, const auto&) {
+    return etcd_->LogTail().find("client didn't provide a certificate") != std::string::npos;
+  })) << etcd_->LogTail();
+  ExpectTheRightSettingsList();
+}
+
+TEST_F(EtcdSourceTlsTest, ACaThatDidNotSignTheServerIsRefusedAndRetried) {
+  Put(kConfigKey, kConfig);
+  StartSource(TlsOptions("other-ca.crt", /*client_cert=*/true));
+  ASSERT_NO_FATAL_FAILURE(ExpectRefusedAndRetried("SSL certificate problem"));
+  ExpectTheRightSettingsList();
+}
+
 // Stop() returns at once even while a request hangs: a listener that never
 // answers (the kernel completes the handshake, nobody reads).
 TEST(EtcdSourceStopTest, StopIsPromptWhileARequestHangs) {
@@ -431,6 +567,57 @@ TEST(EtcdSourceStartTest, RejectsBadOptions) {
   options.backoff_initial = milliseconds(10000);
   EXPECT_EQ(EtcdSource::Start(options, nullptr, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
+}
+
+// TLS options that could not work are refused at Start, naming the option;
+// nothing is started.
+TEST(EtcdSourceStartTest, RejectsTlsOptionsThatCannotWork) {
+  testing::TempDir dir;
+  const std::string ca = dir.Write("ca.crt", "a CA\n");
+  const std::string cert = dir.Write("client.crt", "a certificate\n");
+  const std::string key = dir.Write("client.key", "a key\n");
+  const std::string https = "https://127.0.0.1:2379";
+  const auto refusal = [](const EtcdSourceOptions& options) {
+    const absl::Status s = EtcdSource::Start(options, nullptr, nullptr).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    return std::string(s.message());
+  };
+  EtcdSourceOptions options;
+  options.endpoint = https;
+  options.cert_file = cert;
+  EXPECT_EQ(refusal(options),
+            "etcd cert_file is set without key_file (a client certificate needs its key)");
+  options = {};
+  options.endpoint = https;
+  options.key_file = key;
+  EXPECT_EQ(refusal(options),
+            "etcd key_file is set without cert_file (a client key needs its certificate)");
+
+  // On http:// they would not be used.
+  options = {};
+  options.ca_file = ca;
+  EXPECT_EQ(refusal(options),
+            "etcd ca_file is set but endpoint http://127.0.0.1:2379 is not https://: it would "
+            "not be used");
+  options = {};
+  options.cert_file = cert;
+  options.key_file = key;
+  EXPECT_THAT(refusal(options), HasSubstr("etcd cert_file is set but endpoint http://"));
+
+  // A file that cannot be read, whichever it is.
+  const std::string missing = dir.path() + "/missing.pem";
+  options = {};
+  options.endpoint = https;
+  options.ca_file = missing;
+  EXPECT_EQ(refusal(options),
+            absl::StrCat("etcd ca_file ", missing, ": cannot read: No such file or directory"));
+  options.ca_file = ca;
+  options.cert_file = missing;
+  options.key_file = key;
+  EXPECT_THAT(refusal(options), HasSubstr("etcd cert_file " + missing + ": cannot read"));
+  options.cert_file = cert;
+  options.key_file = missing;
+  EXPECT_THAT(refusal(options), HasSubstr("etcd key_file " + missing + ": cannot read"));
 }
 
 // From the start of a put to the callback, on loopback: etcd's commit (a WAL

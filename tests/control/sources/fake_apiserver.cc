@@ -9,30 +9,10 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 
 extern char** environ;
 
 namespace sluice::testing {
-
-TempDir::TempDir() {
-  char name[] = "/tmp/sluice-kube-test-XXXXXX";
-  if (mkdtemp(name) == nullptr) std::abort();
-  path_ = name;
-}
-
-TempDir::~TempDir() {
-  std::error_code ignored;
-  std::filesystem::remove_all(path_, ignored);
-}
-
-std::string TempDir::Write(const std::string& name, const std::string& text) const {
-  const std::string file = path_ + "/" + name;
-  std::ofstream out(file, std::ios::binary);
-  out << text;
-  return file;
-}
 
 absl::StatusOr<std::unique_ptr<FakeApiServer>> FakeApiServer::Start(const Options& options) {
   std::unique_ptr<FakeApiServer> server(new FakeApiServer());

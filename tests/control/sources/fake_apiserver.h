@@ -1,14 +1,14 @@
 // Runs tests/control/sources/fake_apiserver.py (a scripted stand-in for the
 // Kubernetes API server's list and watch, on 127.0.0.1 and a free port the
-// server picks) for one test, and a temporary folder for its files.
+// server picks) for one test. (A test's temporary files and certificates:
+// tests/testing/temp_dir.h, tests/testing/pki.h.)
 //
 // Errors: Start() returns Internal when the process cannot be started or
 // does not say READY within 10 s. Waits return false on timeout.
 //
 // Cleanup: the destructor asks the server to quit, waits up to 3 s, then
-// kills it, and removes the folder. Should the test process die instead,
-// the server sees EOF on its stdin and exits (and it exits by itself after
-// 120 s in any case).
+// kills it. Should the test process die instead, the server sees EOF on its
+// stdin and exits (and it exits by itself after 120 s in any case).
 //
 // Concurrency: one reader thread collects the server's stdout; every
 // method may be called from any thread.
@@ -29,18 +29,6 @@
 #include "absl/status/statusor.h"
 
 namespace sluice::testing {
-
-// A folder under /tmp removed with everything in it on destruction.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  const std::string& path() const { return path_; }
-  std::string Write(const std::string& name, const std::string& text) const;  // returns its path
-
- private:
-  std::string path_;
-};
 
 class FakeApiServer {
  public:

@@ -15,6 +15,8 @@
 
 #include "absl/strings/escaping.h"
 #include "tests/control/sources/fake_apiserver.h"
+#include "tests/testing/pki.h"
+#include "tests/testing/temp_dir.h"
 
 namespace sluice {
 namespace {
@@ -22,6 +24,7 @@ namespace {
 using nlohmann::json;
 using testing::FakeApiServer;
 using ::testing::HasSubstr;
+using testing::Pki;
 using testing::TempDir;
 
 absl::Status Kubeconfig(const TempDir& dir, const std::string& text, KubeApiConfig* out,
@@ -156,49 +159,6 @@ TEST(BackoffTest, ExponentialBoundedAndJittered) {
 }
 
 // ---- TLS ------------------------------------------------------------------------
-
-// A throwaway CA, a server certificate for 127.0.0.1 and a client
-// certificate, made with openssl in a temporary folder.
-class Pki {
- public:
-  Pki() {
-    ok_ = Run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-              "-keyout ca.key -out ca.crt -subj /CN=sluice-test-ca -days 1") &&
-          Run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
-              "-keyout other-ca.key -out other-ca.crt -subj /CN=another-ca -days 1") &&
-          Sign("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1") &&
-          Sign("client", "/CN=system:node:node-228", "extendedKeyUsage=clientAuth");
-  }
-  bool ok() const { return ok_; }
-  std::string path(const std::string& name) const { return dir_.path() + "/" + name; }
-  std::string Read(const std::string& name) const {
-    std::string text;
-    if (std::FILE* f = std::fopen(path(name).c_str(), "rb")) {
-      char buffer[4096];
-      size_t n;
-      while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0) text.append(buffer, n);
-      std::fclose(f);
-    }
-    return text;
-  }
-  const TempDir& dir() const { return dir_; }
-
- private:
-  bool Run(const std::string& command) const {
-    return std::system(("cd " + dir_.path() + " && " + command + " >/dev/null 2>&1").c_str()) == 0;
-  }
-  bool Sign(const std::string& name, const std::string& subject, const std::string& extension) {
-    dir_.Write(name + ".ext", extension + "\n");
-    return Run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout " +
-               name + ".key -out " + name + ".csr -subj " + subject) &&
-           Run("openssl x509 -req -in " + name +
-               ".csr -CA ca.crt -CAkey ca.key -CAcreateserial "
-               "-out " +
-               name + ".crt -days 1 -extfile " + name + ".ext");
-  }
-  TempDir dir_;
-  bool ok_ = false;
-};
 
 struct Seen {
   std::mutex mu;
