@@ -5,7 +5,8 @@
 //
 //   sluice-control [--socket PATH] --cluster FILE
 //       [--etcd URL [--etcd-prefix PREFIX]
-//        [--etcd-cafile F] [--etcd-certfile F --etcd-keyfile F]]
+//        [--etcd-cafile F] [--etcd-certfile F --etcd-keyfile F]
+//        [--etcd-username NAME [--etcd-password-file F]]]
 //       [--kubeconfig PATH [--context NAME] | --in-cluster] [--kube-subnet-mgr]
 //       [--metrics-bind IP:PORT] [--healthz-bind IP:PORT]
 //       [--health-check-address IP] [--healthz-timeout SECONDS] [--verbose]
@@ -19,7 +20,10 @@
 //     flags of the same names, --etcd-cafile (PEM CA that signed etcd's
 //     certificate; default the system's store) and --etcd-certfile with
 //     --etcd-keyfile (PEM client certificate and key, for an etcd with
-//     --client-cert-auth);
+//     --client-cert-auth); for an etcd with auth on, --etcd-username (as
+//     flannel's -etcd-username) and --etcd-password-file (the password is
+//     the file's first line, not a flag, so that it is not on the command
+//     line or in ps; flannel's -etcd-password);
 //   --kubeconfig / --in-cluster: Services and EndpointSlices from the
 //     Kubernetes API, read as kube-proxy reads them
 //     (control/sources/kube_source.h); with --kube-subnet-mgr also the
@@ -30,9 +34,12 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -66,6 +73,7 @@ struct Options {
   bool verbose = false;
   std::string etcd, etcd_prefix = "/coreos.com/network";
   std::string etcd_cafile, etcd_certfile, etcd_keyfile;
+  std::string etcd_username, etcd_password_file;
   std::string kubeconfig, context;
   bool in_cluster = false, kube_subnet_mgr = false;
 };
@@ -97,6 +105,10 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
       o->etcd_certfile = v;
     else if (a == "--etcd-keyfile")
       o->etcd_keyfile = v;
+    else if (a == "--etcd-username")
+      o->etcd_username = v;
+    else if (a == "--etcd-password-file")
+      o->etcd_password_file = v;
     else if (a == "--kubeconfig")
       o->kubeconfig = v;
     else if (a == "--context")
@@ -125,6 +137,14 @@ bool Parse(int argc, char** argv, Options* o, std::string* error) {
   if (o->etcd.empty() &&
       (!o->etcd_cafile.empty() || !o->etcd_certfile.empty() || !o->etcd_keyfile.empty())) {
     *error = "--etcd-cafile, --etcd-certfile and --etcd-keyfile need --etcd URL";
+    return false;
+  }
+  if (o->etcd.empty() && (!o->etcd_username.empty() || !o->etcd_password_file.empty())) {
+    *error = "--etcd-username and --etcd-password-file need --etcd URL";
+    return false;
+  }
+  if (!o->etcd_password_file.empty() && o->etcd_username.empty()) {
+    *error = "--etcd-password-file needs --etcd-username";
     return false;
   }
   if (o->kube_subnet_mgr && !o->etcd.empty()) {
@@ -227,6 +247,23 @@ std::string DataplaneMetrics(const std::string& socket_path) {
   return out;
 }
 
+// The first line of `path` (without its line end): the etcd password, kept
+// off the command line. The password itself never goes into *error.
+bool ReadPasswordFile(const std::string& path, std::string* password, std::string* error) {
+  std::ifstream in(path);
+  if (!in) {
+    *error = "--etcd-password-file " + path + ": cannot read: " + std::strerror(errno);
+    return false;
+  }
+  std::getline(in, *password);
+  if (!password->empty() && password->back() == '\r') password->pop_back();
+  if (password->empty()) {
+    *error = "--etcd-password-file " + path + ": the first line is empty";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -236,11 +273,18 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "sluice-control: %s\nusage: sluice-control [--socket PATH] --cluster FILE "
                  "[--etcd URL [--etcd-prefix P] [--etcd-cafile F] "
-                 "[--etcd-certfile F --etcd-keyfile F]] [--kubeconfig PATH [--context NAME] | "
+                 "[--etcd-certfile F --etcd-keyfile F] [--etcd-username NAME "
+                 "[--etcd-password-file F]]] [--kubeconfig PATH [--context NAME] | "
                  "--in-cluster] [--kube-subnet-mgr] [--metrics-bind IP:PORT] "
                  "[--healthz-bind IP:PORT] [--health-check-address IP] [--healthz-timeout S] "
                  "[--verbose]\n",
                  error.c_str());
+    return 2;
+  }
+  std::string etcd_password;
+  if (!o.etcd_password_file.empty() &&
+      !ReadPasswordFile(o.etcd_password_file, &etcd_password, &error)) {
+    std::fprintf(stderr, "sluice-control: %s\n", error.c_str());
     return 2;
   }
   std::signal(SIGINT, OnSignal);
@@ -338,6 +382,8 @@ int main(int argc, char** argv) {
     eo.ca_file = o.etcd_cafile;
     eo.cert_file = o.etcd_certfile;
     eo.key_file = o.etcd_keyfile;
+    eo.username = o.etcd_username;
+    eo.password = etcd_password;
     auto src = sluice::EtcdSource::Start(
         eo,
         [&agent](const sluice::FlannelEvent& e) {

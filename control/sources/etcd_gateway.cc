@@ -149,6 +149,29 @@ std::string CompactionRequestBody(int64_t revision) {
   return json{{"revision", absl::StrCat(revision)}}.dump();
 }
 
+std::string AuthenticateRequestBody(std::string_view name, std::string_view password) {
+  return json{{"name", name}, {"password", password}}.dump();
+}
+
+absl::StatusOr<std::string> ParseAuthenticateResponse(std::string_view body) {
+  constexpr absl::string_view kWhat = "etcd authenticate answer";
+  absl::StatusOr<json> doc = ParseObject(body, kWhat);
+  if (!doc.ok()) return doc.status();
+  const json* token = Member(*doc, "token");
+  if (token == nullptr || !token->is_string() || token->get_ptr<const json::string_t*>()->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(kWhat, ": no token"));
+  }
+  const std::string& text = *token->get_ptr<const json::string_t*>();
+  for (const char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(kWhat, ": token holds a byte a header cannot carry"));
+    }
+  }
+  return text;
+}
+
 absl::StatusOr<EtcdRangeResponse> ParseRangeResponse(std::string_view body) {
   constexpr absl::string_view kWhat = "etcd range answer";
   absl::StatusOr<json> doc = ParseObject(body, kWhat);

@@ -13,6 +13,16 @@
 // requested revision was compacted away. A failed stream may end with
 // {"error": {"grpc_code": N, "message": "..."}}.
 //
+// Authentication (etcd's v3 users): /v3/auth/authenticate with a name and a
+// password answers {"token": "..."}; later requests carry the raw token as
+// their "Authorization" header. A token etcd no longer knows (it restarted;
+// simple tokens also expire) is refused with code 16, "etcdserver: invalid
+// auth token" (HTTP 401), or, for a watch, a watch response "created" and
+// "canceled" at once whose cancel_reason says "code = Unauthenticated"; a
+// wrong name or password is code 3 (HTTP 400), "authentication failed,
+// invalid user ID or password"; authenticating where auth is off is code 9
+// (HTTP 412), "authentication is not enabled".
+//
 // Errors: the Parse functions return InvalidArgument for text that is not
 // what the gateway sends (not JSON, a field of the wrong type, bad base64),
 // and GatewayError turns an error answer into the status of its gRPC code
@@ -84,11 +94,19 @@ std::string PutRequestBody(std::string_view key, std::string_view value);
 std::string DeleteRequestBody(std::string_view key);
 std::string CompactionRequestBody(int64_t revision);
 
+// {"name", "password"} for /v3/auth/authenticate (plain strings, not base64).
+std::string AuthenticateRequestBody(std::string_view name, std::string_view password);
+
 // The answer of /v3/kv/range (HTTP 200).
 absl::StatusOr<EtcdRangeResponse> ParseRangeResponse(std::string_view body);
 
 // header.revision of any KV answer (put, deleterange, compaction).
 absl::StatusOr<int64_t> ParseHeaderRevision(std::string_view body);
+
+// The token of an /v3/auth/authenticate answer (HTTP 200), sent as the
+// "Authorization" header of later requests. InvalidArgument when there is
+// none, or when it holds bytes a header cannot carry (controls, spaces).
+absl::StatusOr<std::string> ParseAuthenticateResponse(std::string_view body);
 
 // One object of a watch stream. An {"error": ...} object gives the status of
 // its gRPC code with the gateway's message.

@@ -15,6 +15,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
 #include "control/sources/etcd_gateway.h"
 #include "control/sources/json_stream.h"
 
@@ -62,6 +64,30 @@ absl::Status CheckTlsFiles(const EtcdSourceOptions& options) {
   return absl::OkStatus();
 }
 
+// The headers of every request; with a token, its "Authorization" too.
+curl_slist* MakeHeaders(const std::string& token) {
+  std::vector<std::string> lines = {"Content-Type: application/json", "Expect:"};
+  if (!token.empty()) lines.push_back(absl::StrCat("Authorization: ", token));
+  curl_slist* list = nullptr;
+  for (const std::string& line : lines) {
+    curl_slist* more = curl_slist_append(list, line.c_str());
+    if (more == nullptr) {
+      curl_slist_free_all(list);
+      return nullptr;
+    }
+    list = more;
+  }
+  return list;
+}
+
+// What etcd says when a request needs a user and came without a token or
+// with one it no longer knows (a watch says it in its cancel_reason).
+bool SaysUnauthenticated(absl::string_view text) {
+  return absl::StrContains(text, "code = Unauthenticated") ||
+         absl::StrContains(text, "invalid auth token") ||
+         absl::StrContains(text, "user name is empty");
+}
+
 }  // namespace
 
 struct EtcdSource::Loop {
@@ -79,7 +105,9 @@ struct EtcdSource::Loop {
   CURLM* multi = nullptr;
   CURL* range_easy = nullptr;
   CURL* watch_easy = nullptr;
-  curl_slist* headers = nullptr;
+  curl_slist* headers = nullptr;       // without a token: for authenticating
+  curl_slist* auth_headers = nullptr;  // with the current token; null without one
+  std::string token;                   // from the last authentication; empty without a user
   char error_text[CURL_ERROR_SIZE] = {};
 
   // One transfer's answer.
@@ -103,17 +131,14 @@ struct EtcdSource::Loop {
     if (watch_easy != nullptr) curl_easy_cleanup(watch_easy);
     if (multi != nullptr) curl_multi_cleanup(multi);
     if (headers != nullptr) curl_slist_free_all(headers);
+    if (auth_headers != nullptr) curl_slist_free_all(auth_headers);
   }
 
   absl::Status Init() {
     multi = curl_multi_init();
     range_easy = curl_easy_init();
     watch_easy = curl_easy_init();
-    headers = curl_slist_append(nullptr, "Content-Type: application/json");
-    if (headers != nullptr) {
-      curl_slist* more = curl_slist_append(headers, "Expect:");
-      if (more != nullptr) headers = more;
-    }
+    headers = MakeHeaders("");
     if (multi == nullptr || range_easy == nullptr || watch_easy == nullptr || headers == nullptr) {
       return absl::InternalError("libcurl: cannot create handles");
     }
@@ -192,11 +217,12 @@ struct EtcdSource::Loop {
     return result;
   }
 
-  void SetCommon(CURL* easy, const char* path, const std::string& body) {
+  void SetCommon(CURL* easy, const char* path, const std::string& body, bool with_token = true) {
     curl_easy_reset(easy);
     const std::string url = absl::StrCat(options.endpoint, path);
     curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER,
+                     with_token && auth_headers != nullptr ? auth_headers : headers);
     curl_easy_setopt(easy, CURLOPT_COPYPOSTFIELDS, body.c_str());
     curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
@@ -256,8 +282,77 @@ struct EtcdSource::Loop {
     if (code != CURLE_OK) return TransferError("range", code);
     long http = 0;
     curl_easy_getinfo(range_easy, CURLINFO_RESPONSE_CODE, &http);
-    if (http != 200) return GatewayError(http, answer);
+    if (http != 200) {
+      const absl::Status refused = GatewayError(http, answer);
+      // etcd's "user name is empty" (code 3) is no bad value: auth is on and
+      // no username was given.
+      if (SaysUnauthenticated(refused.message())) {
+        return absl::UnauthenticatedError(absl::StrCat(
+            "etcd ", options.endpoint, ": ", absl::StripPrefix(refused.message(), "etcd: "),
+            options.username.empty() ? ": etcd wants a user (username)" : ""));
+      }
+      return refused;
+    }
     return ParseRangeResponse(answer);
+  }
+
+  // POST /v3/auth/authenticate as options.username; the token in `token` and
+  // `auth_headers`. Messages name the user, never the password.
+  absl::Status Authenticate() {
+    SetCommon(range_easy, "/v3/auth/authenticate",
+              AuthenticateRequestBody(options.username, options.password),
+              /*with_token=*/false);
+    curl_easy_setopt(range_easy, CURLOPT_WRITEFUNCTION, &Loop::CollectAnswer);
+    curl_easy_setopt(range_easy, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(options.request_timeout.count()));
+    const CURLcode code = Perform(range_easy);
+    if (Stopping()) return absl::CancelledError("stopping");
+    const std::string as_user = absl::StrCat("etcd ", options.endpoint,
+                                             ": authenticating as user \"", options.username, "\"");
+    if (answer_too_big) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(as_user, ": answer over ", kMaxRangeAnswerBytes, " bytes"));
+    }
+    if (code != CURLE_OK) {
+      const absl::Status failed = TransferError("authenticate", code);
+      return absl::Status(failed.code(),
+                          absl::StrCat(failed.message(), " (as user \"", options.username, "\")"));
+    }
+    long http = 0;
+    curl_easy_getinfo(range_easy, CURLINFO_RESPONSE_CODE, &http);
+    SetToken("");
+    if (http != 200) {
+      const absl::Status refused = GatewayError(http, answer);
+      // A user for an etcd with auth off is no error: requests then go
+      // without a token (etcd would ignore one anyway).
+      if (refused.code() == absl::StatusCode::kFailedPrecondition &&
+          absl::StrContains(refused.message(), "authentication is not enabled")) {
+        return absl::OkStatus();
+      }
+      // A wrong name or password is etcd's code 3 (InvalidArgument, which
+      // on_problem's callers read as a bad value): said as Unauthenticated.
+      const absl::StatusCode status_code = refused.code() == absl::StatusCode::kInvalidArgument
+                                               ? absl::StatusCode::kUnauthenticated
+                                               : refused.code();
+      return absl::Status(
+          status_code, absl::StrCat(as_user, ": ", absl::StripPrefix(refused.message(), "etcd: ")));
+    }
+    absl::StatusOr<std::string> issued = ParseAuthenticateResponse(answer);
+    if (!issued.ok()) {
+      return absl::UnavailableError(absl::StrCat(as_user, ": ", issued.status().message()));
+    }
+    if (!SetToken(*issued)) return absl::InternalError("libcurl: cannot create handles");
+    counters->authentications.fetch_add(1, std::memory_order_relaxed);
+    return absl::OkStatus();
+  }
+
+  bool SetToken(const std::string& t) {
+    token = t;
+    if (auth_headers != nullptr) curl_slist_free_all(auth_headers);
+    auth_headers = nullptr;
+    if (token.empty()) return true;
+    auth_headers = MakeHeaders(token);
+    return auth_headers != nullptr;
   }
 
   // A complete listing, delivered as a snapshot.
@@ -292,6 +387,22 @@ struct EtcdSource::Loop {
       return false;
     }
     if (response->canceled) {
+      // A token etcd does not know (it restarted, the token expired): no
+      // relist, the retry authenticates again and watches from the same
+      // revision.
+      if (response->compact_revision == 0 && SaysUnauthenticated(response->cancel_reason)) {
+        watch_error = absl::UnauthenticatedError(
+            absl::StrCat("etcd ", options.endpoint, ": watch refused (", response->cancel_reason,
+                         options.username.empty() ? "): etcd wants a user (username)" : ")"));
+        return false;
+      }
+      if (response->compact_revision == 0 &&
+          absl::StrContains(response->cancel_reason, "code = PermissionDenied")) {
+        watch_error = absl::PermissionDeniedError(
+            absl::StrCat("etcd ", options.endpoint, ": watch refused (", response->cancel_reason,
+                         ") for user \"", options.username, "\""));
+        return false;
+      }
       watch_relist = true;
       if (response->compact_revision != 0) {
         counters->compactions.fetch_add(1, std::memory_order_relaxed);
@@ -408,14 +519,27 @@ struct EtcdSource::Loop {
       Sleep(wait);
       backoff = std::min(backoff * 2, options.backoff_max);
     };
+    const bool with_user = !options.username.empty();
+    bool need_auth = with_user;
     bool need_list = true;
     int relists_in_a_row = 0;
     while (!Stopping()) {
+      if (need_auth) {
+        const absl::Status authed = Authenticate();
+        if (Stopping()) break;
+        if (!authed.ok()) {
+          counters->failures.fetch_add(1, std::memory_order_relaxed);
+          retry_later(authed);
+          continue;
+        }
+        need_auth = false;
+      }
       if (need_list) {
         const absl::Status listed = List();
         if (Stopping()) break;
         if (!listed.ok()) {
           counters->failures.fetch_add(1, std::memory_order_relaxed);
+          need_auth = with_user;  // the token may be what failed
           retry_later(listed);
           continue;
         }
@@ -437,6 +561,7 @@ struct EtcdSource::Loop {
         continue;
       }
       relists_in_a_row = 0;
+      need_auth = with_user;  // a reconnect, or a token etcd no longer knows
       if (watch_created) {
         counters->watch_breaks.fetch_add(1, std::memory_order_relaxed);
       } else {
@@ -465,6 +590,10 @@ absl::StatusOr<std::unique_ptr<EtcdSource>> EtcdSource::Start(EtcdSourceOptions 
   }
   if (options.page_size < 1) return absl::InvalidArgumentError("etcd page_size must be >= 1");
   if (absl::Status tls = CheckTlsFiles(options); !tls.ok()) return tls;
+  if (!options.password.empty() && options.username.empty()) {
+    return absl::InvalidArgumentError(
+        "etcd password is set without username (a password needs its user)");
+  }
 
   std::call_once(curl_init_once, [] { curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT); });
   if (curl_init_result != CURLE_OK) {
@@ -507,6 +636,7 @@ EtcdSourceStats EtcdSource::stats() const {
   s.compactions = counters_.compactions.load(std::memory_order_relaxed);
   s.events = counters_.events.load(std::memory_order_relaxed);
   s.bad_values = counters_.bad_values.load(std::memory_order_relaxed);
+  s.authentications = counters_.authentications.load(std::memory_order_relaxed);
   s.revision = counters_.revision.load(std::memory_order_relaxed);
   return s;
 }

@@ -6,7 +6,8 @@
 // EAL, so it runs in an unprivileged process.
 //
 // Behaviour:
-// - Start: POST /v3/kv/range over "<prefix>/" (in pages of `page_size` keys,
+// - Start: with a username, POST /v3/auth/authenticate first (see Users);
+//   then POST /v3/kv/range over "<prefix>/" (in pages of `page_size` keys,
 //   all read at the first page's revision) -> a kSnapshot event; then POST
 //   /v3/watch from that revision + 1, progress notifications on. The watch
 //   stream's pieces are cut into objects (json_stream.h) however the chunks
@@ -30,22 +31,39 @@
 // files are named by path and read by libcurl, not by the source (Start only
 // checks that they can be read). Nothing here turns verification off.
 //
+// Users (flannel's -etcd-username, -etcd-password): with a username the
+// source authenticates (POST /v3/auth/authenticate) before its first listing
+// and before each retry after a failure (a reconnect, a token etcd no longer
+// knows: it restarted, or the token expired; a range answered "invalid auth
+// token", a watch canceled as Unauthenticated), and sends the token as the
+// "Authorization" header of its range and watch requests. A watch refused
+// for its token is retried from the same revision, with no relist. An etcd
+// with auth off ("authentication is not enabled") is used without a token. The
+// password goes only into the authenticate request: never into a log, an
+// error message or on_problem.
+//
 // Errors: Start() returns InvalidArgument for bad options, naming the option
 // (an endpoint that is not http:// or https://, an empty prefix,
 // backoff_initial > backoff_max or not positive, page_size < 1, cert_file
 // without key_file or key_file without cert_file, any of ca_file, cert_file
 // and key_file with an http:// endpoint, where they would not be used, a TLS
-// file that cannot be read: access(R_OK) at Start) and Internal when libcurl
-// cannot be set up. A TLS file that goes away later, a server the CA did not
-// sign, or a client certificate the server refuses is a connect failure
-// (Unavailable, with libcurl's message) like any other.
+// file that cannot be read: access(R_OK) at Start, a password without a
+// username) and Internal when libcurl cannot be set up. A TLS file that goes
+// away later, a server the CA did not sign, or a client certificate the
+// server refuses is a connect failure (Unavailable, with libcurl's message)
+// like any other.
 // Everything after that is reported through on_problem and retried, never
 // fatal: Unavailable (connect failures, a dropped stream, HTTP errors),
-// DeadlineExceeded (a range request past request_timeout), InvalidArgument
-// (a value that does not parse: the message names the key and the field,
-// "etcd key /coreos.com/network/subnets/10.244.1.0-24: BackendData.VtepMAC:
-// malformed MAC \"zz\""), OutOfRange (a compacted revision) and DataLoss (the
-// store's revision went back), each followed by a relist.
+// DeadlineExceeded (a range request past request_timeout), Unauthenticated (a
+// wrong username or password, the message naming the user: "etcd
+// http://...: authenticating as user \"flannel\": etcdserver: authentication
+// failed, invalid user ID or password (HTTP 400)"; a token refused; no
+// username where etcd has auth on), PermissionDenied (the user may not read
+// the prefix), InvalidArgument (a value that does not parse: the message
+// names the key and the field, "etcd key
+// /coreos.com/network/subnets/10.244.1.0-24: BackendData.VtepMAC: malformed
+// MAC \"zz\""), OutOfRange (a compacted revision) and DataLoss (the store's
+// revision went back), the last two followed by a relist.
 //
 // Concurrency: the source runs one thread of its own, started by Start() and
 // joined by Stop(). on_event and on_problem run on that thread, one call at a
@@ -87,18 +105,22 @@ struct EtcdSourceOptions {
   std::string ca_file;    // PEM CA bundle the server must chain to (flannel's -etcd-cafile)
   std::string cert_file;  // PEM client certificate (-etcd-certfile); needs key_file
   std::string key_file;   // its PEM private key (-etcd-keyfile); needs cert_file
+  // etcd v3 user; empty: no authentication.
+  std::string username;  // flannel's -etcd-username
+  std::string password;  // -etcd-password; needs username; never logged
 };
 
 // Counters since Start(); read with relaxed loads, each exact on its own.
 struct EtcdSourceStats {
-  uint64_t lists = 0;         // listings completed (snapshots delivered)
-  uint64_t watches = 0;       // watches created
-  uint64_t watch_breaks = 0;  // watch streams that ended or failed (not by Stop)
-  uint64_t failures = 0;      // failed connects and requests (each retry counts)
-  uint64_t compactions = 0;   // watches canceled for compaction (each led to a relist)
-  uint64_t events = 0;        // FlannelEvents delivered
-  uint64_t bad_values = 0;    // values reported and skipped
-  int64_t revision = 0;       // last revision seen
+  uint64_t lists = 0;            // listings completed (snapshots delivered)
+  uint64_t watches = 0;          // watches created
+  uint64_t watch_breaks = 0;     // watch streams that ended or failed (not by Stop)
+  uint64_t failures = 0;         // failed connects and requests (each retry counts)
+  uint64_t compactions = 0;      // watches canceled for compaction (each led to a relist)
+  uint64_t events = 0;           // FlannelEvents delivered
+  uint64_t bad_values = 0;       // values reported and skipped
+  uint64_t authentications = 0;  // tokens obtained (with a username)
+  int64_t revision = 0;          // last revision seen
 };
 
 class EtcdSource {
@@ -121,7 +143,7 @@ class EtcdSource {
   struct Loop;  // the thread's state (libcurl handles, keyspace), etcd_source.cc
   struct Counters {
     std::atomic<uint64_t> lists{0}, watches{0}, watch_breaks{0}, failures{0}, compactions{0},
-        events{0}, bad_values{0};
+        events{0}, bad_values{0}, authentications{0};
     std::atomic<int64_t> revision{0};
   };
 

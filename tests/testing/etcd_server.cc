@@ -16,10 +16,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 #include <utility>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "control/sources/etcd_gateway.h"
@@ -62,11 +64,14 @@ size_t Collect(char* data, size_t size, size_t n, void* user) {
 
 // One blocking request; the body in *answer, the HTTP status returned.
 absl::StatusOr<long> Request(const std::string& url, const std::string* post_body,
-                             std::string* answer) {
+                             std::string* answer, const std::string& token = "") {
   CURL* easy = curl_easy_init();
   if (easy == nullptr) return absl::InternalError("curl_easy_init");
   char error[CURL_ERROR_SIZE] = {};
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  if (!token.empty()) {
+    headers = curl_slist_append(headers, absl::StrCat("Authorization: ", token).c_str());
+  }
   curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, kCallTimeoutMs);
@@ -286,27 +291,82 @@ std::string EtcdServer::admin_endpoint() const { return Url(admin_port_); }
 
 namespace {
 
-absl::StatusOr<int64_t> KvCall(const std::string& endpoint, const char* path,
-                               const std::string& body) {
-  std::string answer;
-  absl::StatusOr<long> http = Request(absl::StrCat(endpoint, path), &body, &answer);
-  if (!http.ok()) return http.status();
-  if (*http != 200) return GatewayError(*http, answer);
-  return ParseHeaderRevision(answer);
-}
+constexpr char kRootPassword[] = "sluice-test-root";
 
 }  // namespace
 
+absl::StatusOr<int64_t> EtcdServer::KvCall(const char* path, const std::string& body) {
+  // As root once auth is on; a token etcd forgot (a restart) is renewed once.
+  for (int attempt = 0;; ++attempt) {
+    if (auth_ && root_token_.empty()) {
+      std::string answer;
+      const std::string login = AuthenticateRequestBody("root", kRootPassword);
+      absl::StatusOr<long> http =
+          Request(absl::StrCat(admin_endpoint(), "/v3/auth/authenticate"), &login, &answer);
+      if (!http.ok()) return http.status();
+      if (*http != 200) return GatewayError(*http, answer);
+      absl::StatusOr<std::string> token = ParseAuthenticateResponse(answer);
+      if (!token.ok()) return token.status();
+      root_token_ = *token;
+    }
+    std::string answer;
+    absl::StatusOr<long> http =
+        Request(absl::StrCat(admin_endpoint(), path), &body, &answer, root_token_);
+    if (!http.ok()) return http.status();
+    if (*http == 401 && auth_ && attempt == 0) {
+      root_token_.clear();
+      continue;
+    }
+    if (*http != 200) return GatewayError(*http, answer);
+    return ParseHeaderRevision(answer);
+  }
+}
+
+absl::Status EtcdServer::AuthCall(const char* path, const std::string& body) {
+  absl::StatusOr<int64_t> done = KvCall(path, body);
+  if (!done.ok())
+    return absl::Status(done.status().code(), absl::StrCat(path, ": ", done.status().message()));
+  return absl::OkStatus();
+}
+
+absl::Status EtcdServer::EnableAuth(std::string_view name, std::string_view password,
+                                    std::string_view prefix) {
+  using Json = nlohmann::json;
+  const std::string key = std::string(prefix) + "/";
+  const std::string role = std::string(name) + "-role";
+  const std::pair<const char*, Json> calls[] = {
+      {"/v3/auth/user/add", {{"name", "root"}, {"password", kRootPassword}}},
+      {"/v3/auth/role/add", {{"name", "root"}}},
+      {"/v3/auth/user/grant", {{"user", "root"}, {"role", "root"}}},
+      {"/v3/auth/user/add", {{"name", name}, {"password", password}}},
+      {"/v3/auth/role/add", {{"name", role}}},
+      {"/v3/auth/role/grant",
+       {{"name", role},
+        {"perm",
+         {{"permType", "READ"},
+          {"key", absl::Base64Escape(key)},
+          {"range_end", absl::Base64Escape(PrefixRangeEnd(key))}}}}},
+      {"/v3/auth/user/grant", {{"user", name}, {"role", role}}},
+      {"/v3/auth/enable", Json::object()},
+  };
+  for (const auto& [path, body] : calls) {
+    if (absl::Status done = AuthCall(path, body.dump()); !done.ok()) return done;
+  }
+  auth_ = true;
+  root_token_.clear();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<int64_t> EtcdServer::Put(std::string_view key, std::string_view value) {
-  return KvCall(admin_endpoint(), "/v3/kv/put", PutRequestBody(key, value));
+  return KvCall("/v3/kv/put", PutRequestBody(key, value));
 }
 
 absl::StatusOr<int64_t> EtcdServer::Delete(std::string_view key) {
-  return KvCall(admin_endpoint(), "/v3/kv/deleterange", DeleteRequestBody(key));
+  return KvCall("/v3/kv/deleterange", DeleteRequestBody(key));
 }
 
 absl::StatusOr<int64_t> EtcdServer::Compact(int64_t revision) {
-  return KvCall(admin_endpoint(), "/v3/kv/compaction", CompactionRequestBody(revision));
+  return KvCall("/v3/kv/compaction", CompactionRequestBody(revision));
 }
 
 std::string EtcdServer::LogTail() const {

@@ -17,6 +17,10 @@
 // gRPC server with the server certificate as a client certificate: that
 // certificate needs both serverAuth and clientAuth extended key usage.
 //
+// Auth: EnableAuth() adds a root user and a user that may read one prefix,
+// and turns etcd's authentication on; from then on the test's own calls
+// authenticate as root (again after a restart, which forgets tokens).
+//
 // Cleanup: the destructor kills etcd (SIGKILL), reaps it and removes the data
 // dir. If the test process dies first (a crash, a timeout's SIGKILL), etcd
 // dies with it (PR_SET_PDEATHSIG) and a small reaper process forked at
@@ -78,6 +82,11 @@ class EtcdServer {
   absl::StatusOr<int64_t> Delete(std::string_view key);
   absl::StatusOr<int64_t> Compact(int64_t revision);
 
+  // Adds user `name` with `password` and a role that may read every key
+  // under `prefix` + "/", then enables auth (through the admin port).
+  absl::Status EnableAuth(std::string_view name, std::string_view password,
+                          std::string_view prefix);
+
   // The last lines etcd wrote, for failure messages.
   std::string LogTail() const;
 
@@ -85,6 +94,9 @@ class EtcdServer {
   EtcdServer() = default;
   absl::Status Launch(bool serve_source_port);
   absl::Status WaitHealthy();
+  // A KV call through the admin port, as root once auth is on.
+  absl::StatusOr<int64_t> KvCall(const char* path, const std::string& body);
+  absl::Status AuthCall(const char* path, const std::string& body);
 
   std::string binary_;
   std::vector<std::string> extra_args_;
@@ -97,6 +109,8 @@ class EtcdServer {
   pid_t pid_ = -1;
   pid_t reaper_pid_ = -1;
   int reaper_fd_ = -1;  // write end of the reaper's pipe
+  bool auth_ = false;   // EnableAuth() succeeded
+  std::string root_token_;
 };
 
 }  // namespace sluice::testing

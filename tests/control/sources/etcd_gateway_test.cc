@@ -121,5 +121,30 @@ TEST(EtcdGatewayTest, GatewayErrorsKeepTheGrpcCode) {
   EXPECT_EQ(html.message(), "etcd answered HTTP 404: <html>not found</html>");
 }
 
+// Bodies and answers as etcd 3.4.23's gateway sends them.
+TEST(EtcdGatewayTest, AuthenticateBodyAndToken) {
+  EXPECT_EQ(AuthenticateRequestBody("flannel", "p\"w"), R"({"name":"flannel","password":"p\"w"})");
+  const auto token = ParseAuthenticateResponse(
+      R"({"header":{"cluster_id":"1","member_id":"2","revision":"1","raft_term":"2"},"token":"NUjitnpSjuwXqVvl.13"})");
+  ASSERT_TRUE(token.ok()) << token.status();
+  EXPECT_EQ(*token, "NUjitnpSjuwXqVvl.13");
+  EXPECT_FALSE(ParseAuthenticateResponse(R"({"header":{}})").ok());
+  EXPECT_FALSE(ParseAuthenticateResponse(R"({"token":""})").ok());
+  EXPECT_FALSE(ParseAuthenticateResponse(R"({"token":7})").ok());
+  EXPECT_FALSE(ParseAuthenticateResponse("{\"token\":\"a\\r\\nX-Evil: 1\"}").ok());
+  EXPECT_FALSE(ParseAuthenticateResponse(R"({"token":"a b"})").ok());
+
+  const absl::Status invalid = GatewayError(
+      401,
+      R"({"error":"etcdserver: invalid auth token","message":"etcdserver: invalid auth token","code":16})");
+  EXPECT_EQ(invalid.code(), absl::StatusCode::kUnauthenticated);
+  const auto canceled = ParseWatchResponse(
+      R"({"result":{"header":{"revision":"2"},"watch_id":"-1","created":true,"canceled":true,"cancel_reason":"rpc error: code = Unauthenticated desc = etcdserver: invalid auth token"}})");
+  ASSERT_TRUE(canceled.ok()) << canceled.status();
+  EXPECT_TRUE(canceled->canceled);
+  EXPECT_EQ(canceled->cancel_reason,
+            "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token");
+}
+
 }  // namespace
 }  // namespace sluice

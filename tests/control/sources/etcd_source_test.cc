@@ -3,7 +3,10 @@
 // killed and restarted, a compaction while the source is disconnected, a
 // prompt Stop(), TLS (a CA and a client certificate against an etcd with
 // --client-cert-auth; no client certificate, or a CA that did not sign the
-// server, refused and retried), and the latency from a put to the callback.
+// server, refused and retried), users (the right password; none, or a
+// wrong one, refused and retried; a token etcd forgot in a restart, renewed;
+// a user for an etcd with auth off), and the latency from a put to the
+// callback.
 //
 // Every wait is bounded (kWait); each test starts its own etcd, which the
 // fixture kills and whose data dir it removes however the test ends; the
@@ -523,6 +526,140 @@ TEST_F(EtcdSourceTlsTest, ACaThatDidNotSignTheServerIsRefusedAndRetried) {
   ExpectTheRightSettingsList();
 }
 
+// etcd with auth on (EnableAuth through the admin port): a user "flannel"
+// that may read the prefix; the test's own puts go as root.
+class EtcdSourceAuthTest : public EtcdSourceTest {
+ protected:
+  static constexpr char kUser[] = "flannel";
+  static constexpr char kPassword[] = "s3cret-flannel-pw";
+
+  void SetUp() override {
+    EtcdSourceTest::SetUp();
+    ASSERT_TRUE(etcd_ != nullptr);
+    const absl::Status enabled = etcd_->EnableAuth(kUser, kPassword, "/coreos.com/network");
+    ASSERT_TRUE(enabled.ok()) << enabled << "\n" << etcd_->LogTail();
+  }
+
+  static EtcdSourceOptions AuthOptions(const std::string& password) {
+    EtcdSourceOptions options;
+    options.username = kUser;
+    options.password = password;
+    return options;
+  }
+};
+
+TEST_F(EtcdSourceAuthTest, WithTheRightPasswordListsAndWatches) {
+  Put(kConfigKey, kConfig);
+  Put(kLease1Key, Lease("10.10.100.227", "5e:36:5f:2f:1c:01"));
+  StartSource(AuthOptions(kPassword));
+  const FlannelSnapshot snapshot = InitialSnapshot();
+  ASSERT_TRUE(snapshot.network.has_value());
+  ASSERT_EQ(snapshot.leases.size(), 1u);
+  EXPECT_EQ(snapshot.lease_keys[0], kLease1Key);
+
+  const int64_t added = Put(kLease2Key, Lease("10.10.100.228", "5e:36:5f:2f:1c:02"));
+  ASSERT_TRUE(recorder_.WaitForEvents(2)) << ProblemsText(recorder_.problems());
+  const FlannelEvent event = recorder_.events()[1];
+  EXPECT_EQ(event.kind, FlannelEvent::Kind::kLeaseUpsert);
+  EXPECT_EQ(event.key, kLease2Key);
+  EXPECT_EQ(event.revision, added);
+  const EtcdSourceStats stats = source_->stats();
+  EXPECT_EQ(stats.authentications, 1u);
+  EXPECT_EQ(stats.lists, 1u);
+  EXPECT_EQ(stats.watches, 1u);
+  EXPECT_EQ(stats.failures, 0u);
+  EXPECT_TRUE(recorder_.problems().empty()) << ProblemsText(recorder_.problems());
+}
+
+TEST_F(EtcdSourceAuthTest, WithoutAUserEtcdRefusesTheListingAndTheSourceRetries) {
+  Put(kConfigKey, kConfig);
+  StartSource();
+  ASSERT_TRUE(recorder_.WaitFor([&](const auto&, const auto& problems) {
+    return source_->stats().failures >= 2 && problems.size() >= 2;
+  })) << ProblemsText(recorder_.problems());
+  const absl::Status first = recorder_.problems()[0];
+  EXPECT_EQ(first.code(), absl::StatusCode::kUnauthenticated) << first;
+  EXPECT_THAT(std::string(first.message()), HasSubstr("user name is empty"));
+  EXPECT_THAT(std::string(first.message()), HasSubstr("etcd wants a user (username)"));
+  EXPECT_TRUE(recorder_.events().empty());
+  EXPECT_EQ(source_->stats().bad_values, 0u);  // not a value's fault
+}
+
+TEST_F(EtcdSourceAuthTest, AWrongPasswordIsReportedNamingTheUserAndRetried) {
+  Put(kConfigKey, kConfig);
+  const std::string wrong = "not-the-password-42";
+  StartSource(AuthOptions(wrong));
+  ASSERT_TRUE(recorder_.WaitFor([&](const auto&, const auto& problems) {
+    return source_->stats().failures >= 3 && problems.size() >= 3;
+  })) << ProblemsText(recorder_.problems());
+  for (const absl::Status& problem : recorder_.problems()) {
+    EXPECT_EQ(problem.code(), absl::StatusCode::kUnauthenticated) << problem;
+    EXPECT_THAT(std::string(problem.message()),
+                HasSubstr(absl::StrCat(etcd_->source_endpoint(),
+                                       ": authenticating as user \"flannel\": etcdserver: "
+                                       "authentication failed, invalid user ID or password")));
+    EXPECT_EQ(std::string(problem.message()).find(wrong), std::string::npos) << problem;
+    EXPECT_EQ(std::string(problem.message()).find(kPassword), std::string::npos) << problem;
+  }
+  EXPECT_TRUE(recorder_.events().empty());
+  const EtcdSourceStats stats = source_->stats();
+  EXPECT_EQ(stats.lists, 0u);
+  EXPECT_EQ(stats.authentications, 0u);
+  EXPECT_EQ(stats.bad_values, 0u);
+
+  const Clock::time_point before = Clock::now();
+  source_->Stop();
+  const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - before);
+  EXPECT_LT(took.count(), 500) << "Stop() took " << took.count() << " ms";
+}
+
+// etcd's simple tokens live in its memory: after a restart the source's
+// token means nothing, and the source authenticates again.
+TEST_F(EtcdSourceAuthTest, AfterEtcdRestartsTheSourceAuthenticatesAgainAndWatchesOn) {
+  Put(kConfigKey, kConfig);
+  StartSource(AuthOptions(kPassword));
+  ASSERT_TRUE(InitialSnapshot().leases.empty());
+  ASSERT_TRUE(
+      recorder_.WaitFor([&](const auto&, const auto&) { return source_->stats().watches >= 1; }));
+  ASSERT_EQ(source_->stats().authentications, 1u);
+
+  etcd_->Kill();
+  ASSERT_TRUE(recorder_.WaitForProblem(": watch"));
+  ASSERT_TRUE(etcd_->Restart(/*serve_source_port=*/true).ok()) << etcd_->LogTail();
+  ASSERT_TRUE(recorder_.WaitFor([&](const auto&, const auto&) {
+    return source_->stats().watches >= 2;
+  })) << ProblemsText(recorder_.problems());
+  const int64_t after = Put(kLease1Key, Lease("10.10.100.227", "5e:36:5f:2f:1c:01"));
+  ASSERT_TRUE(recorder_.WaitForEvents(2)) << ProblemsText(recorder_.problems());
+  const FlannelEvent event = recorder_.events()[1];
+  EXPECT_EQ(event.kind, FlannelEvent::Kind::kLeaseUpsert);
+  EXPECT_EQ(event.key, kLease1Key);
+  EXPECT_EQ(event.revision, after);
+  const EtcdSourceStats stats = source_->stats();
+  EXPECT_GE(stats.authentications, 2u);
+  EXPECT_EQ(stats.lists, 1u);  // the watch resumed: no relist
+  EXPECT_GE(stats.watch_breaks, 1u);
+  for (const absl::Status& problem : recorder_.problems()) {
+    EXPECT_EQ(std::string(problem.message()).find(kPassword), std::string::npos) << problem;
+  }
+}
+
+// A username for an etcd with auth off: etcd says "authentication is not
+// enabled", and the source lists and watches without a token.
+TEST_F(EtcdSourceTest, AUserForAnEtcdWithAuthOffIsNoError) {
+  Put(kConfigKey, kConfig);
+  EtcdSourceOptions options;
+  options.username = "flannel";
+  options.password = "unused";
+  StartSource(options);
+  EXPECT_TRUE(InitialSnapshot().network.has_value());
+  const int64_t added = Put(kLease1Key, Lease("10.10.100.227", "5e:36:5f:2f:1c:01"));
+  ASSERT_TRUE(recorder_.WaitForEvents(2)) << ProblemsText(recorder_.problems());
+  EXPECT_EQ(recorder_.events()[1].revision, added);
+  EXPECT_EQ(source_->stats().authentications, 0u);
+  EXPECT_TRUE(recorder_.problems().empty()) << ProblemsText(recorder_.problems());
+}
+
 // Stop() returns at once even while a request hangs: a listener that never
 // answers (the kernel completes the handshake, nobody reads).
 TEST(EtcdSourceStopTest, StopIsPromptWhileARequestHangs) {
@@ -567,6 +704,11 @@ TEST(EtcdSourceStartTest, RejectsBadOptions) {
   options.backoff_initial = milliseconds(10000);
   EXPECT_EQ(EtcdSource::Start(options, nullptr, nullptr).status().code(),
             absl::StatusCode::kInvalidArgument);
+  options = {};
+  options.password = "pw";
+  const absl::Status no_user = EtcdSource::Start(options, nullptr, nullptr).status();
+  EXPECT_EQ(no_user.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(no_user.message(), "etcd password is set without username (a password needs its user)");
 }
 
 // TLS options that could not work are refused at Start, naming the option;
