@@ -27,6 +27,46 @@ uint64_t EpochNow() {
           .count());
 }
 
+// Puts into *dirty the keys whose value differs between `from` and `to`
+// (changed, added or gone); returns how many.
+template <typename Map, typename Same>
+uint64_t MarkChanged(const Map& from, const Map& to, Same same, std::set<std::string>* dirty) {
+  uint64_t n = 0;
+  for (const auto& [k, v] : to) {
+    auto it = from.find(k);
+    if (it != from.end() && same(it->second, v)) continue;
+    ++n;
+    dirty->insert(k);
+  }
+  for (const auto& [k, v] : from) {
+    if (to.count(k) != 0) continue;
+    ++n;
+    dirty->insert(k);
+  }
+  return n;
+}
+
+// Applies `updates` to `have` (a value replaces the entry, nullopt removes
+// it); puts into *dirty the keys that really changed; returns how many.
+template <typename Map, typename Updates, typename Same>
+uint64_t ApplyUpdates(Map* have, Updates& updates, Same same, std::set<std::string>* dirty) {
+  uint64_t n = 0;
+  for (auto& [k, v] : updates) {
+    auto it = have->find(k);
+    if (!v) {
+      if (it == have->end()) continue;
+      have->erase(it);
+    } else if (it == have->end() || !same(it->second, *v)) {
+      (*have)[k] = std::move(*v);
+    } else {
+      continue;
+    }
+    ++n;
+    dirty->insert(k);
+  }
+  return n;
+}
+
 }  // namespace
 
 Agent::Agent(Config config, ProxyHealth* health, ProxyMetrics* metrics)
@@ -70,29 +110,8 @@ void Agent::DeleteLease(const Ipv4Prefix& subnet) {
 void Agent::SetServices(std::map<std::string, api::ServicePort> ports,
                         std::map<std::string, api::EndpointSetReplace> endpoints) {
   std::lock_guard<std::mutex> l(mu_);
-  uint64_t svc = 0, eps = 0;
-  for (const auto& [k, p] : ports) {
-    auto it = ports_.find(k);
-    if (it != ports_.end() && SameServicePort(it->second, p)) continue;
-    ++svc;
-    dirty_services_.insert(k);
-  }
-  for (const auto& [k, p] : ports_) {
-    if (ports.count(k) != 0) continue;
-    ++svc;
-    dirty_services_.insert(k);
-  }
-  for (const auto& [k, e] : endpoints) {
-    auto it = endpoints_.find(k);
-    if (it != endpoints_.end() && SameEndpoints(it->second, e)) continue;
-    ++eps;
-    dirty_services_.insert(k);
-  }
-  for (const auto& [k, e] : endpoints_) {
-    if (endpoints.count(k) != 0) continue;
-    ++eps;
-    dirty_services_.insert(k);
-  }
+  const uint64_t svc = MarkChanged(ports_, ports, SameServicePort, &dirty_services_);
+  const uint64_t eps = MarkChanged(endpoints_, endpoints, SameEndpoints, &dirty_services_);
   if (metrics_ != nullptr) metrics_->CountChanges(svc, eps, WallClock::now());
   ports_ = std::move(ports);
   endpoints_ = std::move(endpoints);
@@ -104,33 +123,8 @@ void Agent::UpdateServices(
     std::map<std::string, std::optional<api::ServicePort>> ports,
     std::map<std::string, std::optional<api::EndpointSetReplace>> endpoints) {
   std::lock_guard<std::mutex> l(mu_);
-  uint64_t svc = 0, eps = 0;
-  for (auto& [k, p] : ports) {
-    auto it = ports_.find(k);
-    if (!p) {
-      if (it == ports_.end()) continue;
-      ports_.erase(it);
-    } else if (it == ports_.end() || !SameServicePort(it->second, *p)) {
-      ports_[k] = std::move(*p);
-    } else {
-      continue;
-    }
-    ++svc;
-    dirty_services_.insert(k);
-  }
-  for (auto& [k, e] : endpoints) {
-    auto it = endpoints_.find(k);
-    if (!e) {
-      if (it == endpoints_.end()) continue;
-      endpoints_.erase(it);
-    } else if (it == endpoints_.end() || !SameEndpoints(it->second, *e)) {
-      endpoints_[k] = std::move(*e);
-    } else {
-      continue;
-    }
-    ++eps;
-    dirty_services_.insert(k);
-  }
+  const uint64_t svc = ApplyUpdates(&ports_, ports, SameServicePort, &dirty_services_);
+  const uint64_t eps = ApplyUpdates(&endpoints_, endpoints, SameEndpoints, &dirty_services_);
   if (metrics_ != nullptr) metrics_->CountChanges(svc, eps, WallClock::now());
   const bool first = !services_known_;
   services_known_ = true;
