@@ -528,6 +528,63 @@ void BM_PipelineReply(benchmark::State& state) {
 }
 BENCHMARK(BM_PipelineReply)->Arg(10000);
 
+// New flows: every packet opens a connection, pod -> ClusterIP of one of
+// `services` Services (DNAT + VXLAN), UDP or a TCP SYN (range 2: 0 / 1),
+// 100k of them into a table of range(1) entries, as the throughput bench's
+// new-flow rows do. A fixed iteration count: the table must not fill.
+constexpr int kNewFlowBursts = 3125;  // 100k flows
+void BM_PipelineNewFlow(benchmark::State& state) {
+  const uint32_t services = static_cast<uint32_t>(state.range(0));
+  const uint32_t capacity = static_cast<uint32_t>(state.range(1));
+  const bool tcp = state.range(2) != 0;
+  ClusterModel model = Node228Model(services);  // and udp/53 on each bench Service
+  for (auto& s : model.services)
+    if (s.namespace_name == "bench") s.ports.push_back({"dns", L4Protocol::kUdp, 53, 0});
+  for (auto& e : model.endpoint_slices)
+    if (e.namespace_name == "bench") e.ports.push_back({"dns", L4Protocol::kUdp, 53});
+  NodeHarness node(model, 1, capacity);
+  const uint32_t flows = kNewFlowBursts * kBurstSize;
+  std::vector<std::vector<uint8_t>> frames(flows);
+  for (uint32_t i = 0; i < flows; ++i) {
+    FrameSpec s;
+    s.src_mac = Mac("0a:58:0a:f4:1a:14");
+    s.dst_mac = Mac("02:00:0a:f4:1a:01");
+    s.src_ip = Ip("10.244.26.2") + (i / 60000) % 250;
+    s.dst_ip = Ip("10.112.0.0") + (i * 7919u) % services;
+    s.l4.proto = tcp ? kProtoTcp : kProtoUdp;
+    s.l4.src_port = static_cast<uint16_t>(1024 + i % 60000);
+    s.l4.dst_port = tcp ? 80 : 53;
+    s.l4.tcp_flags = 0x02;
+    frames[i] = BuildFrame(s);
+  }
+  rte_mbuf* burst[kBurstSize];
+  rte_mbuf* out[Worker::kTxCapacity];
+  size_t at = 0;
+  {
+    CycleCounter cc(state);
+    for (auto _ : state) {
+      for (uint16_t i = 0; i < kBurstSize; ++i) {
+        const auto& f = frames[at++ % flows];
+        rte_mbuf* m = rte_pktmbuf_alloc(Pool());
+        std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+        burst[i] = m;
+      }
+      node.worker(0).ProcessBurst(PortRole::kPods, burst, kBurstSize, 1);
+      for (int p = 0; p < kPortRoleCount; ++p) {
+        const uint16_t n = node.worker(0).TakeTx(static_cast<PortRole>(p), out);
+        rte_pktmbuf_free_bulk(out, n);
+      }
+    }
+  }
+  state.counters["created"] = static_cast<double>(node.counter(k_conntrack_created));
+  if (node.counter(k_conntrack_created) != flows || node.counter(k_service_dnat) != flows)
+    state.SkipWithError("not every packet made a DNAT flow");
+}
+BENCHMARK(BM_PipelineNewFlow)
+    ->Args({10000, 1 << 20, 0})
+    ->Args({10000, 1 << 20, 1})
+    ->Iterations(kNewFlowBursts);
+
 BENCHMARK(BM_PipelineEstablished)
     ->Args({10000, 10000})
     ->Args({100, 100000})

@@ -304,6 +304,36 @@ bool ConntrackTable::FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos)
   return false;
 }
 
+uint32_t ConntrackTable::FindForInsert(const FlowKey& key, uint32_t hash, const SlotPos* taken,
+                                       SlotPos* pos, bool* free) const {
+  // The common case, a home bucket that did not overflow and has a free
+  // slot, is one look at it: the writer holds write_lock_, slot words only
+  // change under it, so the vector reads of SignatureMatches are exact here.
+  const uint32_t b = hash & bucket_mask_;
+  const Bucket& bucket = buckets_[b];
+  for (uint32_t match = SignatureMatches(bucket.slot, SigBits(hash), kSigMask); match != 0;
+       match &= match - 1) {
+    const uint32_t ref =
+        static_cast<uint32_t>(bucket.slot[__builtin_ctz(match)].load(std::memory_order_relaxed));
+    const ConntrackEntry& e = entries_[ref & ~kReplyBit];
+    if ((ref & kReplyBit ? e.reply : e.original) == key) return ref;
+  }
+  if ((bucket.slot[0].load(std::memory_order_relaxed) & kOverflowBit) == 0) {
+    uint32_t empty = SignatureMatches(bucket.slot, 0, kSigMask);  // no signature: free
+    if (taken != nullptr && taken->bucket == b) empty &= ~(uint32_t{1} << taken->slot);
+    if (empty != 0) {
+      *pos = SlotPos{b, static_cast<uint32_t>(__builtin_ctz(empty)), 0};
+      *free = true;
+      return kMiss;
+    }
+  }
+  // The key may be past its home bucket, or the slot must be.
+  const uint32_t ref = Find(key, hash);
+  if (ref != kMiss) return ref;
+  *free = FindFree(hash, taken, pos);
+  return kMiss;
+}
+
 void ConntrackTable::Publish(uint32_t hash, const SlotPos& pos, uint32_t ref) {
   // Overflow bits first, so that a lookup starting after the slot store
   // follows the chain to it.
@@ -379,18 +409,20 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
   const uint32_t hash_reply = HashKey(proto.reply);
 
   rte_spinlock_lock(&write_lock_);
-  const uint32_t existing = Find(proto.original, hash_original);
+  SlotPos at_original{}, at_reply{};
+  bool free_original = false, free_reply = true;
+  const uint32_t existing =
+      FindForInsert(proto.original, hash_original, nullptr, &at_original, &free_original);
   if (existing != kMiss) {
     rte_spinlock_unlock(&write_lock_);
     return {InsertStatus::kExists, existing};
   }
-  if (two_keys && Find(proto.reply, hash_reply) != kMiss) {
+  if (two_keys && FindForInsert(proto.reply, hash_reply, free_original ? &at_original : nullptr,
+                                &at_reply, &free_reply) != kMiss) {
     rte_spinlock_unlock(&write_lock_);
     return {InsertStatus::kReplyClash, kMiss};
   }
-  SlotPos at_reply{}, at_original{};
-  if ((two_keys && !FindFree(hash_reply, nullptr, &at_reply)) ||
-      !FindFree(hash_original, two_keys ? &at_reply : nullptr, &at_original)) {
+  if (!free_original || !free_reply) {
     rte_spinlock_unlock(&write_lock_);
     return {InsertStatus::kFull, kMiss};
   }

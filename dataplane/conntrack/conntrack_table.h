@@ -352,6 +352,11 @@ class ConntrackTable {
   uint32_t Find(const FlowKey& key, uint32_t hash) const;
   // Writer side, under write_lock_.
   bool FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos) const;
+  // Find, then FindFree, sharing the look at the home bucket: the key's ref,
+  // or kMiss and then *free (whether *pos holds a free slot other than
+  // `taken`).
+  uint32_t FindForInsert(const FlowKey& key, uint32_t hash, const SlotPos* taken, SlotPos* pos,
+                         bool* free) const;
   void Publish(uint32_t hash, const SlotPos& pos, uint32_t ref);
   void Unpublish(const FlowKey& key, uint32_t ref);
   // Owner-only deletion of one entry: clears both slots and defers the index.

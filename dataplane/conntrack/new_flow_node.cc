@@ -1,6 +1,7 @@
 // new_flow: the slow path of a flow's first packet. Looks the flow up once
-// more (an earlier packet of this burst, or another worker, may have created
-// it since the bulk lookup), then applies kube-proxy's and flannel's policy
+// more when an earlier packet of this walk may have created it since the
+// bulk lookup (WorkerContext::created_in_walk; one another worker created
+// meanwhile is found by the insert), then applies kube-proxy's and flannel's policy
 // (dataplane/policy/): endpoint choice, masquerade and its address, and
 // creates the connection with everything its packets will need precomputed:
 // both tuples, the checksum deltas of both directions and the original
@@ -10,8 +11,6 @@
 // here, as the kernel never confirms such a connection),
 // icmp_echo_reply_untracked, service_no_endpoints, no_route, conntrack_full, conntrack_reply_clash,
 // snat_ports_exhausted.
-#include <rte_random.h>
-
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
 #include "dataplane/nat/nat_rewrite.h"
@@ -31,21 +30,24 @@ enum Edge : rte_edge_t { kToNat, kToRoute, kToDrop };
 uint32_t Insert(WorkerContext* ctx, rte_mbuf* m, ConntrackEntry& e, Counter* drop) {
   ConntrackTable& ct = *ctx->shared.conntrack;
   const bool snat = e.flags & ConntrackEntry::kSnat;
-  PortSpan spans[2];
-  const int nspans =
-      MasqueradePortSpans(ctx->tables->node, e.original.proto, e.original.src_port, spans);
+  // This worker's ports of the class (divisions: only for SNAT flows).
   const uint32_t w = ctx->shared.workers;
-  uint32_t first[2], slots[2], total = 0;
-  for (int s = 0; s < nspans; ++s) {
-    first[s] = spans[s].lo + ((ctx->id + w - spans[s].lo % w) % w);
-    slots[s] = first[s] > spans[s].hi ? 0 : (spans[s].hi - first[s]) / w + 1;
-    total += slots[s];
+  uint32_t first[2] = {0, 0}, slots[2] = {0, 0}, total = 0;
+  if (snat) {
+    PortSpan spans[2];
+    const int nspans =
+        MasqueradePortSpans(ctx->tables->node, e.original.proto, e.original.src_port, spans);
+    for (int s = 0; s < nspans; ++s) {
+      first[s] = spans[s].lo + ((ctx->id + w - spans[s].lo % w) % w);
+      slots[s] = first[s] > spans[s].hi ? 0 : (spans[s].hi - first[s]) / w + 1;
+      total += slots[s];
+    }
   }
   constexpr int kMaxAttempts = 32;
   for (int attempt = 0; attempt < (snat ? kMaxAttempts : 1); ++attempt) {
     if (snat) {
       if (total == 0) break;
-      uint32_t r = static_cast<uint32_t>(rte_rand_max(total));
+      uint32_t r = PickBelow(ctx, total);
       const int s = r < slots[0] ? 0 : 1;
       if (s == 1) r -= slots[0];
       e.reply.dst_port = static_cast<uint16_t>(first[s] + r * w);
@@ -60,6 +62,8 @@ uint32_t Insert(WorkerContext* ctx, rte_mbuf* m, ConntrackEntry& e, Counter* dro
     const ConntrackTable::InsertResult r = ct.Insert(ctx->id, e, ctx->now);
     switch (r.status) {
       case ConntrackTable::InsertStatus::kCreated:
+        NoteCreated(ctx, e.original);
+        NoteCreated(ctx, e.reply);
         ctx->counters.Add(k_conntrack_created);
         if (e.flags & ConntrackEntry::kDnat) ctx->counters.Add(k_service_dnat);
         if (snat) ctx->counters.Add(k_masquerade);
@@ -118,7 +122,7 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
       MarkDrop(m, k_service_no_endpoints);
       return kToDrop;
     }
-    const uint32_t pick = c.count == 1 ? 0 : static_cast<uint32_t>(rte_rand_max(c.count));
+    const uint32_t pick = c.count == 1 ? 0 : PickBelow(ctx, c.count);
     const Endpoint& ep = eps.endpoints()[c.begin + pick];
     SLUICE_TRACE(ctx, m, kEndpoint, .a8 = static_cast<uint8_t>(c.set), .a16 = ep.port, .a = ep.ip,
                  .b = c.count);
@@ -179,7 +183,9 @@ uint16_t NewFlowProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t 
   for (uint16_t i = 0; i < n; ++i) {
     auto* m = static_cast<rte_mbuf*>(objs[i]);
     PacketPriv* pp = Priv(m);
-    pp->ct_ref = ct.Lookup(pp->meta.key);
+    // Looked up again only when this walk may have created the flow since.
+    pp->ct_ref =
+        MayHaveCreated(ctx, pp->meta.key) ? ct.Lookup(pp->meta.key) : ConntrackTable::kMiss;
     rte_edge_t e;
     if (pp->ct_ref != ConntrackTable::kMiss) {
       ctx->counters.Add((pp->ct_ref & ConntrackTable::kReplyBit) ? k_conntrack_hit_reply

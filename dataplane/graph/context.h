@@ -83,6 +83,15 @@ struct WorkerContext {
   PortRole inject_port = PortRole::kUplink;
 
   uint16_t ip_id = 0;  // outer IPv4 ID of VXLAN packets
+
+  // Both keys of every flow this worker created during the current walk, as
+  // a 256-bit filter (CreatedFilterBit), cleared before each walk. A packet
+  // that missed the bulk lookup is looked up again in new_flow only when an
+  // earlier packet of the walk may have created its flow; flows another
+  // worker creates meanwhile are caught by the insert (InsertStatus::kExists).
+  uint64_t created_in_walk[4] = {0, 0, 0, 0};
+
+  uint64_t rng = 0;  // PickBelow's generator state, seeded from rte_rand()
   WorkerCounters counters;
 
   // Output of the tx node; sent by Worker::Flush (or taken by tests).
@@ -141,6 +150,44 @@ inline bool TakeRefreshTurn(WorkerContext* ctx, const NeighborKey& k) {
   s.key = k;
   s.sent = ctx->now;
   return true;
+}
+
+// A key's bit in WorkerContext::created_in_walk (0..255): the top byte of
+// a multiplicative hash of its two words.
+inline uint32_t CreatedFilterBit(const FlowKey& k) {
+  uint64_t w[2];
+  std::memcpy(w, &k, sizeof(w));
+  return static_cast<uint32_t>((w[0] * 0x9e3779b97f4a7c15ull + w[1] * 0xc2b2ae3d27d4eb4full) >> 56);
+}
+inline void NoteCreated(WorkerContext* ctx, const FlowKey& k) {
+  const uint32_t b = CreatedFilterBit(k);
+  ctx->created_in_walk[b >> 6] |= uint64_t{1} << (b & 63);
+}
+inline bool MayHaveCreated(const WorkerContext* ctx, const FlowKey& k) {
+  const uint32_t b = CreatedFilterBit(k);
+  return (ctx->created_in_walk[b >> 6] >> (b & 63)) & 1;
+}
+
+// A uniform integer in [0, n), n >= 1, from the worker's own generator:
+// endpoint choice and masquerade ports. wyrand (a 64-bit counter mixed by a
+// 128-bit multiply), and Lemire's multiply-and-reject for the range, which
+// divides only in the rare case that may need a redraw: a few instructions
+// where rte_rand_max took about a hundred (BM_PipelineNewFlow). Under
+// `--seed` the sequence is as reproducible as rte_rand's, from which the
+// state is seeded.
+inline uint64_t NextRandom(WorkerContext* ctx) {
+  ctx->rng += 0xa0761d6478bd642full;
+  const unsigned __int128 t =
+      static_cast<unsigned __int128>(ctx->rng) * (ctx->rng ^ 0xe7037ed1a0b428dbull);
+  return static_cast<uint64_t>(t >> 64) ^ static_cast<uint64_t>(t);
+}
+inline uint32_t PickBelow(WorkerContext* ctx, uint32_t n) {
+  uint64_t m = (NextRandom(ctx) >> 32) * n;
+  if (unlikely(static_cast<uint32_t>(m) < n)) {
+    const uint32_t threshold = (0u - n) % n;  // 2^32 mod n
+    while (static_cast<uint32_t>(m) < threshold) m = (NextRandom(ctx) >> 32) * n;
+  }
+  return static_cast<uint32_t>(m >> 32);
 }
 
 // The WorkerContext of the graph a node belongs to (set by the nodes' init).

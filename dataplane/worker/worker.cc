@@ -25,6 +25,7 @@ Worker::Worker(uint16_t id, const WorkerShared& shared, const WorkerPorts& ports
   // Outer IP IDs (DF clear) start at a random point per worker, so that two
   // workers do not emit the same ID sequence towards one peer.
   ctx_->ip_id = static_cast<uint16_t>(rte_rand());
+  ctx_->rng = rte_rand();
   if (pool == nullptr || rte_pktmbuf_priv_size(pool) < sizeof(PacketPriv)) {
     std::fprintf(stderr, "sluice: worker %u: packet pool needs %u private bytes per mbuf\n", id,
                  kMbufPrivSize);
@@ -85,6 +86,7 @@ void Worker::Walk(uint64_t now) {
     ctx_->counters.Add(k_conntrack_purged, ct.TakeRemovalRequests(ctx_->id, kRemovalBudget));
   ctx_->tables = ctx_->shared.tables->Current();
   ctx_->now = now;
+  std::memset(ctx_->created_in_walk, 0, sizeof(ctx_->created_in_walk));
   rte_graph_walk(graph_);
   if (unlikely(!hold_->empty()) && ctx_->tables != nullptr) ServiceHeldPackets();
   ctx_->tables = nullptr;
