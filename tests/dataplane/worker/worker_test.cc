@@ -3,8 +3,10 @@
 // independent parser and checksum verifier.
 #include "dataplane/worker/worker.h"
 
+#include <memory>
 #include <set>
 
+#include "dataplane/graph/context.h"
 #include "gtest/gtest.h"
 #include "tests/fixtures/journey_fixtures.h"
 #include "tests/fixtures/node_harness.h"
@@ -235,6 +237,36 @@ TEST_F(WorkerTest, PacketsOfANewFlowInOneBurstShareOneEntry) {
   EXPECT_EQ(node_.counter(k_service_dnat), 1u);
   EXPECT_EQ(node_.counter(k_conntrack_hit_original), 2u);
   EXPECT_EQ(node_.counter(k_conntrack_insert_raced), 0u);
+}
+
+// The worker's own generator for endpoint and masquerade port picks: in
+// range, every value reachable, about uniform, and the same sequence from
+// the same seed (what `--seed` relies on).
+TEST(PickBelowTest, IsInRangeAboutUniformAndReproducible) {
+  auto ctx = std::make_unique<WorkerContext>();
+  ctx->rng = 42;
+  for (int i = 0; i < 1000; ++i) ASSERT_EQ(PickBelow(ctx.get(), 1), 0u);
+  uint32_t counts[3] = {0, 0, 0};
+  for (int i = 0; i < 60000; ++i) {
+    const uint32_t v = PickBelow(ctx.get(), 3);
+    ASSERT_LT(v, 3u);
+    ++counts[v];
+  }
+  for (uint32_t c : counts) {  // 20000 +- 1000 is more than 8 standard deviations
+    EXPECT_GT(c, 19000u);
+    EXPECT_LT(c, 21000u);
+  }
+  std::set<uint32_t> ports;
+  for (int i = 0; i < 200000; ++i) {
+    const uint32_t v = PickBelow(ctx.get(), 28232);  // the ports above the ephemeral range
+    ASSERT_LT(v, 28232u);
+    ports.insert(v);
+  }
+  EXPECT_GT(ports.size(), 28000u);  // 1 - e^-7 of them are expected
+  auto a = std::make_unique<WorkerContext>();
+  auto b = std::make_unique<WorkerContext>();
+  a->rng = b->rng = 7;
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(PickBelow(a.get(), 1000), PickBelow(b.get(), 1000));
 }
 
 TEST_F(WorkerTest, ExternalClientReachingAPodDirectlyGetsUnmasqueradedReplies) {
