@@ -74,6 +74,13 @@ inline uint16_t FoldChecksum(uint32_t sum) {
   return static_cast<uint16_t>(sum);
 }
 
+// The one's-complement sum of two 16-bit values: FoldChecksum(a + b) with
+// one fold, which is enough (a + b <= 0x1fffe folds to at most 0xffff).
+inline uint16_t AddOnes16(uint16_t a, uint16_t b) {
+  const uint32_t sum = uint32_t{a} + b;
+  return static_cast<uint16_t>((sum & 0xffff) + (sum >> 16));
+}
+
 inline RewriteDeltas ComputeRewriteDeltas(const FlowKey& in, const FlowKey& out) {
   auto word_diff32 = [](uint32_t old_host, uint32_t new_host) {
     const uint32_t o = Be32(old_host), n = Be32(new_host);
@@ -94,7 +101,7 @@ inline RewriteDeltas ComputeRewriteDeltas(const FlowKey& in, const FlowKey& out)
 
 // HC' = ~(~HC + delta) (RFC 1624 eqn. 3).
 inline uint16_t ApplyChecksumDelta(uint16_t csum, uint16_t delta) {
-  return static_cast<uint16_t>(~FoldChecksum(uint32_t{static_cast<uint16_t>(~csum)} + delta));
+  return static_cast<uint16_t>(~AddOnes16(static_cast<uint16_t>(~csum), delta));
 }
 
 // Rewrites the packet's tuple (meta->key, as parsed) to `out`, or to the
@@ -155,7 +162,7 @@ inline void ApplyRewrite(rte_mbuf* m, PacketMeta* meta, const FlowKey& out, cons
 // same checksum as ApplyRewrite followed by DecrementTtl (both sums end in
 // 1..0xffff).
 inline RewriteDeltas WithTtlDecrement(RewriteDeltas d) {
-  d.ip = FoldChecksum(uint32_t{d.ip} + static_cast<uint16_t>(~Be16(0x0100)));
+  d.ip = AddOnes16(d.ip, static_cast<uint16_t>(~Be16(0x0100)));
   return d;
 }
 
