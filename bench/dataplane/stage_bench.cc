@@ -435,6 +435,41 @@ BENCHMARK(BM_VxlanEncapDecap)->ArgName("with_decap")->Arg(0)->Arg(1);
 namespace sluice::bench {
 namespace {
 
+// Flow i of pod 10.244.26.x -> the bench Service i % services
+// (10.112.0.0 + that, Node228Model's extra Services).
+std::vector<uint8_t> PodToBenchService(uint32_t i, uint32_t services, uint8_t proto,
+                                       uint16_t dst_port, uint8_t tcp_flags) {
+  FrameSpec s;
+  s.src_mac = Mac("0a:58:0a:f4:1a:14");
+  s.dst_mac = Mac("02:00:0a:f4:1a:01");
+  s.src_ip = Ip("10.244.26.2") + (i / 60000) % 250;
+  s.dst_ip = Ip("10.112.0.0") + (i % services);
+  s.l4.proto = proto;
+  s.l4.src_port = static_cast<uint16_t>(1024 + i % 60000);
+  s.l4.dst_port = dst_port;
+  s.l4.tcp_flags = tcp_flags;
+  return BuildFrame(s);
+}
+
+// One burst, frames[first, first + kBurstSize) (wrapping), copied into
+// mbufs and through worker 0 as arriving on `port`; what it sends is freed.
+void RunBurst(NodeHarness& node, PortRole port, const std::vector<std::vector<uint8_t>>& frames,
+              size_t first) {
+  rte_mbuf* burst[kBurstSize];
+  rte_mbuf* out[Worker::kTxCapacity];
+  for (uint16_t i = 0; i < kBurstSize; ++i) {
+    const auto& f = frames[(first + i) % frames.size()];
+    rte_mbuf* m = rte_pktmbuf_alloc(Pool());
+    std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
+    burst[i] = m;
+  }
+  node.worker(0).ProcessBurst(port, burst, kBurstSize, 1);
+  for (int p = 0; p < kPortRoleCount; ++p) {
+    const uint16_t n = node.worker(0).TakeTx(static_cast<PortRole>(p), out);
+    rte_pktmbuf_free_bulk(out, n);
+  }
+}
+
 // The whole pipeline (Worker::ProcessBurst, no I/O) on established flows:
 // pod -> ClusterIP of one of `services` Services, DNAT + VXLAN encapsulation.
 void BM_PipelineEstablished(benchmark::State& state) {
@@ -442,32 +477,8 @@ void BM_PipelineEstablished(benchmark::State& state) {
   const uint32_t flows = static_cast<uint32_t>(state.range(1));
   NodeHarness node(Node228Model(services), 1, flows + flows / 2 + 1024);
   std::vector<std::vector<uint8_t>> frames(flows);
-  for (uint32_t i = 0; i < flows; ++i) {
-    FrameSpec s;
-    s.src_mac = Mac("0a:58:0a:f4:1a:14");
-    s.dst_mac = Mac("02:00:0a:f4:1a:01");
-    s.src_ip = Ip("10.244.26.2") + (i / 60000) % 250;
-    s.dst_ip = Ip("10.112.0.0") + (i % services);
-    s.l4.src_port = static_cast<uint16_t>(1024 + i % 60000);
-    s.l4.dst_port = 80;
-    s.l4.tcp_flags = 0x10;
-    frames[i] = BuildFrame(s);
-  }
-  rte_mbuf* burst[kBurstSize];
-  rte_mbuf* out[Worker::kTxCapacity];
-  auto run_burst = [&](size_t first) {
-    for (uint16_t i = 0; i < kBurstSize; ++i) {
-      const auto& f = frames[(first + i) % flows];
-      rte_mbuf* m = rte_pktmbuf_alloc(Pool());
-      std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
-      burst[i] = m;
-    }
-    node.worker(0).ProcessBurst(PortRole::kPods, burst, kBurstSize, 1);
-    for (int p = 0; p < kPortRoleCount; ++p) {
-      const uint16_t n = node.worker(0).TakeTx(static_cast<PortRole>(p), out);
-      rte_pktmbuf_free_bulk(out, n);
-    }
-  };
+  for (uint32_t i = 0; i < flows; ++i) frames[i] = PodToBenchService(i, services, kProtoTcp, 80, 0x10);
+  auto run_burst = [&](size_t first) { RunBurst(node, PortRole::kPods, frames, first); };
   for (size_t at = 0; at < flows; at += kBurstSize) run_burst(at);  // create the flows
   const uint64_t drops_before = node.counter(k_neighbor_miss) + node.counter(k_tx_full);
   size_t at = 0;
@@ -488,20 +499,8 @@ void BM_PipelineEstablished(benchmark::State& state) {
 void BM_PipelineReply(benchmark::State& state) {
   const uint32_t flows = static_cast<uint32_t>(state.range(0));
   NodeHarness node(Node228Model(), 1, 2 * flows + 1024);
-  rte_mbuf* out[Worker::kTxCapacity];
   auto run_burst = [&](const std::vector<std::vector<uint8_t>>& frames, size_t first) {
-    rte_mbuf* burst[kBurstSize];
-    for (uint16_t i = 0; i < kBurstSize; ++i) {
-      const auto& f = frames[(first + i) % frames.size()];
-      rte_mbuf* m = rte_pktmbuf_alloc(Pool());
-      std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
-      burst[i] = m;
-    }
-    node.worker(0).ProcessBurst(PortRole::kUplink, burst, kBurstSize, 1);
-    for (int p = 0; p < kPortRoleCount; ++p) {
-      const uint16_t n = node.worker(0).TakeTx(static_cast<PortRole>(p), out);
-      rte_pktmbuf_free_bulk(out, n);
-    }
+    RunBurst(node, PortRole::kUplink, frames, first);
   };
   // Client flows: the seed's scp SYN with a distinct source port each.
   const std::vector<uint8_t> syn = ClientSynToNodePort();
@@ -545,35 +544,15 @@ void BM_PipelineNewFlow(benchmark::State& state) {
   NodeHarness node(model, 1, capacity);
   const uint32_t flows = kNewFlowBursts * kBurstSize;
   std::vector<std::vector<uint8_t>> frames(flows);
-  for (uint32_t i = 0; i < flows; ++i) {
-    FrameSpec s;
-    s.src_mac = Mac("0a:58:0a:f4:1a:14");
-    s.dst_mac = Mac("02:00:0a:f4:1a:01");
-    s.src_ip = Ip("10.244.26.2") + (i / 60000) % 250;
-    s.dst_ip = Ip("10.112.0.0") + (i * 7919u) % services;
-    s.l4.proto = tcp ? kProtoTcp : kProtoUdp;
-    s.l4.src_port = static_cast<uint16_t>(1024 + i % 60000);
-    s.l4.dst_port = tcp ? 80 : 53;
-    s.l4.tcp_flags = 0x02;
-    frames[i] = BuildFrame(s);
-  }
-  rte_mbuf* burst[kBurstSize];
-  rte_mbuf* out[Worker::kTxCapacity];
+  for (uint32_t i = 0; i < flows; ++i)
+    frames[i] = tcp ? PodToBenchService(i, services, kProtoTcp, 80, 0x02)
+                    : PodToBenchService(i, services, kProtoUdp, 53, 0);
   size_t at = 0;
   {
     CycleCounter cc(state);
     for (auto _ : state) {
-      for (uint16_t i = 0; i < kBurstSize; ++i) {
-        const auto& f = frames[at++ % flows];
-        rte_mbuf* m = rte_pktmbuf_alloc(Pool());
-        std::memcpy(rte_pktmbuf_append(m, static_cast<uint16_t>(f.size())), f.data(), f.size());
-        burst[i] = m;
-      }
-      node.worker(0).ProcessBurst(PortRole::kPods, burst, kBurstSize, 1);
-      for (int p = 0; p < kPortRoleCount; ++p) {
-        const uint16_t n = node.worker(0).TakeTx(static_cast<PortRole>(p), out);
-        rte_pktmbuf_free_bulk(out, n);
-      }
+      RunBurst(node, PortRole::kPods, frames, at);
+      at += kBurstSize;
     }
   }
   state.counters["created"] = static_cast<double>(node.counter(k_conntrack_created));
