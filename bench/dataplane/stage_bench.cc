@@ -8,6 +8,7 @@
 #include <rte_random.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "bench/dataplane/conntrack/rte_hash_conntrack.h"
@@ -550,12 +551,22 @@ void BM_PipelineNewFlow(benchmark::State& state) {
     frames[i] = tcp ? PodToBenchService(i, services, kProtoTcp, 80, 0x02)
                     : PodToBenchService(i, services, kProtoUdp, 53, 0);
   size_t at = 0;
+  const std::vector<NodeStats> before = node.worker(0).Stats();
   {
     CycleCounter cc(state);
     for (auto _ : state) {
       RunBurst(node, PortRole::kPods, frames, at);
       at += kBurstSize;
     }
+  }
+  // Per stage, cycles a new flow (the graph's node statistics).
+  const std::vector<NodeStats> after = node.worker(0).Stats();
+  for (size_t i = 0; i < after.size() && i < before.size(); ++i) {
+    const uint64_t cycles = after[i].cycles - before[i].cycles;
+    if (cycles == 0) continue;
+    std::string name = after[i].node;
+    if (name.rfind("sluice_", 0) == 0) name = name.substr(7);
+    state.counters[name] = static_cast<double>(cycles) / flows;
   }
   state.counters["created"] = static_cast<double>(node.counter(k_conntrack_created));
   if (node.counter(k_conntrack_created) != flows || node.counter(k_service_dnat) != flows)
