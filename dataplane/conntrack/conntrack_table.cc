@@ -294,6 +294,10 @@ void ConntrackTable::LookupBulk(const FlowKey* const* keys, uint32_t n, uint32_t
 
 uint32_t ConntrackTable::Lookup(const FlowKey& key) const { return Find(key, HashKey(key)); }
 
+void ConntrackTable::PrefetchBucket(const FlowKey& key) const {
+  rte_prefetch0(&buckets_[HashKey(key) & bucket_mask_]);
+}
+
 bool ConntrackTable::FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos) const {
   uint32_t b = hash & bucket_mask_;
   for (uint32_t d = 0; d < kMaxProbe; ++d) {
@@ -390,27 +394,20 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
     if (s.free_count == 0) return {InsertStatus::kFull, kMiss};
   }
   // The entry on top of the free stack is unreachable (its grace period is
-  // over), so it is filled in before the lock; if the insert does not
-  // happen it simply stays free.
+  // over); it is filled in under the lock, after the finds, and if the
+  // insert does not happen it simply stays free.
   const uint32_t index = free_ids_[s.begin + s.free_count - 1];
   ConntrackEntry& e = entries_[index];
-  e.original = proto.original;
-  e.reply = proto.reply;
-  e.rewrite[0] = proto.rewrite[0];
-  e.rewrite[1] = proto.rewrite[1];
-  // The creator's cached egress (the original direction's, usually) comes
-  // with the entry: the flow's first packets need no route lookup.
-  e.route[0].store(proto.route[0].load(std::memory_order_relaxed), std::memory_order_relaxed);
-  e.route[1].store(proto.route[1].load(std::memory_order_relaxed), std::memory_order_relaxed);
-  e.last_seen.store(Tick(now), std::memory_order_relaxed);
-  e.state.store(0, std::memory_order_relaxed);
-  e.flags = proto.flags;
-  e.owner = static_cast<uint8_t>(worker);
   // A flow whose reply tuple is its own original (no NAT, same address and
   // port on both ends) is indexed once; its replies look like originals.
   const bool two_keys = !(proto.reply == proto.original);
   const uint32_t hash_original = HashKey(proto.original);
   const uint32_t hash_reply = HashKey(proto.reply);
+  // In a big table the reply tuple's bucket and the entry are cache misses
+  // (the original's bucket came in with the lookup): start both now, so
+  // they overlap.
+  rte_prefetch0(&buckets_[hash_reply & bucket_mask_]);
+  rte_prefetch0_write(&e);
 
   rte_spinlock_lock(&write_lock_);
   SlotPos at_original{}, at_reply{};
@@ -430,14 +427,33 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
     rte_spinlock_unlock(&write_lock_);
     return {InsertStatus::kFull, kMiss};
   }
+  // Filled here rather than before the lock: the lock's atomic instruction
+  // would wait for stores into an entry line still on its way.
+  e.original = proto.original;
+  e.reply = proto.reply;
+  e.rewrite[0] = proto.rewrite[0];
+  e.rewrite[1] = proto.rewrite[1];
+  // The creator's cached egress (the original direction's, usually) comes
+  // with the entry: the flow's first packets need no route lookup.
+  e.route[0].store(proto.route[0].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  e.route[1].store(proto.route[1].load(std::memory_order_relaxed), std::memory_order_relaxed);
+  e.last_seen.store(Tick(now), std::memory_order_relaxed);
+  e.state.store(0, std::memory_order_relaxed);
+  e.flags = proto.flags;
+  e.owner = static_cast<uint8_t>(worker);
   // Reply slot first: once the original tuple is visible, replies must
-  // already find the entry.
+  // already find the entry (the slot stores are releases: they follow the
+  // entry's stores).
   if (two_keys) Publish(hash_reply, at_reply, index | kReplyBit);
   Publish(hash_original, at_original, index);
   rte_spinlock_unlock(&write_lock_);
   --s.free_count;
   e.in_use = 1;
-  s.in_use.fetch_add(1, std::memory_order_relaxed);
+  // Only the owner writes its slice's count: a plain add, no atomic
+  // read-modify-write (which, like the lock, would wait for the stores).
+  s.in_use.store(s.in_use.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // The next insert's entry, ahead of time.
+  if (s.free_count != 0) rte_prefetch0_write(&entries_[free_ids_[s.begin + s.free_count - 1]]);
   return {InsertStatus::kCreated, index};
 }
 
@@ -470,7 +486,7 @@ bool ConntrackTable::Remove(uint16_t worker, uint32_t index) {
   // Readers may still use the entry until the grace period ends, so its
   // keys and flags stay as they are; only the owner's aging mark goes.
   e.in_use = 0;
-  s.in_use.fetch_sub(1, std::memory_order_relaxed);
+  s.in_use.store(s.in_use.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   uint32_t deferred = index;
   if (rte_rcu_qsbr_dq_enqueue(s.dq, &deferred) == 0) {
     ++s.deferred;

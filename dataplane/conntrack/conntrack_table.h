@@ -270,6 +270,11 @@ class ConntrackTable {
   // the worker's slice has no free entry, or a tuple's probe window is full.
   InsertResult Insert(uint16_t worker, const ConntrackEntry& proto, uint64_t now);
 
+  // Starts loading the bucket `key` would be looked up or inserted in (a
+  // new flow's reply tuple, as soon as it is known: in a big table it is a
+  // cache miss the insert would otherwise wait for).
+  void PrefetchBucket(const FlowKey& key) const;
+
   // Whether some flow already receives replies on this tuple (any worker).
   bool ReplyTupleInUse(const FlowKey& reply) const { return Lookup(reply) != kMiss; }
 

@@ -129,6 +129,7 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
     masq = IsHairpin(k.src_ip, ep.ip) ? MasqueradeReason::kHairpin : c.masquerade;
     e.reply.src_ip = ep.ip;
     e.reply.src_port = ep.port;
+    ctx->shared.conntrack->PrefetchBucket(e.reply);  // final unless masqueraded
     e.flags |= ConntrackEntry::kDnat;
     pp->routed = 0;  // the destination changed
   }
