@@ -298,6 +298,12 @@ void ConntrackTable::PrefetchBucket(const FlowKey& key) const {
   rte_prefetch0(&buckets_[HashKey(key) & bucket_mask_]);
 }
 
+void ConntrackTable::PrefetchNextEntries(uint16_t worker, uint32_t count) const {
+  const WorkerSlice& s = slices_[worker];
+  const uint32_t n = std::min({count, s.free_count, uint32_t{kBurstSize}});
+  for (uint32_t k = 1; k <= n; ++k) rte_prefetch0_write(&entries_[free_ids_[s.begin + s.free_count - k]]);
+}
+
 bool ConntrackTable::FindFree(uint32_t hash, const SlotPos* taken, SlotPos* pos) const {
   uint32_t b = hash & bucket_mask_;
   for (uint32_t d = 0; d < kMaxProbe; ++d) {

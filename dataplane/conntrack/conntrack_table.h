@@ -274,6 +274,9 @@ class ConntrackTable {
   // new flow's reply tuple, as soon as it is known: in a big table it is a
   // cache miss the insert would otherwise wait for).
   void PrefetchBucket(const FlowKey& key) const;
+  // Starts loading, for writing, the entries the owner's next `count`
+  // inserts will fill (at most kBurstSize).
+  void PrefetchNextEntries(uint16_t worker, uint32_t count) const;
 
   // Whether some flow already receives replies on this tuple (any worker).
   bool ReplyTupleInUse(const FlowKey& reply) const { return Lookup(reply) != kMiss; }

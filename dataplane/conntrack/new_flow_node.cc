@@ -1,16 +1,20 @@
 // new_flow: the slow path of a flow's first packet. Looks the flow up once
 // more when an earlier packet of this walk may have created it since the
 // bulk lookup (WorkerContext::created_in_walk; one another worker created
-// meanwhile is found by the insert), then applies kube-proxy's and flannel's policy
-// (dataplane/policy/): endpoint choice, masquerade and its address, and
-// creates the connection with everything its packets will need precomputed:
-// both tuples, the checksum deltas of both directions and the original
-// direction's egress.
+// meanwhile is found by the insert), then applies kube-proxy's and
+// flannel's policy (dataplane/policy/): endpoint choice, masquerade and its
+// address, and creates the connection with everything its packets will need
+// precomputed: both tuples, the checksum deltas of both directions and the
+// original direction's egress. A chunk's policy runs first and its inserts
+// after, so that their cache misses overlap.
 // In: service. Out: nat (tracked), route (needs no connection after all),
 // drop. Drops: ttl_exceeded (a flow is never created by a packet that dies
 // here, as the kernel never confirms such a connection),
 // icmp_echo_reply_untracked, service_no_endpoints, no_route, conntrack_full, conntrack_reply_clash,
 // snat_ports_exhausted.
+#include <new>
+#include <type_traits>
+
 #include "dataplane/graph/context.h"
 #include "dataplane/graph/nodes.h"
 #include "dataplane/nat/nat_rewrite.h"
@@ -88,8 +92,19 @@ uint32_t Insert(WorkerContext* ctx, rte_mbuf* m, ConntrackEntry& e, Counter* dro
   return ConntrackTable::kMiss;
 }
 
-// Returns the edge; fills pp->ct_ref.
-rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
+// A new flow between the two phases of the node: the connection to insert,
+// and what the trace tells once it is made.
+struct PendingFlow {
+  ConntrackEntry e;
+  MasqueradeReason masq = MasqueradeReason::kNone;
+  Egress egress = Egress::kNone;
+};
+static_assert(std::is_trivially_destructible_v<PendingFlow>);
+constexpr rte_edge_t kToInsert = 0xffff;  // Prepare's verdict: insert f->e
+
+// The policy of a flow's first packet, up to the insert: returns the edge,
+// or kToInsert with *f filled.
+rte_edge_t Prepare(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, PendingFlow* f) {
   const TableSet& t = *ctx->tables;
   const NodeView& n = t.node;
   const FlowKey& k = pp->meta.key;
@@ -106,10 +121,10 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
     MarkDrop(m, k_icmp_echo_reply_untracked);
     return kToDrop;
   }
-  ConntrackEntry e;
+  ConntrackEntry& e = f->e;
   e.original = k;
   e.reply = k.Reversed();  // src: the endpoint; dst: the (masqueraded) source
-  MasqueradeReason masq = MasqueradeReason::kNone;
+  MasqueradeReason& masq = f->masq;
   if (const ServiceRef svc = pp->svc; svc != kNoService) {
     const ServiceEntryKind kind = ServiceKindOf(svc);
     SLUICE_TRACE(ctx, m, kService, .a8 = static_cast<uint8_t>(kind), .a = ServiceSlotOf(svc),
@@ -163,39 +178,73 @@ rte_edge_t NewFlow(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp) {
       EncodeRouteCache(t.generation, rr.egress, rr.peer,
                        rr.egress == Egress::kUplink && rr.next_hop != e.reply.src_ip, sport),
       std::memory_order_relaxed);
+  f->egress = rr.egress;
+  return kToInsert;
+}
+
+// Inserts a prepared flow; returns the edge and fills pp->ct_ref.
+rte_edge_t Commit(WorkerContext* ctx, rte_mbuf* m, PacketPriv* pp, PendingFlow& f) {
   Counter drop = kCounterCount;
-  pp->ct_ref = Insert(ctx, m, e, &drop);
+  pp->ct_ref = Insert(ctx, m, f.e, &drop);
   if (pp->ct_ref == ConntrackTable::kMiss) {
     MarkDrop(m, drop);
     return kToDrop;
   }
   pp->created = 1;
-  if (masq != MasqueradeReason::kNone) {
+  if (f.masq != MasqueradeReason::kNone) {
     const ConntrackEntry& made = ctx->shared.conntrack->entry(pp->ct_ref);
-    SLUICE_TRACE(ctx, m, kMasquerade, .a8 = static_cast<uint8_t>(masq), .a16 = made.reply.dst_port,
-                 .a = made.reply.dst_ip, .b = static_cast<uint32_t>(rr.egress), .key = &k);
+    SLUICE_TRACE(ctx, m, kMasquerade, .a8 = static_cast<uint8_t>(f.masq),
+                 .a16 = made.reply.dst_port, .a = made.reply.dst_ip,
+                 .b = static_cast<uint32_t>(f.egress), .key = &pp->meta.key);
   }
   return kToNat;
 }
 
+// Whether the flow of `pp` exists now (made earlier in this walk: the bulk
+// lookup ran before); counts the hit.
+bool FoundAfterAll(WorkerContext* ctx, PacketPriv* pp) {
+  if (!MayHaveCreated(ctx, pp->meta.key)) return false;
+  pp->ct_ref = ctx->shared.conntrack->Lookup(pp->meta.key);
+  if (pp->ct_ref == ConntrackTable::kMiss) return false;
+  ctx->counters.Add((pp->ct_ref & ConntrackTable::kReplyBit) ? k_conntrack_hit_reply
+                                                             : k_conntrack_hit_original);
+  return true;
+}
+
+// Two phases a chunk: every packet's policy first, then the inserts, so
+// that the cache misses the inserts meet in a big table (the reply tuples'
+// buckets, prefetched by Prepare, and the entries) overlap instead of
+// coming one flow after the other.
 uint16_t NewFlowProcess(rte_graph* graph, rte_node* node, void** objs, uint16_t n) {
   WorkerContext* ctx = Ctx(node);
-  const ConntrackTable& ct = *ctx->shared.conntrack;
-  for (uint16_t i = 0; i < n; ++i) {
-    auto* m = static_cast<rte_mbuf*>(objs[i]);
-    PacketPriv* pp = Priv(m);
-    // Looked up again only when this walk may have created the flow since.
-    pp->ct_ref =
-        MayHaveCreated(ctx, pp->meta.key) ? ct.Lookup(pp->meta.key) : ConntrackTable::kMiss;
-    rte_edge_t e;
-    if (pp->ct_ref != ConntrackTable::kMiss) {
-      ctx->counters.Add((pp->ct_ref & ConntrackTable::kReplyBit) ? k_conntrack_hit_reply
-                                                                 : k_conntrack_hit_original);
-      e = kToNat;
-    } else {
-      e = NewFlow(ctx, m, pp);
+  alignas(PendingFlow) unsigned char raw[kBurstSize * sizeof(PendingFlow)];
+  auto* flows = reinterpret_cast<PendingFlow*>(raw);
+  rte_edge_t next[kBurstSize];
+  for (uint16_t base = 0; base < n; base += kBurstSize) {
+    const uint16_t end = base + kBurstSize < n ? base + kBurstSize : n;
+    uint32_t pending = 0;
+    for (uint16_t i = base; i < end; ++i) {
+      PacketPriv* pp = Priv(static_cast<rte_mbuf*>(objs[i]));
+      pp->ct_ref = ConntrackTable::kMiss;
+      if (FoundAfterAll(ctx, pp)) {
+        next[i - base] = kToNat;
+        continue;
+      }
+      PendingFlow* f = new (&flows[i - base]) PendingFlow();
+      next[i - base] = Prepare(ctx, static_cast<rte_mbuf*>(objs[i]), pp, f);
+      pending += next[i - base] == kToInsert;
     }
-    rte_node_enqueue_x1(graph, node, e, m);
+    if (pending != 0) ctx->shared.conntrack->PrefetchNextEntries(ctx->id, pending);
+    for (uint16_t i = base; i < end; ++i) {
+      rte_edge_t& e = next[i - base];
+      auto* m = static_cast<rte_mbuf*>(objs[i]);
+      // A packet of a flow an earlier one of this chunk just made is a hit.
+      if (e == kToInsert) {
+        e = FoundAfterAll(ctx, Priv(m)) ? rte_edge_t{kToNat}
+                                        : Commit(ctx, m, Priv(m), flows[i - base]);
+      }
+      rte_node_enqueue_x1(graph, node, e, m);
+    }
   }
   return n;
 }
