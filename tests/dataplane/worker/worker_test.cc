@@ -239,6 +239,34 @@ TEST_F(WorkerTest, PacketsOfANewFlowInOneBurstShareOneEntry) {
   EXPECT_EQ(node_.counter(k_conntrack_insert_raced), 0u);
 }
 
+// new_flow works a chunk of 32 at a time, policy first and inserts after:
+// a burst of more than one chunk, with a repeated flow in each, still makes
+// each flow once and forwards every packet.
+TEST_F(WorkerTest, NewFlowsAcrossChunksOfTheBurstAreEachMadeOnce) {
+  std::vector<std::vector<uint8_t>> burst;
+  for (int i = 0; i < 45; ++i) {
+    FrameSpec s;
+    s.src_mac = Mac("02:00:0a:0a:64:01");
+    s.dst_mac = Mac("02:00:0a:0a:64:e4");
+    s.src_ip = Ip(Example::kClient);
+    s.dst_ip = Ip(Example::kNode228);
+    s.l4.src_port = static_cast<uint16_t>(20000 + (i == 40 ? 3 : i));  // 40 repeats 3
+    s.l4.dst_port = Example::kNodePort;
+    burst.push_back(BuildFrame(s));
+  }
+  Outputs out = node_.Run(PortRole::kUplink, burst);
+  EXPECT_EQ(node_.counter(k_conntrack_created), 44u);
+  EXPECT_EQ(node_.counter(k_conntrack_hit_original), 1u);
+  EXPECT_EQ(node_.counter(k_conntrack_insert_raced), 0u);
+  ASSERT_EQ(out.uplink().size(), 45u);
+  std::set<uint16_t> masquerade_ports;
+  for (const auto& f : out.uplink()) {
+    EXPECT_EQ(VerifyChecksums(f, 64), "");
+    masquerade_ports.insert(ParseFrame(f, 50).src_port);
+  }
+  EXPECT_EQ(masquerade_ports.size(), 44u);
+}
+
 // The worker's own generator for endpoint and masquerade port picks: in
 // range, every value reachable, about uniform, and the same sequence from
 // the same seed (what `--seed` relies on).
