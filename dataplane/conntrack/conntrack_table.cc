@@ -458,8 +458,6 @@ ConntrackTable::InsertResult ConntrackTable::Insert(uint16_t worker, const Connt
   // Only the owner writes its slice's count: a plain add, no atomic
   // read-modify-write (which, like the lock, would wait for the stores).
   s.in_use.store(s.in_use.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  // The next insert's entry, ahead of time.
-  if (s.free_count != 0) rte_prefetch0_write(&entries_[free_ids_[s.begin + s.free_count - 1]]);
   return {InsertStatus::kCreated, index};
 }
 

@@ -32,8 +32,8 @@
 //    scalar path. Signatures are matched with SSE2 compares over the
 //    bucket's four 16-byte quarters, packed into one byte mask (bench: ~52 ->
 //    ~36 cycles per hit at 100k flows against the scalar loop, with 64-bit
-//    compares then; the packed 32-bit compares take about 8 instructions
-//    fewer a bucket); the chosen slot is then re-read with an atomic load.
+//    compares then; the packed 32-bit compares take about 6 instructions
+//    fewer a bucket, callgrind); the chosen slot is then re-read with an atomic load.
 //
 // Memory: BytesPerFlow() (entries + buckets + overflow counts + free lists
 // + defer queues + removal rings, from what was allocated): 64 + 32 + 0.5 +
