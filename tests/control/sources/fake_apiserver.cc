@@ -136,28 +136,41 @@ void FakeApiServer::Push(const std::string& path, const nlohmann::json& events) 
 }
 
 std::vector<nlohmann::json> FakeApiServer::Requests() const {
-  std::vector<nlohmann::json> out;
-  for (const std::string& line : Lines("REQUEST ")) out.push_back(nlohmann::json::parse(line));
-  return out;
+  std::lock_guard<std::mutex> lock(mu_);
+  return RequestsLocked();
 }
 
 std::vector<nlohmann::json> FakeApiServer::Requests(const std::string& path, bool watch) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return RequestsLocked(path, watch);
+}
+
+std::vector<nlohmann::json> FakeApiServer::RequestsLocked() const {
+  static const std::string kPrefix = "REQUEST ";
   std::vector<nlohmann::json> out;
-  for (nlohmann::json& r : Requests()) {
+  for (const std::string& line : lines_) {
+    if (line.rfind(kPrefix, 0) == 0)
+      out.push_back(nlohmann::json::parse(line.substr(kPrefix.size())));
+  }
+  return out;
+}
+
+std::vector<nlohmann::json> FakeApiServer::RequestsLocked(const std::string& path,
+                                                          bool watch) const {
+  std::vector<nlohmann::json> out;
+  for (nlohmann::json& r : RequestsLocked()) {
     if (r["path"] == path && r["watch"] == watch) out.push_back(std::move(r));
   }
   return out;
 }
 
+// The count and the wait share one hold of the lock, so that a request line
+// arriving between them cannot be missed (it was, when the count and the
+// wait each took the lock: the wait then waited for a line after it).
 bool FakeApiServer::WaitForRequests(const std::string& path, bool watch, size_t n,
                                     std::chrono::milliseconds timeout) const {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (Requests(path, watch).size() < n) {
-    std::unique_lock<std::mutex> lock(mu_);
-    const size_t seen = lines_.size();
-    if (!cv_.wait_until(lock, deadline, [&] { return lines_.size() != seen; })) return false;
-  }
-  return true;
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return RequestsLocked(path, watch).size() >= n; });
 }
 
 std::vector<std::string> FakeApiServer::Lines(const std::string& prefix) const {

@@ -64,6 +64,8 @@ class FakeApiServer {
   void Send(const nlohmann::json& command, bool wait_for_ack = true);
   void ReadLoop();
   bool WaitLine(const std::string& line, std::chrono::milliseconds timeout) const;
+  std::vector<nlohmann::json> RequestsLocked() const;  // mu_ held
+  std::vector<nlohmann::json> RequestsLocked(const std::string& path, bool watch) const;
 
   pid_t pid_ = -1;
   int stdin_fd_ = -1;
