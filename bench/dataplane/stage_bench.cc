@@ -452,6 +452,19 @@ std::vector<uint8_t> PodToBenchService(uint32_t i, uint32_t services, uint8_t pr
   return BuildFrame(s);
 }
 
+// Per graph stage (the node statistics), cycles a packet between two
+// snapshots, as counters named after the node.
+void StageCounters(benchmark::State& state, const std::vector<NodeStats>& before,
+                   const std::vector<NodeStats>& after, double packets) {
+  for (size_t i = 0; i < after.size() && i < before.size(); ++i) {
+    const uint64_t cycles = after[i].cycles - before[i].cycles;
+    if (cycles == 0 || packets == 0) continue;
+    std::string name = after[i].node;
+    if (name.rfind("sluice_", 0) == 0) name = name.substr(7);
+    state.counters[name] = static_cast<double>(cycles) / packets;
+  }
+}
+
 // One burst, frames[first, first + kBurstSize) (wrapping), copied into
 // mbufs and through worker 0 as arriving on `port`; what it sends is freed.
 void RunBurst(NodeHarness& node, PortRole port, const std::vector<std::vector<uint8_t>>& frames,
@@ -483,6 +496,7 @@ void BM_PipelineEstablished(benchmark::State& state) {
   for (size_t at = 0; at < flows; at += kBurstSize) run_burst(at);  // create the flows
   const uint64_t drops_before = node.counter(k_neighbor_miss) + node.counter(k_tx_full);
   size_t at = 0;
+  const std::vector<NodeStats> before = node.worker(0).Stats();
   {
     CycleCounter cc(state);
     for (auto _ : state) {
@@ -490,6 +504,8 @@ void BM_PipelineEstablished(benchmark::State& state) {
       at += kBurstSize * 977;  // jump around the flow set
     }
   }
+  StageCounters(state, before, node.worker(0).Stats(),
+                static_cast<double>(state.iterations()) * kBurstSize);
   state.counters["created"] = static_cast<double>(node.counter(k_conntrack_created));
   state.counters["drops"] =
       static_cast<double>(node.counter(k_neighbor_miss) + node.counter(k_tx_full) - drops_before);
@@ -559,15 +575,7 @@ void BM_PipelineNewFlow(benchmark::State& state) {
       at += kBurstSize;
     }
   }
-  // Per stage, cycles a new flow (the graph's node statistics).
-  const std::vector<NodeStats> after = node.worker(0).Stats();
-  for (size_t i = 0; i < after.size() && i < before.size(); ++i) {
-    const uint64_t cycles = after[i].cycles - before[i].cycles;
-    if (cycles == 0) continue;
-    std::string name = after[i].node;
-    if (name.rfind("sluice_", 0) == 0) name = name.substr(7);
-    state.counters[name] = static_cast<double>(cycles) / flows;
-  }
+  StageCounters(state, before, node.worker(0).Stats(), flows);  // cycles a new flow
   state.counters["created"] = static_cast<double>(node.counter(k_conntrack_created));
   if (node.counter(k_conntrack_created) != flows || node.counter(k_service_dnat) != flows)
     state.SkipWithError("not every packet made a DNAT flow");
