@@ -11,6 +11,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+
+# The worker graph's nodes, in a packet's order (sluice_ prefix dropped).
+STAGE_ORDER = ["rx", "classify", "arp", "vxlan_decap", "conntrack", "service", "new_flow", "nat",
+               "route", "ttl", "neighbor", "vxlan_encap", "tx", "drop"]
+
 def fmt_stats(s, unit=""):
     if not s:
         return "n/a"
@@ -402,6 +407,24 @@ def write(data, out_dir):
             continue
         add("| %s | %.1f | %.0f |" % (b["name"].replace("_median", ""), 1e9 / ips,
                                       b.get("cycles/pkt", 0)))
+    # The pipeline benchmarks' graph stages (their node statistics, cycles a
+    # packet; a new flow for BM_PipelineNewFlow).
+    staged = [b for b in data["micro"]["benchmarks"]
+              if b.get("aggregate_name") in (None, "median") and STAGE_ORDER[1] in b]
+    if staged:
+        present = [s for s in STAGE_ORDER if any(s in b for b in staged)]
+        add("")
+        add("Their graph stages (node statistics), cycles a packet (a flow for the new-flow "
+            "rows); what the stages leave of cycles/pkt is the benchmark's own mbuf "
+            "allocation, copy and free:")
+        add("")
+        add("| benchmark | " + " | ".join(present) + " | sum | cycles/pkt |")
+        add("|---|" + "---|" * (len(present) + 2))
+        for b in staged:
+            add("| %s | %s | %.0f | %.0f |" % (
+                b["name"].replace("_median", ""),
+                " | ".join("%.0f" % b[s] if s in b else "" for s in present),
+                sum(b.get(s, 0) for s in present), b.get("cycles/pkt", 0)))
     if kern:
         add("")
         add("### The kernel: kube-proxy's iptables rules (bench/kernel)")
