@@ -532,6 +532,7 @@ void BM_PipelineReply(benchmark::State& state) {
   if (replies.empty()) return state.SkipWithError("no flows created");
   const uint64_t out_before = node.counter(k_conntrack_hit_reply);
   size_t at = 0;
+  const std::vector<NodeStats> before = node.worker(0).Stats();
   {
     CycleCounter cc(state);
     for (auto _ : state) {
@@ -539,6 +540,8 @@ void BM_PipelineReply(benchmark::State& state) {
       at += kBurstSize * 977;
     }
   }
+  StageCounters(state, before, node.worker(0).Stats(),
+                static_cast<double>(state.iterations()) * kBurstSize);
   state.counters["flows"] = static_cast<double>(replies.size());
   state.counters["reply_hits"] = static_cast<double>(node.counter(k_conntrack_hit_reply) - out_before);
 }
