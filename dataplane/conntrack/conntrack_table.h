@@ -27,7 +27,9 @@
 //    key that stays in the table.
 //  - LookupBulk runs in stages across the burst: hash every key and prefetch
 //    its bucket; match signatures and prefetch the candidate entry; compare
-//    the full key with the entry's original or reply tuple. Keys that need
+//    the full key with the entry's original or reply tuple. (Hashing and
+//    prefetching in classify instead, a node ahead, was measured slower for
+//    established flows: bench/results/2026-12-02-hash-ahead.) Keys that need
 //    more (a second signature match, an overflowed bucket) finish on the
 //    scalar path. Signatures are matched with SSE2 compares over the
 //    bucket's four 16-byte quarters, packed into one byte mask (bench: ~52 ->
