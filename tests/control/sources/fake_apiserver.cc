@@ -112,18 +112,24 @@ bool FakeApiServer::WaitLine(const std::string& line, std::chrono::milliseconds 
   });
 }
 
-void FakeApiServer::Send(const nlohmann::json& command, bool wait_for_ack) {
+void FakeApiServer::Send(const nlohmann::json& command, bool wait_for_ack) const {
   const std::string text = command.dump() + "\n";
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = write(stdin_fd_, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    done += static_cast<size_t>(n);
+  int number;
+  {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    size_t done = 0;
+    while (done < text.size()) {
+      const ssize_t n = write(stdin_fd_, text.data() + done, text.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      done += static_cast<size_t>(n);
+    }
+    number = ++sent_;
   }
-  ++sent_;
-  if (wait_for_ack) WaitLine("ACK " + std::to_string(sent_), std::chrono::seconds(10));
+  if (wait_for_ack) WaitLine("ACK " + std::to_string(number), std::chrono::seconds(10));
 }
+
+void FakeApiServer::Sync() const { Send({{"op", "sync"}}); }
 
 void FakeApiServer::Respond(const std::string& path, bool watch, const nlohmann::json& response) {
   Send({{"op", "respond"}, {"path", path}, {"watch", watch}, {"response", response}});
@@ -136,11 +142,13 @@ void FakeApiServer::Push(const std::string& path, const nlohmann::json& events) 
 }
 
 std::vector<nlohmann::json> FakeApiServer::Requests() const {
+  Sync();
   std::lock_guard<std::mutex> lock(mu_);
   return RequestsLocked();
 }
 
 std::vector<nlohmann::json> FakeApiServer::Requests(const std::string& path, bool watch) const {
+  Sync();
   std::lock_guard<std::mutex> lock(mu_);
   return RequestsLocked(path, watch);
 }
@@ -174,6 +182,7 @@ bool FakeApiServer::WaitForRequests(const std::string& path, bool watch, size_t 
 }
 
 std::vector<std::string> FakeApiServer::Lines(const std::string& prefix) const {
+  Sync();
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<std::string> out;
   for (const std::string& line : lines_) {

@@ -51,17 +51,25 @@ class FakeApiServer {
   // the event starts its clock before this and loses nothing to the wait.
   void Push(const std::string& path, const nlohmann::json& events);
 
-  // The requests seen so far (path, query, watch, authorization, client_cn).
+  // The requests seen so far (path, query, watch, authorization, client_cn):
+  // every request the server had received before the call (Sync first).
   std::vector<nlohmann::json> Requests() const;
   std::vector<nlohmann::json> Requests(const std::string& path, bool watch) const;
+  // Returns once every line the server printed before it read this call's
+  // command has been collected. The server prints a request's REQUEST line
+  // before answering it, but the line reaches this process through a pipe
+  // and a reader thread, so a test that has seen the answer's effect (an
+  // update from the source) may otherwise look before the line is there.
+  void Sync() const;
   // Waits until `n` requests of path/watch have been seen.
   bool WaitForRequests(const std::string& path, bool watch, size_t n,
                        std::chrono::milliseconds timeout = std::chrono::seconds(10)) const;
-  std::vector<std::string> Lines(const std::string& prefix) const;  // e.g. "MISMATCH "
+  // The lines so far with `prefix` (e.g. "MISMATCH "), Sync first.
+  std::vector<std::string> Lines(const std::string& prefix) const;
 
  private:
   FakeApiServer() = default;
-  void Send(const nlohmann::json& command, bool wait_for_ack = true);
+  void Send(const nlohmann::json& command, bool wait_for_ack = true) const;
   void ReadLoop();
   bool WaitLine(const std::string& line, std::chrono::milliseconds timeout) const;
   std::vector<nlohmann::json> RequestsLocked() const;  // mu_ held
@@ -72,7 +80,8 @@ class FakeApiServer {
   int stdout_fd_ = -1;
   int port_ = 0;
   bool tls_ = false;
-  int sent_ = 0;
+  mutable std::mutex send_mu_;  // a command's write and its number
+  mutable int sent_ = 0;
   std::thread reader_;
   mutable std::mutex mu_;
   mutable std::condition_variable cv_;

@@ -19,6 +19,8 @@ It is driven by the test over stdin and stdout, one JSON object per line:
              on every watch of P, open now or later, whose request's
              resourceVersion is below an event's (as the API server's
              watch cache replays); see "Pushed events" below
+         {"op": "sync"}                nothing: its ACK follows every line
+                                       printed before the command was read
          {"op": "quit"}                (EOF on stdin does the same)
   stdout READY <port>                  once listening on 127.0.0.1
          ACK <n>                       after the n-th stdin command
