@@ -173,8 +173,7 @@ std::vector<nlohmann::json> FakeApiServer::RequestsLocked(const std::string& pat
 }
 
 // The count and the wait share one hold of the lock, so that a request line
-// arriving between them cannot be missed (it was, when the count and the
-// wait each took the lock: the wait then waited for a line after it).
+// arriving between them cannot be missed.
 bool FakeApiServer::WaitForRequests(const std::string& path, bool watch, size_t n,
                                     std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
